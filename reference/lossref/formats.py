@@ -1,0 +1,319 @@
+"""Binary floating-point formats: description, exact rounding, ulp and hex I/O.
+
+Four formats are described once, by precision and exponent range; everything else
+(rounding an exact number, rounding a float64 array, ulp, ulp error, hex) is derived
+from those three numbers, so float16 and bfloat16 need no special code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Union
+
+import mpmath
+import numpy as np
+
+try:  # ml_dtypes gives a real bfloat16 array type; without it bfloat16 values live in float32
+    import ml_dtypes as _ml_dtypes
+except ImportError:  # pragma: no cover - exercised by monkeypatching in tests
+    _ml_dtypes = None
+
+__all__ = [
+    "Format",
+    "FORMATS",
+    "FLOAT16",
+    "BFLOAT16",
+    "FLOAT32",
+    "FLOAT64",
+    "get_format",
+    "round_mpf",
+    "round_array",
+    "to_format_array",
+    "ulp",
+    "ulp_error",
+    "ulp_steps",
+    "to_hex",
+    "from_hex",
+    "has_ml_dtypes",
+    "as_mpf",
+]
+
+
+@dataclass(frozen=True)
+class Format:
+    """An IEEE-style binary format with round-to-nearest-even.
+
+    Attributes
+    ----------
+    name : str
+        Canonical name (``"float32"``, ``"bfloat16"``, ...).
+    precision : int
+        Significand bits, the implicit leading bit included.
+    emin : int
+        Exponent of the smallest normal number, ``2**emin``.
+    emax : int
+        Exponent of the largest binade; the largest finite value is
+        ``(2 - 2**(1 - precision)) * 2**emax``.
+    """
+
+    name: str
+    precision: int
+    emin: int
+    emax: int
+
+    @property
+    def max(self) -> float:
+        """Largest finite value."""
+        return math.ldexp(2.0 - math.ldexp(1.0, 1 - self.precision), self.emax)
+
+    @property
+    def tiny(self) -> float:
+        """Smallest positive normal value."""
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def min_subnormal(self) -> float:
+        """Smallest positive subnormal value (the ulp of zero)."""
+        return math.ldexp(1.0, self.emin - self.precision + 1)
+
+    @property
+    def eps(self) -> float:
+        """Unit roundoff ``u = 2**-precision`` (half an ulp of 1)."""
+        return math.ldexp(1.0, -self.precision)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """NumPy dtype that holds values of this format.
+
+        bfloat16 uses ``ml_dtypes.bfloat16`` when installed and float32 otherwise
+        (every bfloat16 value is exactly a float32 value).
+        """
+        if self.name == "bfloat16":
+            return np.dtype(_ml_dtypes.bfloat16) if _ml_dtypes is not None else np.dtype(np.float32)
+        return np.dtype(self.name)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+FLOAT16 = Format("float16", 11, -14, 15)
+BFLOAT16 = Format("bfloat16", 8, -126, 127)
+FLOAT32 = Format("float32", 24, -126, 127)
+FLOAT64 = Format("float64", 53, -1022, 1023)
+FORMATS = {f.name: f for f in (FLOAT16, BFLOAT16, FLOAT32, FLOAT64)}
+
+
+def has_ml_dtypes() -> bool:
+    """Whether bfloat16 arrays are real ``ml_dtypes.bfloat16`` arrays."""
+    return _ml_dtypes is not None
+
+
+FormatLike = Union[Format, str, np.dtype, type, Any]
+
+
+def get_format(fmt: FormatLike) -> Format:
+    """Return the :class:`Format` named by `fmt`.
+
+    Parameters
+    ----------
+    fmt : Format, str, numpy dtype or scalar type
+        ``"float32"``, ``np.float16``, ``np.dtype("float64")``, ``"bfloat16"``,
+        ``ml_dtypes.bfloat16`` ...
+
+    Raises
+    ------
+    TypeError
+        If `fmt` names no supported binary format.
+    """
+    if isinstance(fmt, Format):
+        return fmt
+    if isinstance(fmt, str) and fmt in FORMATS:
+        return FORMATS[fmt]
+    try:
+        name = np.dtype(fmt).name
+    except TypeError:
+        name = None
+    if name in FORMATS:
+        return FORMATS[name]
+    raise TypeError(
+        f"format {fmt!r} is not supported; expected one of {sorted(FORMATS)}"
+    )
+
+
+# --- exact rounding of one mpmath number ---------------------------------------------------
+
+
+def as_mpf(x: Any) -> mpmath.mpf:
+    """`x` as an mpmath number without rounding (``mpmath.mpf(x)`` would round an mpf
+    of higher precision to the current working precision)."""
+    if isinstance(x, mpmath.mpf):
+        return x
+    with mpmath.workprec(max(mpmath.mp.prec, 64)):  # every binary64 value is exact here
+        return mpmath.mpf(float(x) if isinstance(x, np.floating) else x)
+
+
+def round_mpf(x: mpmath.mpf, fmt: FormatLike) -> float:
+    """Round an exact mpmath number to nearest-even in `fmt`.
+
+    Works on the integer significand, so it is exact at any working precision:
+    subnormals lose low bits, values at or past the overflow threshold become ±inf,
+    NaN stays NaN. mpmath has no signed zero, so an exact zero rounds to +0.0 while a
+    tiny negative value that underflows rounds to -0.0 (IEEE).
+
+    Returns
+    -------
+    float
+        A Python float whose value is exactly representable in `fmt`.
+    """
+    f = get_format(fmt)
+    x = as_mpf(x)
+    if mpmath.isnan(x):
+        return math.nan
+    if mpmath.isinf(x):
+        return math.inf if x > 0 else -math.inf
+    sign, man, exp, bc = x._mpf_
+    if man == 0:
+        return 0.0
+    man = int(man)
+    lead = exp + bc - 1  # exponent of the leading bit
+    quantum = max(lead, f.emin) - (f.precision - 1)  # exponent of the last kept bit
+    if exp < quantum:
+        shift = quantum - exp
+        q, rem = man >> shift, man & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and q & 1):
+            q += 1
+        man, exp = q, quantum
+    if man == 0:
+        return -0.0 if sign else 0.0
+    if man.bit_length() + exp - 1 > f.emax:
+        return -math.inf if sign else math.inf
+    value = math.ldexp(man, exp)  # exact: man has at most `precision` bits
+    return -value if sign else value
+
+
+# --- vectorised rounding of float64 arrays --------------------------------------------------
+
+
+def round_array(x: np.ndarray, fmt: FormatLike) -> np.ndarray:
+    """Round a float64 array to nearest-even in `fmt`; returns float64 values.
+
+    The reference computes in float64 and calls this once at the end. It scales each
+    value so that the kept bits form an integer, rounds with ``np.rint`` (ties to even),
+    and scales back; both scalings are exact powers of two.
+    """
+    f = get_format(fmt)
+    x = np.asarray(x, dtype=np.float64)
+    if f is FLOAT64:
+        return x
+    finite = np.isfinite(x) & (x != 0)
+    _, e = np.frexp(np.where(finite, x, 1.0))
+    quantum = np.maximum(e - 1, f.emin) - (f.precision - 1)
+    r = np.ldexp(np.rint(np.ldexp(np.where(finite, x, 1.0), -quantum)), quantum)
+    r = np.where(np.abs(r) > f.max, np.copysign(np.inf, x), r)
+    # zero results keep the sign of x (IEEE underflow), non-finite and zero inputs pass through
+    r = np.where(r == 0, np.copysign(0.0, x), r)
+    return np.where(finite, r, x)
+
+
+def to_format_array(x64: np.ndarray, fmt: FormatLike) -> np.ndarray:
+    """Round float64 values into `fmt` and return them in that format's dtype."""
+    f = get_format(fmt)
+    return round_array(x64, f).astype(f.dtype)
+
+
+# --- ulp and error ---------------------------------------------------------------------------
+
+
+def _exponent(x: mpmath.mpf) -> int:
+    sign, man, exp, bc = as_mpf(x)._mpf_
+    return exp + bc - 1
+
+
+def ulp(x: Any, fmt: FormatLike) -> float:
+    """The ulp of `x` in `fmt`: the spacing of `fmt` in the binade of ``|x|``.
+
+    For zero and subnormal `x` this is the smallest subnormal; infinite and NaN `x`
+    give NaN. `x` may be a float or an exact mpmath number (the binade of an exact
+    value is its own, not that of its rounding).
+    """
+    f = get_format(fmt)
+    x = as_mpf(x)
+    if not mpmath.isfinite(x):
+        return math.nan
+    if x == 0:
+        return f.min_subnormal
+    return math.ldexp(1.0, max(_exponent(x), f.emin) - f.precision + 1)
+
+
+def ulp_error(computed: Any, exact: Any, fmt: FormatLike) -> float:
+    """Error of `computed` in ulps of the exact value, by the rules of ``spec/accuracy.md``.
+
+    * exact NaN: 0 if `computed` is NaN, else inf; computed NaN for a non-NaN exact: inf.
+    * exact value that rounds to ±inf in `fmt` (it is infinite or past the overflow
+      threshold): 0 if `computed` is that infinity, else inf.
+    * computed ±inf for an exact value that rounds to a finite one: inf.
+    * otherwise ``|computed - exact| / ulp(exact)``; signs of zero are not compared.
+    """
+    f = get_format(fmt)
+    c = float(computed)
+    with mpmath.workprec(max(mpmath.mp.prec, 64)):
+        x = as_mpf(exact)
+        if mpmath.isnan(x):
+            return 0.0 if math.isnan(c) else math.inf
+        if math.isnan(c):
+            return math.inf
+        rx = round_mpf(x, f)
+        if math.isinf(rx):
+            return 0.0 if c == rx else math.inf
+        if math.isinf(c):
+            return math.inf
+    with mpmath.workprec(113):  # the difference is rounded once, far below an ulp
+        return float(abs(mpmath.mpf(c) - x) / mpmath.mpf(ulp(x, f)))
+
+
+def _ordinal(v: float, f: Format) -> int:
+    """Integer position of a representable value among the values of `f` (0 at ±0)."""
+    if v == 0:
+        return 0
+    m, e = math.frexp(abs(v))  # abs(v) = m * 2**e, 0.5 <= m < 1
+    lead = e - 1
+    if lead < f.emin:  # subnormal: count in steps of the smallest subnormal
+        n = int(abs(v) / f.min_subnormal)
+    else:
+        steps = 1 << (f.precision - 1)
+        n = (lead - f.emin + 1) * steps + int(math.ldexp(m * 2, f.precision - 1)) - steps
+    return n if v > 0 else -n
+
+
+def ulp_steps(a: float, b: float, fmt: FormatLike) -> int:
+    """Number of representable steps between two values of `fmt` (0 when equal).
+
+    Both must be finite and representable in `fmt`; ±0 count as one value.
+    """
+    f = get_format(fmt)
+    for name, v in (("a", a), ("b", b)):
+        if not math.isfinite(v) or round_mpf(v, f) != v:
+            raise ValueError(f"{name}={v!r} is not a finite {f.name} value")
+    return abs(_ordinal(float(a), f) - _ordinal(float(b), f))
+
+
+# --- hex --------------------------------------------------------------------------------------
+
+
+def to_hex(x: Any) -> str:
+    """Exact hexadecimal text of a value of any supported format (``float.hex``)."""
+    v = float(np.float64(np.asarray(x, dtype=np.float64)))
+    if math.isnan(v):
+        return "nan"
+    return v.hex()
+
+
+def from_hex(s: str, fmt: FormatLike = FLOAT64) -> float:
+    """Parse :func:`to_hex` text; raises ``ValueError`` if the value is not exact in `fmt`."""
+    f = get_format(fmt)
+    v = float.fromhex(s) if s not in ("nan", "-nan") else math.nan
+    if math.isfinite(v) and round_mpf(v, f) != v:
+        raise ValueError(f"{s} is not exactly representable in {f.name}")
+    return v

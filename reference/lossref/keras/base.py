@@ -1,0 +1,243 @@
+"""Keras dialect machinery: dtype conversion, the rank fix, `Loss`, function objects.
+
+Keras semantics modelled here (spec/pipeline.md states each with its source):
+
+* ``Loss.__call__`` converts y_true and y_pred to ``Loss.dtype`` (default float32),
+  calls the loss function, then reduces with ``reduce_weighted_values``.
+* A loss function converts ``y_pred`` to a tensor (ints and Python lists become
+  float32, floats keep their dtype), casts ``y_true`` to y_pred's dtype, applies the
+  rank fix and then broadcasts the two like NumPy.
+* Python-float constants are "weak": rounded to the dtype they meet (``weak``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from .. import formats
+from ..formats import Format
+from ..oracle import Exact, start_precision, to_exact
+from ..reduction import (EXACT, FLOAT64, reduce_weighted_values, squeeze_or_expand_to_same_rank,
+                         standardize_reduction)
+from ..registry import LossDef, get
+
+#: ``keras.config.epsilon()`` default.
+EPSILON = 1e-7
+#: ``keras.config.floatx()`` default.
+FLOATX = formats.FLOAT32
+
+
+def weak(value: float, fmt: Format) -> float:
+    """A Python float constant as Keras materialises it next to a tensor of `fmt`."""
+    return formats.round_mpf(float(value), fmt)
+
+
+def clip_bounds(fmt: Format) -> tuple:
+    """Keras's probability clip ``[eps, 1 - eps]``: both bounds formed in double
+    (``1 - 1e-7 = 0.9999999``) and then rounded to `fmt`, so they are asymmetric and
+    the upper one is exactly 1 in float16 and bfloat16."""
+    return weak(EPSILON, fmt), weak(1.0 - EPSILON, fmt)
+
+
+def convert(x: Any, name: str, fmt: Optional[Format] = None):
+    """`x` as float64 values of `fmt`, and the format (``ops.convert_to_tensor`` rules).
+
+    Without `fmt`, float arrays keep their format and everything else becomes floatx.
+    Raises ``TypeError`` naming `name` for strings, objects and complex numbers.
+    """
+    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:  # ragged nested lists
+            raise ValueError(f"{name} is not a rectangular array: {e}") from None
+    else:
+        arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
+        raise TypeError(f"{name} must be numeric (bool, int or float); got dtype {arr.dtype}")
+    if fmt is None:
+        is_float = arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"
+        from_list = not isinstance(x, np.ndarray) and not isinstance(x, np.generic)
+        fmt = formats.get_format(arr.dtype) if is_float and not from_list else FLOATX
+    return formats.round_array(arr.astype(np.float64), fmt), fmt
+
+
+@dataclass
+class Prepared:
+    """Inputs of one loss evaluation after the dialect's conversions.
+
+    `y_true`/`y_pred` are float64 arrays holding values of `fmt`; `params` are the
+    LossDef parameters (constants already rounded the Keras way); `mask` marks the
+    per-sample entries that count (``_keras_mask`` set by the function), or None.
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    fmt: Format
+    params: Dict[str, Any] = field(default_factory=dict)
+    mask: Optional[np.ndarray] = None
+
+
+def standard_inputs(y_true, y_pred, *, broadcast: bool = True):
+    """The conversion every Keras loss function starts with (see module docstring)."""
+    p, fmt = convert(y_pred, "y_pred")
+    t, _ = convert(y_true, "y_true", fmt)
+    t, p = squeeze_or_expand_to_same_rank(t, p)
+    if broadcast:
+        try:
+            t, p = np.broadcast_arrays(t, p)
+        except ValueError:
+            raise ValueError(f"y_true shape {np.shape(t)} and y_pred shape {np.shape(p)} are "
+                             "incompatible (after Keras's rank fix they must broadcast)") from None
+    return t, p, fmt
+
+
+class KerasFunction:
+    """A Keras loss function: ``f(y_true, y_pred, **kw)`` and ``f.exact(...)``.
+
+    Built from a *preparer* with the Keras signature that returns :class:`Prepared`, and
+    the catalogue loss that computes the values.
+    """
+
+    def __init__(self, prepare: Callable[..., Prepared], loss: str) -> None:
+        functools.update_wrapper(self, prepare)
+        self._prepare = prepare
+        self._loss_name = loss
+        self.__signature__ = inspect.signature(prepare)
+
+    @property
+    def loss(self) -> LossDef:
+        return get(self._loss_name)
+
+    def prepare(self, y_true, y_pred, **kwargs) -> Prepared:
+        pr = self._prepare(y_true, y_pred, **kwargs)
+        pr.params = self.loss.bind(pr.params)
+        if self.loss.check_inputs is not None:  # domain checks of structured losses
+            self.loss.check_inputs(self.loss.name, pr.y_true, pr.y_pred)
+        elif np.ndim(pr.y_pred) == 0:
+            raise ValueError(f"{self.__name__}: inputs must have at least one axis; got scalars")
+        return pr
+
+    def values64(self, pr: Prepared) -> np.ndarray:
+        return self.loss.per_sample64(pr.y_true, pr.y_pred, pr.params)
+
+    def values_exact(self, pr: Prepared) -> Callable[[], np.ndarray]:
+        t, p = to_exact(pr.y_true), to_exact(pr.y_pred)
+        return lambda: self.loss.per_sample_exact_values(t, p, pr.params)
+
+    def __call__(self, y_true, y_pred, **kwargs) -> np.ndarray:
+        pr = self.prepare(y_true, y_pred, **kwargs)
+        return np.asarray(formats.to_format_array(self.values64(pr), pr.fmt))
+
+    def exact(self, y_true, y_pred, **kwargs) -> Exact:
+        """The exact twin: same signature, returns :class:`lossref.Exact`."""
+        pr = self.prepare(y_true, y_pred, **kwargs)
+        return Exact(self.values_exact(pr), start_prec=start_precision(pr.y_true, pr.y_pred),
+                     dtype=pr.fmt, label=f"keras.{self.__name__}")
+
+    def __repr__(self) -> str:
+        return f"<lossref.keras.losses.{self.__name__}>"
+
+
+def keras_function(loss: str) -> Callable[[Callable[..., Prepared]], KerasFunction]:
+    """Decorator: a preparer with the Keras signature becomes a :class:`KerasFunction`."""
+    return lambda prepare: KerasFunction(prepare, loss)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Loss:
+    """Base class mirroring ``keras.losses.Loss``.
+
+    Parameters
+    ----------
+    name : str, optional
+    reduction : str or None
+        One of :data:`lossref.reduction.REDUCTIONS`.
+    dtype : str or format, optional
+        Compute dtype; inputs and sample weights are converted to it. Default float32.
+    """
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None) -> None:
+        self.name = name or _snake(type(self).__name__)
+        self.reduction = standardize_reduction(reduction)
+        self._fmt = formats.get_format(dtype or FLOATX)
+
+    @property
+    def dtype(self) -> str:
+        return self._fmt.name
+
+    def call(self, y_true, y_pred) -> np.ndarray:
+        """Per-sample losses (``reduction=None`` output before weighting)."""
+        raise NotImplementedError
+
+    def _prepared(self, y_true, y_pred) -> Prepared:
+        raise NotImplementedError(f"{type(self).__name__} must implement _prepared")
+
+    def _sample_weight(self, sample_weight):
+        if sample_weight is None:
+            return None
+        return convert(sample_weight, "sample_weight", self._fmt)[0]
+
+    def _convert_inputs(self, y_true, y_pred):
+        return convert(y_true, "y_true", self._fmt)[0], convert(y_pred, "y_pred", self._fmt)[0]
+
+    def __call__(self, y_true, y_pred, sample_weight=None) -> np.ndarray:
+        pr, fn = self._prepared(*self._convert_inputs(y_true, y_pred))
+        out = reduce_weighted_values(fn.values64(pr), self.reduction,
+                                     self._sample_weight(sample_weight), pr.mask, FLOAT64)
+        return np.asarray(formats.to_format_array(out, self._fmt))
+
+    def exact(self, y_true, y_pred, sample_weight=None) -> Exact:
+        """The exact twin of ``__call__``."""
+        pr, fn = self._prepared(*self._convert_inputs(y_true, y_pred))
+        sw = self._sample_weight(sample_weight)
+        values = fn.values_exact(pr)
+        swe = None if sw is None else to_exact(sw)
+        return Exact(lambda: reduce_weighted_values(values(), self.reduction, swe, pr.mask, EXACT),
+                     start_prec=start_precision(pr.y_true, pr.y_pred, sw), dtype=self._fmt,
+                     label=f"keras.{type(self).__name__}")
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        return f"<lossref.keras.losses.{type(self).__name__} reduction={self.reduction!r}>"
+
+
+class LossFunctionWrapper(Loss):
+    """``keras.losses.LossFunctionWrapper``: a :class:`KerasFunction` with fixed kwargs."""
+
+    def __init__(self, fn: KerasFunction, reduction="sum_over_batch_size", name=None, dtype=None,
+                 **kwargs) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not isinstance(fn, KerasFunction):
+            raise TypeError("fn must be a lossref.keras.losses function")
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def _prepared(self, y_true, y_pred):
+        # y_true/y_pred are float64 values of self._fmt; hand them to the function in a
+        # container it reads as that format (bfloat16 without ml_dtypes: the values are exact)
+        t, p = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        pr = self.fn.prepare(_as_fmt(t, self._fmt), _as_fmt(p, self._fmt), **self._fn_kwargs)
+        pr.fmt = self._fmt
+        return pr, self.fn
+
+    def call(self, y_true, y_pred) -> np.ndarray:
+        pr, fn = self._prepared(*self._convert_inputs(y_true, y_pred))
+        return np.asarray(formats.to_format_array(fn.values64(pr), self._fmt))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self._fn_kwargs}
+
+
+def _as_fmt(x64: np.ndarray, fmt: Format) -> np.ndarray:
+    return np.asarray(x64).astype(fmt.dtype)

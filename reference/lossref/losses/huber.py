@@ -1,0 +1,36 @@
+"""Huber loss. Spec: spec/losses/huber.md.
+
+With ``e = p - y``: ``e^2 / 2`` where ``|e| <= delta``, else ``delta |e| - delta^2 / 2``;
+mean over the last axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..oracle import ops as x
+from ..registry import LossDef, Param, positive_float, register
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:
+    """Elementwise value in float64."""
+    a = np.abs(y_pred - y_true)
+    # delta * (|e| - delta/2): one rounding fewer than delta|e| - delta^2/2, no overflow of delta|e|
+    return np.where(a <= delta, 0.5 * np.square(a), delta * (a - 0.5 * delta))
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:
+    """The literal definition on exact values."""
+    e = y_pred - y_true
+    a = np.abs(e)
+    return x.where(a <= delta, e * e / 2, delta * a - x.div(delta * delta, 2))
+
+
+LOSS = register(LossDef(
+    name="huber",
+    summary="e^2/2 for |e| <= delta, else delta |e| - delta^2/2; mean over the last axis",
+    stage2="mean",
+    params={"delta": Param(1.0, "finite float > 0", positive_float)},
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))

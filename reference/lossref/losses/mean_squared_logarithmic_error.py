@@ -1,0 +1,40 @@
+"""Mean squared logarithmic error. Spec: spec/losses/mean_squared_logarithmic_error.md.
+
+``(log(1 + max(p, epsilon)) - log(1 + max(y, epsilon)))^2``, mean over the last axis;
+``epsilon=None`` drops the floor (NaN for arguments below -1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numerics import log1p_diff
+from ..oracle import ops as x
+from ..registry import LossDef, Param, optional_nonneg_float, register
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
+    """Elementwise value in float64."""
+    if epsilon is not None:
+        y_true, y_pred = np.maximum(y_true, epsilon), np.maximum(y_pred, epsilon)
+    # the two logs nearly cancel when p ~ y: log1p_diff keeps the difference exact in form
+    return np.square(log1p_diff(y_pred, y_true))
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
+    """The literal definition on exact values."""
+    if epsilon is not None:
+        y_true, y_pred = x.maximum(y_true, epsilon), x.maximum(y_pred, epsilon)
+    d = x.log(y_pred + 1) - x.log(y_true + 1)
+    return d * d
+
+
+LOSS = register(LossDef(
+    name="mean_squared_logarithmic_error",
+    summary="(log(1 + max(p, eps)) - log(1 + max(y, eps)))^2, mean over the last axis",
+    stage2="mean",
+    params={"epsilon": Param(1e-7, "None or float >= 0 (floor of both arguments)",
+                             optional_nonneg_float)},
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))

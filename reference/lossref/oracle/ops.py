@@ -1,0 +1,126 @@
+"""Elementwise mpmath functions on object arrays, with IEEE semantics for domain edges.
+
+Oracles are written with these as literal formulas. mpmath would return complex numbers
+for ``log(-1)`` and raise on ``1/0``; a loss's exact value follows IEEE instead (NaN
+outside the domain, ±inf for a pole), so those edges are handled here once.
+``+ - *`` and comparisons work on object arrays directly.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+__all__ = [
+    "NAN", "INF", "log", "log1p", "exp", "sqrt", "cosh", "maximum", "minimum", "div",
+    "fsum", "mean", "where",
+]
+
+NAN = mpmath.mpf("nan")
+INF = mpmath.mpf("inf")
+
+
+def _elementwise(f):
+    u = np.frompyfunc(f, 1, 1)
+
+    def apply(x):
+        return np.asarray(u(np.asarray(x, dtype=object)), dtype=object)
+
+    apply.__doc__ = f.__doc__
+    apply.__name__ = f.__name__
+    return apply
+
+
+def _log(x):
+    """Natural log; NaN below 0, -inf at 0."""
+    if mpmath.isnan(x) or x < 0:
+        return NAN
+    return mpmath.log(x)  # log(0) = -inf in mpmath
+
+
+def _log1p(x):
+    """log(1 + x); NaN below -1, -inf at -1."""
+    if mpmath.isnan(x) or x < -1:
+        return NAN
+    return mpmath.log1p(x)
+
+
+def _sqrt(x):
+    """Square root; NaN below 0."""
+    if mpmath.isnan(x) or x < 0:
+        return NAN
+    return mpmath.sqrt(x)
+
+
+log = _elementwise(_log)
+log1p = _elementwise(_log1p)
+exp = _elementwise(mpmath.exp)
+sqrt = _elementwise(_sqrt)
+cosh = _elementwise(mpmath.cosh)
+
+
+def _max2(a, b):
+    if mpmath.isnan(a) or mpmath.isnan(b):
+        return NAN
+    return a if a >= b else b
+
+
+def _min2(a, b):
+    if mpmath.isnan(a) or mpmath.isnan(b):
+        return NAN
+    return a if a <= b else b
+
+
+def _div2(a, b):
+    a, b = mpmath.mpf(a), mpmath.mpf(b)
+    if b == 0:
+        if a == 0 or mpmath.isnan(a):
+            return NAN
+        return INF if a > 0 else -INF  # mpmath has no -0, so x/0 takes the sign of x
+    return a / b
+
+
+_max_u = np.frompyfunc(_max2, 2, 1)
+_min_u = np.frompyfunc(_min2, 2, 1)
+_div_u = np.frompyfunc(_div2, 2, 1)
+
+
+def maximum(a, b) -> np.ndarray:
+    """Elementwise maximum that propagates NaN (as ``np.maximum``)."""
+    return np.asarray(_max_u(a, b), dtype=object)
+
+
+def minimum(a, b) -> np.ndarray:
+    """Elementwise minimum that propagates NaN (as ``np.minimum``)."""
+    return np.asarray(_min_u(a, b), dtype=object)
+
+
+def div(a, b) -> np.ndarray:
+    """Elementwise ``a / b`` with IEEE results for a zero divisor."""
+    return np.asarray(_div_u(a, b), dtype=object)
+
+
+def where(cond, a, b) -> np.ndarray:
+    """``np.where`` for object arrays (conditions may be object arrays of bools)."""
+    return np.asarray(np.where(np.asarray(cond, dtype=bool), a, b), dtype=object)
+
+
+def fsum(x, axis=None) -> np.ndarray:
+    """Sum along `axis` (all axes if None) with one rounding per result (``mpmath.fsum``)."""
+    x = np.asarray(x, dtype=object)
+    if axis is None:
+        return np.asarray(mpmath.fsum(x.ravel().tolist()), dtype=object)
+    x = np.moveaxis(x, axis, -1)
+    rows = x.reshape(-1, x.shape[-1]) if x.size else np.empty((int(np.prod(x.shape[:-1])), 0), object)
+    out = np.empty(rows.shape[0], dtype=object)
+    for i, r in enumerate(rows):  # the oracle may loop: it is the slow, literal definition
+        out[i] = mpmath.fsum(r.tolist())
+    return out.reshape(x.shape[:-1])
+
+
+def mean(x, axis=-1) -> np.ndarray:
+    """Mean along `axis`; an empty axis gives NaN (as ``np.mean``)."""
+    x = np.asarray(x, dtype=object)
+    n = x.shape[axis]
+    s = fsum(x, axis)
+    return div(s, np.full(s.shape, n, dtype=object)) if n else np.full(s.shape, NAN, dtype=object)

@@ -1,0 +1,252 @@
+"""Stage 2 helpers and stage 3 (batch reduction) with Keras semantics.
+
+The stage-3 rules (rank fix, mask weights, divisors, early returns) are written once in
+:func:`reduce_weighted_values` against a tiny arithmetic interface; :data:`FLOAT64`
+runs them in NumPy float64 for the reference and :data:`EXACT` in mpmath for the
+oracle, so the two cannot disagree about a rule. ``spec/pipeline.md`` states them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import formats
+from .oracle import Exact, start_precision, to_exact
+from .oracle import ops as xops
+
+__all__ = [
+    "REDUCTIONS",
+    "standardize_reduction",
+    "squeeze_or_expand_to_same_rank",
+    "reduce",
+    "reduce_weighted_values",
+    "stage2_mean",
+    "stage2_sum",
+    "FLOAT64",
+    "EXACT",
+]
+
+#: Every ``reduction`` value Keras accepts.
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
+
+_SCALE = 2.0 ** -64  # rescales a sum that overflowed although its mean is finite
+
+
+# --- stage 2 (float64 reference) ---------------------------------------------------------------
+
+
+def stage2_sum(x: np.ndarray, axis=-1) -> np.ndarray:
+    """Sum over `axis` (pairwise summation, error ≤ ⌈log2 n⌉·u·Σ|x|)."""
+    return np.sum(x, axis=axis)
+
+
+def _sum_then_divide(x: np.ndarray, axis, n) -> np.ndarray:
+    s = np.sum(x, axis=axis)
+    # A sum of finite terms can overflow although the quotient is finite: redo those scaled.
+    over = np.isinf(s)
+    if np.any(over):
+        finite_rows = np.all(np.isfinite(x), axis=axis)
+        redo = over & finite_rows
+        if np.any(redo):
+            scaled = np.sum(x * _SCALE, axis=axis) / n / _SCALE
+            s = np.where(redo, scaled * n, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s / n
+
+
+def stage2_mean(x: np.ndarray, axis=-1) -> np.ndarray:
+    """Mean over `axis`; an empty axis gives NaN as in Keras (``mean`` of nothing)."""
+    n = x.shape[axis] if x.ndim else 1
+    return _sum_then_divide(x, axis, n)
+
+
+# --- shape rules ---------------------------------------------------------------------------------
+
+
+def standardize_reduction(reduction):
+    """Return `reduction` if Keras accepts it, else raise ``ValueError`` listing the options."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction={reduction!r} is not supported; expected one of {list(REDUCTIONS)}"
+        )
+    return reduction
+
+
+def squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1: bool = True) -> Tuple:
+    """Keras's rank fix: act only when ranks differ by one and the longer ends in 1.
+
+    Then the rank-1 partner is expanded to ``(N, 1)``, or else the longer one loses its
+    last axis. In every other case both are returned unchanged.
+    """
+    r1, r2 = np.ndim(x1), np.ndim(x2)
+    if r1 == r2 + 1 and np.shape(x1)[-1] == 1:
+        if r2 == 1 and expand_rank_1:
+            x2 = np.expand_dims(x2, -1)
+        else:
+            x1 = np.squeeze(x1, -1)
+    elif r2 == r1 + 1 and np.shape(x2)[-1] == 1:
+        if r1 == 1 and expand_rank_1:
+            x1 = np.expand_dims(x1, -1)
+        else:
+            x2 = np.squeeze(x2, -1)
+    return x1, x2
+
+
+def _check_broadcast(a, b, what_a: str, what_b: str) -> None:
+    try:
+        np.broadcast_shapes(np.shape(a), np.shape(b))
+    except ValueError:
+        raise ValueError(
+            f"{what_b} of shape {np.shape(b)} does not broadcast against "
+            f"{what_a} of shape {np.shape(a)}"
+        ) from None
+
+
+# --- arithmetics ---------------------------------------------------------------------------------
+
+
+class _Float64:
+    """Reference arithmetic: NumPy float64."""
+
+    def asarray(self, x):
+        return np.asarray(x, dtype=np.float64)
+
+    def sum_all(self, x):
+        return np.asarray(np.sum(x), dtype=np.float64)
+
+    def mean_all(self, x, n):
+        """``divide_no_nan(sum(x), n)`` for an integer count `n`."""
+        if n == 0:
+            return np.asarray(0.0)
+        return np.asarray(_sum_then_divide(np.ravel(x), 0, n))
+
+    def divide_no_nan(self, a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(b == 0, 0.0, a / np.where(b == 0, 1.0, b))
+
+
+class _Exact:
+    """Oracle arithmetic: mpmath object arrays at the current working precision."""
+
+    def asarray(self, x):
+        x = np.asarray(x)
+        return x if x.dtype == object else to_exact(x)
+
+    def sum_all(self, x):
+        return xops.fsum(x)
+
+    def mean_all(self, x, n):
+        return self.divide_no_nan(self.sum_all(x), n)
+
+    def divide_no_nan(self, a, b):
+        a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+        zero = np.asarray(b == 0, dtype=bool)
+        return xops.where(zero, 0, xops.div(a, np.where(zero, 1, b)))
+
+
+FLOAT64 = _Float64()
+EXACT = _Exact()
+
+
+# --- stage 3 rules, once ---------------------------------------------------------------------------
+
+
+def _apply_mask(sample_weight, mask, reduction, ar):
+    """Merge a boolean mask into the sample weight (Keras ``apply_mask``)."""
+    if mask is None:
+        return sample_weight
+    mask = np.asarray(mask, dtype=bool)
+    if reduction in ("mean", "sum_over_batch_size"):
+        # masked means divide by the number of unmasked entries: weight total/valid
+        weight = ar.divide_no_nan(ar.asarray(np.float64(mask.size)),
+                                  ar.asarray(np.float64(np.count_nonzero(mask))))
+        float_mask = np.where(mask, weight, ar.asarray(np.float64(0.0)))
+        float_mask = ar.asarray(float_mask) if float_mask.dtype != object else float_mask
+    else:
+        float_mask = ar.asarray(mask.astype(np.float64))
+    if sample_weight is None:
+        return float_mask
+    float_mask, sample_weight = squeeze_or_expand_to_same_rank(float_mask, sample_weight)
+    _check_broadcast(sample_weight, float_mask, "sample_weight", "mask")
+    return sample_weight * float_mask
+
+
+def reduce_weighted_values(values, reduction="sum_over_batch_size", sample_weight=None,
+                           mask=None, arith=FLOAT64):
+    """Stage 3 in the given arithmetic (Keras ``reduce_weighted_values``)."""
+    reduction = standardize_reduction(reduction)
+    ar = arith
+    values = ar.asarray(values)
+    if sample_weight is not None:
+        sample_weight = ar.asarray(sample_weight)
+    if mask is not None:
+        _check_broadcast(values, mask, "values", "mask")
+    sample_weight = _apply_mask(sample_weight, mask, reduction, ar)
+    if sample_weight is not None:
+        values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
+        _check_broadcast(values, sample_weight, "per-sample loss values", "sample_weight")
+        values = values * sample_weight
+    if reduction in (None, "none") or values.shape in ((), (0,)):
+        return values
+    if reduction == "sum":
+        return ar.sum_all(values)
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        return ar.divide_no_nan(ar.sum_all(values), ar.sum_all(sample_weight))
+    return ar.mean_all(values, int(np.prod(values.shape)))
+
+
+def _result_format(values) -> formats.Format:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "f" and arr.dtype.name != "bfloat16":
+        raise TypeError(f"values must be a float array; got dtype {arr.dtype}")
+    return formats.get_format(arr.dtype)
+
+
+def reduce(values, reduction="sum_over_batch_size", sample_weight=None, mask=None) -> np.ndarray:
+    """Reduce per-sample loss values to the batch loss, exactly as Keras does.
+
+    Parameters
+    ----------
+    values : array of float
+        Per-sample losses (stage 2 output), any shape.
+    reduction : {"sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None}
+        ``"mean"`` is an alias of ``"sum_over_batch_size"``.
+    sample_weight : array_like, optional
+        Weights, rank-fixed against `values` and broadcast.
+    mask : array_like of bool, optional
+        False entries are excluded; mean-like reductions divide by the unmasked count.
+
+    Returns
+    -------
+    numpy.ndarray
+        Computed in float64 and rounded once to the dtype of `values`; 0-d unless the
+        reduction is ``"none"``/None or `values` has shape () or (0,).
+
+    Examples
+    --------
+    >>> import numpy as np, lossref
+    >>> lossref.reduce(np.array([1., 4., 9.], np.float32))
+    array(4.6666665, dtype=float32)
+    >>> lossref.reduce(np.array([1., 4., 9.]), "mean_with_sample_weight", sample_weight=[1, 1, 0])
+    array(2.5)
+    """
+    fmt = _result_format(values)
+    out = reduce_weighted_values(np.asarray(values).astype(np.float64), reduction,
+                                 sample_weight, mask, FLOAT64)
+    return np.asarray(formats.to_format_array(out, fmt))
+
+
+def _reduce_exact(values, reduction="sum_over_batch_size", sample_weight=None, mask=None) -> Exact:
+    """The exact twin of :func:`reduce`."""
+    fmt = _result_format(values)
+    v = to_exact(values)
+    w = None if sample_weight is None else to_exact(np.asarray(sample_weight, dtype=np.float64))
+    return Exact(lambda: reduce_weighted_values(v, reduction, w, mask, EXACT),
+                 start_prec=start_precision(values, sample_weight), dtype=fmt,
+                 label="reduce")
+
+
+reduce.exact = _reduce_exact

@@ -1,0 +1,211 @@
+"""The catalogue: one :class:`LossDef` per loss, the single list every consumer iterates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from . import formats
+from .oracle import Exact, start_precision, to_exact
+from .oracle import ops as xops
+from .reduction import stage2_mean, stage2_sum
+
+__all__ = ["Param", "LossDef", "register", "names", "get", "check_float_array"]
+
+_CHUNK = 1 << 18  # elements per block: bounds the float64 temporaries of large inputs
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a loss: its default and its domain.
+
+    `check` returns an error message for a bad value, or None.
+    """
+
+    default: Any
+    domain: str
+    check: Optional[Callable[[Any], Optional[str]]] = None
+
+    def validate(self, loss: str, name: str, value: Any) -> Any:
+        msg = self.check(value) if self.check else None
+        if msg:
+            raise ValueError(f"{loss}: parameter {name}={value!r} is invalid: {msg} "
+                             f"(domain: {self.domain})")
+        return value
+
+
+def positive_float(v) -> Optional[str]:
+    """Check helper: a finite float > 0."""
+    ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+    return None if ok and math.isfinite(v) and v > 0 else "expected a finite number > 0"
+
+
+def optional_nonneg_float(v) -> Optional[str]:
+    """Check helper: None or a finite float >= 0."""
+    if v is None:
+        return None
+    ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+    return None if ok and math.isfinite(v) and v >= 0 else "expected None or a finite number >= 0"
+
+
+def check_float_array(x, name: str) -> np.ndarray:
+    """`x` as an array of a supported float format, or a ``TypeError`` naming `name`."""
+    arr = np.asarray(x)
+    if arr.dtype.name == "bfloat16" or arr.dtype.kind == "f":
+        formats.get_format(arr.dtype)  # rejects float128 and friends
+        return arr
+    raise TypeError(f"{name} must be an array of float16, bfloat16, float32 or float64; "
+                    f"got dtype {arr.dtype}")
+
+
+@dataclass
+class LossDef:
+    """A loss of the catalogue: reference, oracle, parameters.
+
+    A *separable* loss gives `elementwise_ref`/`elementwise_exact` and a stage-2 kind
+    (``"mean"`` or ``"sum"`` over `axis` -1); a *structured* loss gives
+    `per_sample_ref`/`per_sample_exact` directly (stage2 ``"structured"``).
+
+    Reference callables take float64 arrays and parameters and return float64 arrays;
+    oracle callables take object arrays of exact values. Public methods take arrays of
+    any supported float format and return results in the format of `y_pred`.
+    """
+
+    name: str
+    summary: str
+    stage2: str
+    params: Mapping[str, Param] = field(default_factory=dict)
+    elementwise_ref: Optional[Callable[..., np.ndarray]] = None
+    elementwise_exact: Optional[Callable[..., np.ndarray]] = None
+    per_sample_ref: Optional[Callable[..., np.ndarray]] = None
+    per_sample_exact: Optional[Callable[..., np.ndarray]] = None
+    dialects: Dict[str, str] = field(default_factory=dict)
+    #: replaces the equal-shape check: ``check_inputs(name, y_true, y_pred)`` returns the
+    #: validated (y_true, y_pred) arrays or raises (sparse labels, structured losses)
+    check_inputs: Optional[Callable[[str, Any, Any], Tuple[np.ndarray, np.ndarray]]] = None
+
+    # -- parameters and inputs -----------------------------------------------------------------
+    def bind(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        """Defaults filled in and every value checked against its domain."""
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise TypeError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
+                            f"expected {sorted(self.params)}")
+        return {k: p.validate(self.name, k, params.get(k, p.default)) for k, p in self.params.items()}
+
+    def _inputs(self, y_true, y_pred) -> Tuple[np.ndarray, np.ndarray, formats.Format]:
+        if self.check_inputs is not None:
+            t, p = self.check_inputs(self.name, y_true, y_pred)
+            return t, p, formats.get_format(p.dtype)
+        p = check_float_array(y_pred, "y_pred")
+        t = check_float_array(y_true, "y_true")
+        if t.shape != p.shape:
+            raise ValueError(f"{self.name}: y_true shape {t.shape} and y_pred shape {p.shape} "
+                             "must be equal")
+        if p.ndim == 0:
+            raise ValueError(f"{self.name}: inputs must have at least one axis (the feature "
+                             "axis reduced by stage 2); got scalars")
+        return t, p, formats.get_format(p.dtype)
+
+    # -- reference --------------------------------------------------------------------------
+    @property
+    def separable(self) -> bool:
+        return self.stage2 in ("mean", "sum")
+
+    @property
+    def elementwise(self) -> Optional[Callable[..., np.ndarray]]:
+        """Stage 1 reference (elementwise values in y_pred's format), or None if structured."""
+        if not self.separable:
+            return None
+
+        def elementwise(y_true, y_pred, **params):
+            t, p, fmt = self._inputs(y_true, y_pred)
+            kw = self.bind(params)
+            with np.errstate(all="ignore"):
+                out = self.elementwise_ref(t.astype(np.float64), p.astype(np.float64), **kw)
+            return formats.to_format_array(out, fmt)
+
+        elementwise.exact = self._elementwise_exact_api
+        return elementwise
+
+    def per_sample64(self, t64: np.ndarray, p64: np.ndarray, kw: Mapping[str, Any]) -> np.ndarray:
+        """Stage 1+2 in float64 on float64 inputs (no final rounding), in row blocks."""
+        with np.errstate(all="ignore"):
+            if not self.separable:
+                return self.per_sample_ref(t64, p64, **kw)
+            reduce2 = stage2_mean if self.stage2 == "mean" else stage2_sum
+            d = t64.shape[-1] if t64.ndim else 1
+            if t64.size <= _CHUNK or d == 0:
+                return reduce2(self.elementwise_ref(t64, p64, **kw), axis=-1)
+            t2, p2 = t64.reshape(-1, d), p64.reshape(-1, d)
+            out = np.empty(t2.shape[0])
+            step = max(1, _CHUNK // d)
+            for i in range(0, t2.shape[0], step):  # blocks of rows, each one vectorised
+                out[i:i + step] = reduce2(self.elementwise_ref(t2[i:i + step], p2[i:i + step], **kw),
+                                          axis=-1)
+            return out.reshape(t64.shape[:-1])
+
+    def per_sample(self, y_true, y_pred, **params) -> np.ndarray:
+        """Stage 1+2 reference: one value per sample, rounded once to y_pred's format."""
+        t, p, fmt = self._inputs(y_true, y_pred)
+        kw = self.bind(params)
+        out = self.per_sample64(t.astype(np.float64), p.astype(np.float64), kw)
+        return np.asarray(formats.to_format_array(out, fmt))
+
+    # -- oracle -------------------------------------------------------------------------------
+    def per_sample_exact_values(self, t: np.ndarray, p: np.ndarray, kw: Mapping[str, Any]) -> np.ndarray:
+        """Stage 1+2 oracle on object arrays at the current working precision."""
+        if not self.separable:
+            return self.per_sample_exact(t, p, **kw)
+        e = self.elementwise_exact(t, p, **kw)
+        return xops.mean(e, -1) if self.stage2 == "mean" else xops.fsum(e, -1)
+
+    def exact(self, y_true, y_pred, **params) -> Exact:
+        """The exact twin of :meth:`per_sample`."""
+        t, p, fmt = self._inputs(y_true, y_pred)
+        kw = self.bind(params)
+        te, pe = to_exact(t), to_exact(p)
+        return Exact(lambda: self.per_sample_exact_values(te, pe, kw),
+                     start_prec=start_precision(t, p), dtype=fmt, label=self.name)
+
+    def _elementwise_exact_api(self, y_true, y_pred, **params) -> Exact:
+        t, p, fmt = self._inputs(y_true, y_pred)
+        kw = self.bind(params)
+        te, pe = to_exact(t), to_exact(p)
+        return Exact(lambda: self.elementwise_exact(te, pe, **kw),
+                     start_prec=start_precision(t, p), dtype=fmt, label=self.name)
+
+
+_CATALOGUE: Dict[str, LossDef] = {}
+
+
+def register(loss: LossDef) -> LossDef:
+    """Add `loss` to the catalogue (once per name)."""
+    if loss.name in _CATALOGUE:
+        raise ValueError(f"loss {loss.name!r} registered twice")
+    if loss.stage2 not in ("mean", "sum", "structured"):
+        raise ValueError(f"{loss.name}: stage2 must be 'mean', 'sum' or 'structured'")
+    _CATALOGUE[loss.name] = loss
+    return loss
+
+
+def names() -> list:
+    """Canonical snake_case names of every loss, sorted."""
+    _load()
+    return sorted(_CATALOGUE)
+
+
+def get(name: str) -> LossDef:
+    """The :class:`LossDef` called `name`; ``KeyError`` listing the names otherwise."""
+    _load()
+    try:
+        return _CATALOGUE[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; known losses: {', '.join(sorted(_CATALOGUE))}") from None
+
+
+def _load() -> None:
+    from . import losses  # noqa: F401  (importing registers every loss)

@@ -1,0 +1,97 @@
+"""Point selection and comparison helpers shared by the accuracy tests.
+
+Kept apart (as scipy's _mptestutils): `adversarial_*` choose inputs, the loss's oracle
+evaluates, `assert_*` compare. Every generated value is exactly representable in the
+format under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+
+from lossref import formats
+
+FORMATS = ["float16", "bfloat16", "float32", "float64"]
+
+
+def representable(values, fmt) -> np.ndarray:
+    """float64 array of `values` rounded into `fmt` (so exact in it)."""
+    return formats.round_array(np.asarray(values, dtype=np.float64), fmt)
+
+
+def in_format(values64, fmt) -> np.ndarray:
+    """Array in `fmt`'s dtype holding exactly `values64` (already representable)."""
+    return np.asarray(values64).astype(formats.get_format(fmt).dtype)
+
+
+def adversarial_residual_pairs(fmt, rng) -> tuple:
+    """(y_true, y_pred) rows of length 4 that stress regression losses in `fmt`.
+
+    Groups: tiny and subnormal residuals, huge magnitudes near overflow, near-equal
+    operands (cancellation in y - p), mixed signs and zeros, ±inf and NaN.
+    """
+    f = formats.get_format(fmt)
+    sub = f.min_subnormal
+    big = f.max
+    rows_t, rows_p = [], []
+
+    def add(t, p):
+        rows_t.append(t)
+        rows_p.append(p)
+
+    add([0.0, -0.0, 0.0, 1.0], [0.0, 0.0, -0.0, 1.0])               # exact zeros
+    add([sub, 2 * sub, -sub, f.tiny], [0.0, sub, sub, 0.0])           # subnormal residuals
+    add([1.0, 1.0 + 2 * f.eps, 3.0, -2.0],
+        [1.0 + 2 * f.eps, 1.0, 3.0 * (1 + 2 * f.eps), -2.0 * (1 - f.eps)])  # near-equal
+    add([big, -big, big / 2, 1.0], [big / 2, 0.0, -big / 4, -1.0])    # near overflow
+    add([1e-3, 1e3, -7.5, 0.1], [2e-3, 999.0, 7.5, 0.3])              # ordinary, mixed signs
+    add([math.inf, 1.0, 0.0, 2.0], [1.0, 1.0, 0.0, 2.0])              # inf
+    add([math.nan, 1.0, 0.0, 2.0], [1.0, 1.0, 0.0, 2.0])              # NaN
+    add([0.5, 2.0, 2.0 ** (f.emin + 3), 1e-2], [0.25, 1.5, 2.0 ** (f.emin + 2), 1e-2 + 1e-4])
+    r = rng.standard_normal((4, 4)) * np.exp(rng.uniform(-8, 8, (4, 4)))
+    rows_t.extend((r * 0.9).tolist())
+    rows_p.extend(r.tolist())
+    t = representable(rows_t, f)
+    p = representable(rows_p, f)
+    return t, p
+
+
+def ulp_errors(computed, exact_values, fmt) -> np.ndarray:
+    """Array of ulp errors (rules of spec/accuracy.md) elementwise."""
+    c = np.asarray(computed, dtype=np.float64).ravel()
+    x = np.asarray(exact_values, dtype=object).ravel()
+    return np.array([formats.ulp_error(ci, xi, fmt) for ci, xi in zip(c, x)]).reshape(np.shape(computed))
+
+
+def assert_ulps(computed, exact, fmt, budget, what=""):
+    """Every element of `computed` within `budget` ulps of the Exact `exact`."""
+    exact.round(fmt)  # decides the precision at which the values are final
+    vals = exact.values(exact.final_prec)
+    err = ulp_errors(computed, vals, fmt)
+    bad = np.argwhere(~(err <= budget))
+    assert bad.size == 0, (
+        f"{what} {fmt}: {len(bad)} element(s) beyond {budget} ulp; first at {bad[0].tolist()}: "
+        f"computed {np.asarray(computed, dtype=np.float64)[tuple(bad[0])]!r}, exact "
+        f"{mpmath.nstr(vals[tuple(bad[0])], 20)}, error {err[tuple(bad[0])]} ulp")
+
+
+def assert_sum_bound(computed, exact, abs_terms, fmt, k, what=""):
+    """``|computed - exact| <= k * u * abs_terms`` elementwise (float64 stage 2/3 budget).
+
+    Special values follow the ulp rules instead (NaN/inf must match exactly).
+    """
+    f = formats.get_format(fmt)
+    exact.round(fmt)
+    vals = exact.values(exact.final_prec)
+    c = np.asarray(computed, dtype=np.float64)
+    for idx in np.ndindex(c.shape):
+        xv, cv = vals[idx], float(c[idx])
+        if not mpmath.isfinite(xv) or not math.isfinite(cv) or math.isinf(formats.round_mpf(xv, f)):
+            assert formats.ulp_error(cv, xv, f) == 0, f"{what}: special value at {idx}: {cv} vs {xv}"
+            continue
+        bound = k * f.eps * float(abs_terms[idx]) + 0.5 * formats.ulp(xv, f)
+        err = float(abs(mpmath.mpf(cv) - xv))
+        assert err <= bound, f"{what} {fmt} at {idx}: error {err:.3e} > bound {bound:.3e}"
