@@ -47,6 +47,7 @@ def adversarial_residual_pairs(fmt, rng) -> tuple:
     add([1.0, 1.0 + 2 * f.eps, 3.0, -2.0],
         [1.0 + 2 * f.eps, 1.0, 3.0 * (1 + 2 * f.eps), -2.0 * (1 - f.eps)])  # near-equal
     add([big, -big, big / 2, 1.0], [big / 2, 0.0, -big / 4, -1.0])    # near overflow
+    add([big, -big, big, 0.5], [-big, big, -big / 2, 0.5])           # y - p overflows
     add([1e-3, 1e3, -7.5, 0.1], [2e-3, 999.0, 7.5, 0.3])              # ordinary, mixed signs
     add([math.inf, 1.0, 0.0, 2.0], [1.0, 1.0, 0.0, 2.0])              # inf
     add([math.nan, 1.0, 0.0, 2.0], [1.0, 1.0, 0.0, 2.0])              # NaN

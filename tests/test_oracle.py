@@ -83,7 +83,7 @@ def test_round_outputs_and_decimal():
         ctx.prec = 40
         d = decimal.Decimal(q.numerator) / decimal.Decimal(q.denominator)
     digits, exp = d.as_tuple().digits, d.adjusted()
-    want = f"{digits[0]}." + "".join(map(str, digits[1:])) + f"e{exp}"
+    want = f"{digits[0]}." + "".join(map(str, digits[1:])) + f"e{exp:+d}"
     assert e.decimal(40)[0] == want
     assert float(r[0]) == float(np.float32(float(q)))
     assert e.round("bfloat16").dtype.name in ("bfloat16", "float32")

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = [
     "LN2", "softplus", "log_sigmoid", "log_cosh", "log1p_diff", "logsumexp", "log_softmax",
-    "xlogy",
+    "xlogy", "abs_diff",
 ]
 
 LN2 = float(np.log(2.0))
@@ -59,6 +59,20 @@ def log1p_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         q = np.log1p((a - b) / (1.0 + b))
     return np.where(close, q, d)
+
+
+def abs_diff(a: np.ndarray, b: np.ndarray):
+    """``|a - b|`` and, for entries where that overflows although a and b are finite,
+    the exact half ``|a/2 - b/2|`` with a flag, so callers can finish the formula scaled.
+
+    Returns ``(d, half, overflowed)``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    d = np.abs(a - b)
+    overflowed = np.isinf(d) & np.isfinite(a) & np.isfinite(b)
+    half = np.abs(0.5 * a - 0.5 * b)
+    return d, half, overflowed
 
 
 def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -44,16 +44,13 @@ def stage2_sum(x: np.ndarray, axis=-1) -> np.ndarray:
 
 def _sum_then_divide(x: np.ndarray, axis, n) -> np.ndarray:
     s = np.sum(x, axis=axis)
-    # A sum of finite terms can overflow although the quotient is finite: redo those scaled.
-    over = np.isinf(s)
-    if np.any(over):
-        finite_rows = np.all(np.isfinite(x), axis=axis)
-        redo = over & finite_rows
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        q = s / n
+        # A sum of finite terms can overflow although the quotient is finite: redo those scaled.
+        redo = np.isinf(s) & np.all(np.isfinite(x), axis=axis)
         if np.any(redo):
-            scaled = np.sum(x * _SCALE, axis=axis) / n / _SCALE
-            s = np.where(redo, scaled * n, s)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s / n
+            q = np.where(redo, np.sum(x * _SCALE, axis=axis) / n / _SCALE, q)
+    return q
 
 
 def stage2_mean(x: np.ndarray, axis=-1) -> np.ndarray:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..numerics import abs_diff
 from ..oracle import ops as x
 from ..registry import LossDef, Param, positive_float, register
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:
     """Elementwise value in float64."""
-    a = np.abs(y_pred - y_true)
-    # delta * (|e| - delta/2): one rounding fewer than delta|e| - delta^2/2, no overflow of delta|e|
-    return np.where(a <= delta, 0.5 * np.square(a), delta * (a - 0.5 * delta))
+    a, half, over = abs_diff(y_pred, y_true)
+    # delta * (|e| - delta/2): one rounding fewer than delta|e| - delta^2/2
+    linear = delta * (a - 0.5 * delta)
+    # |e| itself overflowed: delta|e| may still be finite for delta < 1, so use the exact half
+    linear = np.where(over, (2.0 * delta) * half - 0.5 * delta * delta, linear)
+    return np.where(a <= delta, 0.5 * np.square(a), linear)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:

@@ -38,7 +38,7 @@ def to_exact(x: np.ndarray) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
         raise TypeError(f"cannot take exact values of dtype {arr.dtype}")
-    with mpmath.workprec(64):
+    with mpmath.workprec(64), np.errstate(invalid="ignore"):
         out = _to_mpf(arr.astype(np.float64))
     return np.asarray(out, dtype=object).reshape(arr.shape)
 
@@ -166,6 +166,7 @@ def _differ(a, b) -> np.ndarray:
 
 
 def _decimal(x, digits: int) -> str:
+    """``d.ddd…e±N`` with exactly `digits` significant digits (``0``, ``nan``, ``±inf`` aside)."""
     if mpmath.isnan(x):
         return "nan"
     if mpmath.isinf(x):
@@ -173,5 +174,6 @@ def _decimal(x, digits: int) -> str:
     if x == 0:
         return "0"
     # to_str rounds the binary value correctly to `digits` decimal digits
-    return mpmath.libmp.to_str(as_mpf(x)._mpf_, digits, strip_zeros=False,
-                               min_fixed=1, max_fixed=0)
+    s = mpmath.libmp.to_str(as_mpf(x)._mpf_, digits, strip_zeros=False, min_fixed=1, max_fixed=0)
+    mant, _, exp = s.partition("e")
+    return f"{mant}e{int(exp or 0):+d}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
+from ..formats import as_mpf
+
 __all__ = [
     "NAN", "INF", "log", "log1p", "exp", "sqrt", "cosh", "maximum", "minimum", "div",
     "fsum", "mean", "where",
@@ -59,16 +61,19 @@ sqrt = _elementwise(_sqrt)
 cosh = _elementwise(mpmath.cosh)
 
 
+# Results are always mpf: a Python float let through would make later arithmetic binary64.
+
+
 def _max2(a, b):
     if mpmath.isnan(a) or mpmath.isnan(b):
         return NAN
-    return a if a >= b else b
+    return as_mpf(a if a >= b else b)
 
 
 def _min2(a, b):
     if mpmath.isnan(a) or mpmath.isnan(b):
         return NAN
-    return a if a <= b else b
+    return as_mpf(a if a <= b else b)
 
 
 def _div2(a, b):
@@ -80,6 +85,7 @@ def _div2(a, b):
     return a / b
 
 
+_as_mpf_u = np.frompyfunc(as_mpf, 1, 1)
 _max_u = np.frompyfunc(_max2, 2, 1)
 _min_u = np.frompyfunc(_min2, 2, 1)
 _div_u = np.frompyfunc(_div2, 2, 1)
@@ -102,7 +108,8 @@ def div(a, b) -> np.ndarray:
 
 def where(cond, a, b) -> np.ndarray:
     """``np.where`` for object arrays (conditions may be object arrays of bools)."""
-    return np.asarray(np.where(np.asarray(cond, dtype=bool), a, b), dtype=object)
+    out = np.asarray(np.where(np.asarray(cond, dtype=bool), a, b), dtype=object)
+    return np.asarray(_as_mpf_u(out), dtype=object).reshape(out.shape)
 
 
 def fsum(x, axis=None) -> np.ndarray:
