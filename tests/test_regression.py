@@ -91,7 +91,7 @@ def _independent(name, params, y, p):
         return a - mpmath.log(2) + mpmath.log1p(mpmath.exp(-2 * a))  # cosh = e^a (1 + e^-2a) / 2
 
 
-@pytest.mark.parametrize("fmt", ["float16", "float64"])
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name, params", CASES)
 def test_oracle_matches_independent_evaluation(name, params, fmt):
     L = lossref.get(name)
@@ -173,6 +173,7 @@ def test_seed_example():
     assert K.mean_squared_error(y_true, y_pred).tolist() == [1.0, 1.0]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_keras_constants_are_rounded_like_keras(keras):
     # y = 0: MAPE divides by eps rounded to y_pred's dtype; float16 eps is 2^-23
     y = np.zeros((1, 1), np.float16)

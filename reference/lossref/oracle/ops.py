@@ -28,7 +28,9 @@ def _elementwise(f):
     def apply(x):
         return np.asarray(u(np.asarray(x, dtype=object)), dtype=object)
 
-    apply.__doc__ = f.__doc__
+    # mpmath's own docstrings carry doctests of their own: keep only our first line
+    apply.__doc__ = (f.__doc__ or "").strip().splitlines()[0] if f.__module__.startswith("lossref") \
+        else f"Elementwise mpmath.{f.__name__} on object arrays."
     apply.__name__ = f.__name__
     return apply
 
