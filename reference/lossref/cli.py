@@ -133,12 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=[r for r in reduction.REDUCTIONS if r is not None],
                         help="stage 3 applied to the per-sample values (default none)")
     p_eval.set_defaults(func=_cmd_eval)
+
+    from .diff.cli import register_commands as _register_diff
+    _register_diff(sub)
     return ap
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``lossref`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except UsageError as e:

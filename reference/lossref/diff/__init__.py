@@ -1,0 +1,1 @@
+"""Differential testing of real frameworks against the oracle (``lossref diff``)."""

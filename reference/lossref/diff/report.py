@@ -1,0 +1,145 @@
+"""Reports of a differential run: ``report.json``, ``report.md`` and ``index.html``.
+
+The JSON schema is ``spec/report.schema.json``. Rows and findings are flat lists, each
+entry naming its backend; ``backends`` describes each backend's run.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import defaultdict
+from typing import Any, Dict, List, Optional
+
+from .. import SPEC_VERSION, __version__
+from . import compare
+
+SCHEMA_ID = "lossref-diff-report/1"
+
+
+def combine(reports: List[Dict[str, Any]], command: str, framework: str = "keras") -> Dict[str, Any]:
+    """One JSON document for every backend of the run."""
+    rows, findings, backends = [], [], []
+    versions = sorted({r.get("framework_version") for r in reports if r.get("framework_version")})
+    for r in reports:
+        backends.append({k: r.get(k) for k in ("backend", "framework_version", "versions", "cases", "error")})
+        rows += [dict(row, backend=r["backend"]) for row in r["rows"]]
+        findings += [dict(f, backend=r["backend"]) for f in r["findings"]]
+    return {
+        "schema": SCHEMA_ID, "framework": framework,
+        "framework_version": versions[0] if len(versions) == 1 else (versions or [None])[0],
+        "backend": [r["backend"] for r in reports],
+        "lossref_version": __version__, "spec_version": SPEC_VERSION, "command": command,
+        "backends": backends, "rows": rows, "findings": findings,
+    }
+
+
+def _cells(rows: List[Dict[str, Any]], backend: str):
+    table: Dict[str, Dict[str, List[Dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["backend"] == backend:
+            table[r["loss"]][r["dtype"]].append(r)
+    return table
+
+
+def _cell_text(rs: List[Dict[str, Any]]) -> str:
+    if not rs:
+        return "–"
+    st = compare.worst_status([r["status"] for r in rs])
+    ulps = [r["max_ulp"] for r in rs if r["max_ulp"] is not None]
+    m = "inf" if "inf" in ulps else (max(ulps) if ulps else 0)
+    return f"{st} ({m if isinstance(m, str) else f'{m:.3g}'})"
+
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> None:
+    out = [f"# lossref differential report: {doc['framework']}", "",
+           f"lossref {doc['lossref_version']} (spec {doc['spec_version']}); command: `{doc['command']}`", "",
+           "Cells: worst status over every output and parameter set, and the largest error in ulps "
+           "of the exact value. Statuses: exact · faithful (≤ 1 ulp) · within-budget · inaccurate · "
+           "mismatch (another convention, shape, dtype or special value) · error.", ""]
+    for b in doc["backends"]:
+        out.append(f"## backend `{b['backend']}` — {doc['framework']} {b.get('framework_version') or '?'}")
+        out.append("")
+        if b.get("error"):
+            out += [f"Could not run: {b['error']}", ""]
+            continue
+        table = _cells(doc["rows"], b["backend"])
+        out.append("| loss | " + " | ".join(DTYPES) + " |")
+        out.append("|---|" + "---|" * len(DTYPES))
+        for loss in sorted(table):
+            out.append(f"| {loss} | " + " | ".join(_cell_text(table[loss].get(d, [])) for d in DTYPES) + " |")
+        out.append("")
+    fs = doc["findings"]
+    out.append(f"## Findings ({len(fs)}), worst first")
+    out.append("")
+    for f in fs[:max_findings]:
+        out += [f"### {f['backend']}: {f['summary']}", "",
+                f"kind **{f['kind']}** ({f.get('detail')}), {f['cases']} case(s), params `{json.dumps(f['params'])}`, "
+                f"worst case `{f['case_id']}`", "", "```python", f["reproducer"].rstrip(), "```", ""]
+    if len(fs) > max_findings:
+        out.append(f"… {len(fs) - max_findings} more in report.json.")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(out) + "\n")
+
+
+_STATUS_COLOUR = {"exact": "#c8e6c9", "faithful": "#dcedc8", "within-budget": "#f0f4c3",
+                  "inaccurate": "#ffe0b2", "mismatch": "#ffcdd2", "error": "#e1bee7"}
+
+
+def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] = None,
+               max_findings: int = 60) -> None:
+    """The Markdown report's content as a page, with the sweep plots (PNG files) inline."""
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>lossref diff: {e(doc['framework'])}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 8px;font-size:13px}"
+             "pre{background:#f5f5f5;padding:8px;overflow-x:auto;font-size:12px}img{max-width:100%}</style>",
+             "</head><body>",
+             f"<h1>lossref differential report: {e(doc['framework'])}</h1>",
+             f"<p>lossref {e(doc['lossref_version'])} (spec {e(doc['spec_version'])}); "
+             f"command: <code>{e(doc['command'])}</code></p>"]
+    for b in doc["backends"]:
+        parts.append(f"<h2>backend {e(b['backend'])} — {e(doc['framework'])} {e(str(b.get('framework_version')))}</h2>")
+        if b.get("error"):
+            parts.append(f"<p>Could not run: {e(b['error'])}</p>")
+            continue
+        table = _cells(doc["rows"], b["backend"])
+        parts.append("<table><tr><th>loss</th>" + "".join(f"<th>{d}</th>" for d in DTYPES) + "</tr>")
+        for loss in sorted(table):
+            cells = []
+            for d in DTYPES:
+                rs = table[loss].get(d, [])
+                st = compare.worst_status([r["status"] for r in rs]) if rs else None
+                cells.append(f"<td style='background:{_STATUS_COLOUR.get(st, '#fff')}'>{e(_cell_text(rs))}</td>")
+            parts.append(f"<tr><td>{e(loss)}</td>{''.join(cells)}</tr>")
+        parts.append("</table>")
+    if plots:
+        parts.append("<h2>Where it breaks: ulp error along one-dimensional sweeps</h2>")
+        for title, png in plots.items():
+            parts.append(f"<h3>{e(title)}</h3><img src='{e(png)}' alt='{e(title)}'>")
+    fs = doc["findings"]
+    parts.append(f"<h2>Findings ({len(fs)}), worst first</h2>")
+    for f in fs[:max_findings]:
+        parts.append(f"<h3>{e(f['backend'])}: {e(f['summary'])}</h3>"
+                     f"<p>kind <b>{e(f['kind'])}</b> ({e(str(f.get('detail')))}), {f['cases']} case(s), "
+                     f"worst case <code>{e(f['case_id'])}</code></p><pre>{e(f['reproducer'])}</pre>")
+    parts.append("</body></html>")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(parts) + "\n")
+
+
+def write_all(doc: Dict[str, Any], out_dir: str, plots: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {k: os.path.join(out_dir, v) for k, v in
+             (("json", "report.json"), ("md", "report.md"), ("html", "index.html"))}
+    with open(paths["json"], "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    write_markdown(doc, paths["md"])
+    write_html(doc, paths["html"], plots)
+    return paths

@@ -1,0 +1,293 @@
+"""`lossref diff`: run a real framework against the oracle and classify every difference.
+
+Each backend runs in a subprocess of its own (:mod:`lossref.diff.worker`; a Keras backend
+is process-global). Cases are golden-vector records; the worker returns the framework's
+outputs, this module compares them with the recorded exact values, groups them into rows
+(loss, dtype, output, parameters) and findings, and writes the reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from .. import __version__, SPEC_VERSION, formats
+from . import compare
+
+BACKENDS = ("numpy", "jax", "torch", "tensorflow")
+#: modules each Keras backend needs (Keras's numpy backend imports jax and scipy too)
+_BACKEND_MODULES = {"numpy": ("keras", "jax", "scipy"), "jax": ("keras", "jax"),
+                    "torch": ("keras", "torch"), "tensorflow": ("keras", "tensorflow")}
+
+
+def installed_backends() -> List[str]:
+    """Keras backends whose modules are importable here."""
+    return [b for b, mods in _BACKEND_MODULES.items()
+            if all(importlib.util.find_spec(m) is not None for m in mods)]
+
+
+def keras_names() -> Dict[str, Dict[str, str]]:
+    """Loss name -> {"function": ..., "class": ...} in ``keras.losses``."""
+    from ..cli import dialect_exposure
+
+    out: Dict[str, Dict[str, str]] = {}
+    for loss, exposed in dialect_exposure().items():
+        d: Dict[str, str] = {}
+        for e in exposed:
+            attr = e.split(".", 1)[1]
+            d["class" if attr[0].isupper() else "function"] = attr
+        out[loss] = d
+    return out
+
+
+def expected_dtype(case: Dict[str, Any], output: str) -> str:
+    """The dtype the Keras dialect gives this output (functions may promote, classes
+    return their ``dtype``)."""
+    if output != "per_sample":
+        return case["dtype"]
+    from ..keras import losses as K
+
+    names = keras_names()[case["loss"]]
+    fn = getattr(K, names["function"])
+    dt = formats.get_format(case["dtype"]).dtype
+    ins = case["inputs"]
+    t = compare.decode_hex(ins["y_true"]["hex"]).reshape(ins["y_true"]["shape"]).astype(dt)
+    p = compare.decode_hex(ins["y_pred"]["hex"]).reshape(ins["y_pred"]["shape"]).astype(dt)
+    try:
+        pr = fn.prepare(t, p, **(case.get("params") or {}))
+    except Exception:
+        return case["dtype"]
+    return pr.fmt.name
+
+
+def _n_terms(case: Dict[str, Any], output: str) -> int:
+    shape = case["inputs"]["y_pred"]["shape"]
+    if output == "per_sample" or output == "none":
+        return int(shape[-1]) if shape else 1
+    return int(np.prod(shape)) if shape else 1
+
+
+# --- running a backend ---------------------------------------------------------------------
+
+
+def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0,
+                workdir: Optional[str] = None, progress=None) -> Dict[str, Any]:
+    """Run `cases` through Keras on `backend`; returns header info and results by id.
+
+    A worker that dies (segfault, out of memory) is restarted after the case it was on,
+    which is recorded as an ``error``.
+    """
+    names = keras_names()
+    workdir = workdir or tempfile.mkdtemp(prefix="lossref-diff-")
+    results: Dict[str, Dict[str, Any]] = {}
+    header: Dict[str, Any] = {}
+    todo = [dict(c, keras=names[c["loss"]]) for c in cases]
+    attempt = 0
+    while todo:
+        attempt += 1
+        cin = os.path.join(workdir, f"{backend}-cases-{attempt}.jsonl")
+        cout = os.path.join(workdir, f"{backend}-results-{attempt}.jsonl")
+        with open(cin, "w", encoding="utf-8") as f:
+            for c in todo:
+                f.write(json.dumps(c) + "\n")
+        env = dict(os.environ, KERAS_BACKEND=backend, PYTHONWARNINGS="ignore")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        proc = subprocess.run([sys.executable, "-m", "lossref.diff.worker", "--backend", backend,
+                               "--cases", cin, "--out", cout, "--timeout", str(timeout)],
+                              env=env, capture_output=True, text=True)
+        lines = []
+        if os.path.exists(cout):
+            with open(cout, encoding="utf-8") as f:
+                lines = [json.loads(x) for x in f if x.strip()]
+        if not lines or "error" in lines[0] and lines[0].get("header"):
+            why = lines[0]["error"] if lines else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"header": {"backend": backend, "error": why}, "results": {}}
+        header = lines[0]
+        done = {r["id"]: r for r in lines[1:]}
+        results.update(done)
+        if progress:
+            progress(len(done))
+        rest = [c for c in todo if c["id"] not in done]
+        if rest and proc.returncode != 0:
+            crashed = rest[0]
+            tail = (proc.stderr.strip().splitlines() or [""])[-1]
+            results[crashed["id"]] = {"id": crashed["id"], "kind": "crash",
+                                      "error": f"worker died (exit {proc.returncode}) {tail}".strip()}
+            rest = rest[1:]
+        elif rest:  # exited cleanly without finishing: should not happen
+            for c in rest:
+                results[c["id"]] = {"id": c["id"], "kind": "crash", "error": "no result returned"}
+            rest = []
+        todo = rest
+    return {"header": header, "results": results}
+
+
+# --- comparison and grouping -----------------------------------------------------------------
+
+
+def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One record per (case, output): status, ulp error and the summary of the worst value."""
+    records = []
+    for case in cases:
+        res = results.get(case["id"], {"error": "no result", "kind": "crash"})
+        fmt = formats.get_format(case["dtype"])
+        outputs = {"per_sample": case["expected"]["per_sample"]}
+        for r, exp in case["expected"].get("reductions", {}).items():
+            outputs[r] = exp
+        for name, exp in outputs.items():
+            base = {"case": case, "output": name}
+            if "error" in res:
+                records.append({**base, "status": "error", "kind": res.get("kind", "exception"),
+                                "summary": res["error"], "ulp": None})
+                continue
+            got = res["per_sample"] if name == "per_sample" else res.get("reductions", {}).get(name)
+            cmp = compare.compare_output(exp, got, fmt, expected_dtype(case, name), _n_terms(case, name))
+            records.append({**base, **cmp})
+    return records
+
+
+def _params_key(params: Optional[dict]) -> str:
+    return json.dumps(params or {}, sort_keys=True)
+
+
+def build_rows(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Aggregate per (loss, dtype, output, params)."""
+    groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        c = r["case"]
+        groups[(c["loss"], c["dtype"], r["output"], _params_key(c.get("params")))].append(r)
+    rows = []
+    for (loss, dtype, output, pk), rs in sorted(groups.items()):
+        ulps = [r["ulp"] for r in rs if r.get("ulp") is not None]
+        finite = [u for u in ulps if not math.isinf(u)]
+        rows.append({
+            "loss": loss, "dtype": dtype,
+            "reduction": None if output == "per_sample" else output,
+            "params": json.loads(pk), "cases": len(rs),
+            "max_ulp": _json_num(max(ulps) if ulps else 0.0),
+            "p99_ulp": _json_num(compare.p99(finite)),
+            "status": compare.worst_status([r["status"] for r in rs]),
+        })
+    return rows
+
+
+def _json_num(x: float):
+    if x is None:
+        return None
+    return "inf" if math.isinf(x) else round(float(x), 4)
+
+
+def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) -> List[Dict[str, Any]]:
+    """One finding per (loss, dtype, output, params, kind), carrying its worst case."""
+    bad = [r for r in records if r["status"] in ("inaccurate", "mismatch", "error")]
+    groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
+    for r in bad:
+        c = r["case"]
+        groups[(c["loss"], c["dtype"], r["output"], _params_key(c.get("params")), r["status"],
+                r.get("kind", r["status"]))].append(r)
+    findings = []
+    for (loss, dtype, output, pk, status, kind), rs in groups.items():
+        worst = max(rs, key=lambda r: (r["ulp"] if r.get("ulp") is not None else math.inf))
+        c = worst["case"]
+        findings.append({
+            "loss": loss, "dtype": dtype, "kind": status, "detail": kind,
+            "reduction": None if output == "per_sample" else output,
+            "params": json.loads(pk), "cases": len(rs),
+            "max_ulp": _json_num(worst.get("ulp")),
+            "summary": f"{loss} {dtype} {output}: {worst.get('summary', status)}",
+            "case_id": c["id"],
+            "worst_case": {"inputs": c["inputs"], "params": c.get("params") or {},
+                           "output": output, "expected": _expected_of(c, output)},
+            "reproducer": reproducer(c, output, backend),
+        })
+    findings.sort(key=lambda f: (compare.RANK[f["kind"]], _sort_ulp(f["max_ulp"])), reverse=True)
+    return findings
+
+
+def _sort_ulp(u) -> float:
+    return math.inf if u in (None, "inf") else float(u)
+
+
+def _expected_of(case, output):
+    return case["expected"]["per_sample"] if output == "per_sample" else case["expected"]["reductions"][output]
+
+
+def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
+    """A self-contained snippet (the framework and NumPy only) that shows the finding."""
+    names = keras_names()[case["loss"]]
+    ins = case["inputs"]
+    dt = case["dtype"]
+    lines = ["import os", f"os.environ['KERAS_BACKEND'] = {backend!r}", "import numpy as np", "import keras"]
+    if dt == "bfloat16":
+        lines += ["import ml_dtypes", "DT = ml_dtypes.bfloat16"]
+    else:
+        lines += [f"DT = np.{dt}"]
+    lines += ["", "def arr(hexes, shape):",
+              "    v = [float('nan') if h == 'nan' else float.fromhex(h) for h in hexes]",
+              "    return np.array(v, dtype=np.float64).reshape(shape).astype(DT)", ""]
+    for k in ("y_true", "y_pred", "sample_weight"):
+        a = ins.get(k)
+        lines.append(f"{k} = None" if a is None else f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r})")
+    params = case.get("params") or {}
+    kw = "".join(f", {k}={v!r}" for k, v in params.items())
+    if output == "per_sample":
+        lines.append(f"out = keras.losses.{names['function']}(y_true, y_pred{kw})")
+    else:
+        red = None if output == "none" else output
+        lines.append(f"loss = keras.losses.{names['class']}(reduction={red!r}, dtype={dt!r}{kw})")
+        lines.append("out = loss(y_true, y_pred, sample_weight=sample_weight)")
+    exp = _expected_of(case, output)
+    dec = exp["decimal"] if isinstance(exp["decimal"], list) else [exp["decimal"]]
+    lines += ["out = np.asarray(keras.ops.convert_to_numpy(out)).astype(np.float64).ravel()",
+              f"exact = {dec!r}  # lossref oracle, 40 significant digits",
+              "print('framework:', [repr(float(v)) for v in out])",
+              "print('exact    :', exact)"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+def run(cases: List[Dict[str, Any]], backends: Sequence[str], *, timeout: float = 30.0,
+        framework: str = "keras", progress_factory=None) -> List[Dict[str, Any]]:
+    """Run every backend; returns one report dict per backend."""
+    reports = []
+    for b in backends:
+        bar = progress_factory(b, len(cases)) if progress_factory else None
+        out = run_backend(b, cases, timeout=timeout, progress=(bar.update if bar else None))
+        if bar:
+            bar.close()
+        header = out["header"]
+        if "error" in header and not out["results"]:
+            reports.append({"framework": framework, "backend": b, "framework_version": None,
+                            "lossref_version": __version__, "spec_version": SPEC_VERSION,
+                            "error": header["error"], "rows": [], "findings": [], "cases": len(cases)})
+            continue
+        records = evaluate(cases, out["results"])
+        reports.append({
+            "framework": framework, "backend": header.get("backend", b),
+            "framework_version": header.get("framework_version"),
+            "versions": header.get("versions", {}),
+            "lossref_version": __version__, "spec_version": SPEC_VERSION,
+            "cases": len(cases),
+            "rows": build_rows(records),
+            "findings": build_findings(records, framework, b),
+        })
+    return reports
+
+
+def exit_code(reports: Iterable[Dict[str, Any]]) -> int:
+    """1 when any finding is inaccurate, mismatch or error (or a backend could not run)."""
+    for r in reports:
+        if r.get("error") or r["findings"]:
+            return 1
+    return 0

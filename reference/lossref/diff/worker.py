@@ -1,0 +1,150 @@
+"""Runs cases through a real framework, inside a subprocess of its own.
+
+Protocol: ``python -m lossref.diff.worker --framework keras --backend B --cases IN --out OUT
+--timeout S``. IN holds one case a line (the golden-vector format); OUT receives one result
+a line, in order, flushed after each case, so the parent can tell where a crashed worker
+stopped. The first line of OUT is a header with the framework's version.
+
+This module imports the framework; nothing else in lossref does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+
+import numpy as np
+
+
+class CaseTimeout(Exception):
+    """A case ran past its time limit."""
+
+
+def _decode(arr: dict | None, dtype):
+    if arr is None:
+        return None
+    vals = [float.fromhex(h) if h not in ("nan", "-nan") else math.nan for h in arr["hex"]]
+    return np.asarray(vals, dtype=np.float64).reshape(arr["shape"]).astype(dtype)
+
+
+def _np_dtype(name: str):
+    if name == "bfloat16":
+        import ml_dtypes
+        return ml_dtypes.bfloat16
+    return np.dtype(name)
+
+
+def _encode(x) -> dict:
+    a = np.asarray(x)
+    dtype = str(a.dtype)
+    flat = a.astype(np.float64).ravel()
+    return {"shape": list(a.shape), "dtype": dtype,
+            "hex": ["nan" if math.isnan(v) else float(v).hex() for v in flat]}
+
+
+class KerasAdapter:
+    """keras.losses on the backend chosen by KERAS_BACKEND (set before import)."""
+
+    def __init__(self, backend: str) -> None:
+        os.environ["KERAS_BACKEND"] = backend
+        import keras  # noqa: F401  (the backend is fixed at import)
+
+        self.keras = keras
+        self.backend = keras.backend.backend()
+        self.version = keras.__version__
+        self.versions = {"keras": keras.__version__, "numpy": np.__version__}
+        mod = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}.get(self.backend)
+        if mod:
+            self.versions[mod] = __import__(mod).__version__
+
+    def _np(self, x):
+        try:
+            return self.keras.ops.convert_to_numpy(x)
+        except Exception:  # pragma: no cover - backend specific
+            return np.asarray(x)
+
+    def run(self, case: dict) -> dict:
+        dt = _np_dtype(case["dtype"])
+        ins = case["inputs"]
+        y_true = _decode(ins["y_true"], dt)
+        y_pred = _decode(ins["y_pred"], dt)
+        sw = _decode(ins.get("sample_weight"), dt)
+        params = case.get("params") or {}
+        k = self.keras.losses
+        out: dict = {}
+        fn = getattr(k, case["keras"]["function"])
+        out["per_sample"] = _encode(self._np(fn(y_true, y_pred, **params)))
+        reds = {}
+        for r in case["expected"].get("reductions", {}):
+            cls = getattr(k, case["keras"]["class"])
+            red = None if r == "none" else r
+            obj = cls(reduction=red, dtype=case["dtype"], **params)
+            reds[r] = _encode(self._np(obj(y_true, y_pred, sample_weight=sw)))
+        out["reductions"] = reds
+        return out
+
+
+def _test_hooks(case_id: str) -> None:
+    """Let lossref's own tests simulate a crashing or hanging framework on one case."""
+    if case_id == os.environ.get("LOSSREF_DIFF_TEST_CRASH"):
+        os._exit(7)
+    if case_id == os.environ.get("LOSSREF_DIFF_TEST_HANG"):
+        time.sleep(3600)
+
+
+def _alarm(signum, frame):  # pragma: no cover - only on timeouts
+    raise CaseTimeout()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lossref.diff.worker")
+    ap.add_argument("--framework", default="keras")
+    ap.add_argument("--backend", required=True)
+    ap.add_argument("--cases", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--timeout", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    import warnings
+    warnings.filterwarnings("ignore")
+    with open(args.out, "a", encoding="utf-8") as out:
+        try:
+            adapter = KerasAdapter(args.backend)
+        except Exception as e:  # the backend itself cannot start: one header saying so
+            out.write(json.dumps({"header": True, "error": f"{type(e).__name__}: {e}"}) + "\n")
+            return 3
+        out.write(json.dumps({"header": True, "framework": args.framework, "backend": adapter.backend,
+                              "framework_version": adapter.version, "versions": adapter.versions}) + "\n")
+        out.flush()
+        signal.signal(signal.SIGALRM, _alarm)
+        with open(args.cases, encoding="utf-8") as f:
+            for line in f:
+                case = json.loads(line)
+                t0 = time.perf_counter()
+                res: dict = {"id": case["id"]}
+                signal.setitimer(signal.ITIMER_REAL, args.timeout)
+                try:
+                    _test_hooks(case["id"])
+                    res.update(adapter.run(case))
+                except CaseTimeout:
+                    res["error"] = f"timeout after {args.timeout:g} s"
+                    res["kind"] = "timeout"
+                except Exception as e:  # a framework exception is a finding, not a crash
+                    res["error"] = f"{type(e).__name__}: {e}"
+                    res["kind"] = "exception"
+                    res["traceback"] = traceback.format_exc(limit=3)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                res["seconds"] = round(time.perf_counter() - t0, 4)
+                out.write(json.dumps(res) + "\n")
+                out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
