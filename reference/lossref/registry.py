@@ -15,7 +15,7 @@ from .reduction import stage2_mean, stage2_sum
 
 __all__ = ["Param", "LossDef", "register", "names", "get", "check_float_array"]
 
-_CHUNK = 1 << 18  # elements per block: bounds the float64 temporaries of large inputs
+_CHUNK = 1 << 15  # elements per block: float64 temporaries stay in cache and small
 
 
 @dataclass(frozen=True)
@@ -131,28 +131,35 @@ class LossDef:
         elementwise.exact = self._elementwise_exact_api
         return elementwise
 
-    def per_sample64(self, t64: np.ndarray, p64: np.ndarray, kw: Mapping[str, Any]) -> np.ndarray:
-        """Stage 1+2 in float64 on float64 inputs (no final rounding), in row blocks."""
+    def per_sample64(self, t: np.ndarray, p: np.ndarray, kw: Mapping[str, Any]) -> np.ndarray:
+        """Stage 1+2 in float64 (no final rounding) on arrays of any supported float format.
+
+        Separable losses run in blocks of rows: each block is widened to float64 and
+        reduced while it is still in cache, so no full-size float64 copy of the inputs
+        is ever made.
+        """
         with np.errstate(all="ignore"):
             if not self.separable:
-                return self.per_sample_ref(t64, p64, **kw)
+                return self.per_sample_ref(np.asarray(t, np.float64), np.asarray(p, np.float64), **kw)
             reduce2 = stage2_mean if self.stage2 == "mean" else stage2_sum
-            d = t64.shape[-1] if t64.ndim else 1
-            if t64.size <= _CHUNK or d == 0:
-                return reduce2(self.elementwise_ref(t64, p64, **kw), axis=-1)
-            t2, p2 = t64.reshape(-1, d), p64.reshape(-1, d)
+            d = t.shape[-1] if t.ndim else 1
+            if t.size <= _CHUNK or d == 0:
+                return reduce2(self.elementwise_ref(t.astype(np.float64), p.astype(np.float64), **kw),
+                               axis=-1)
+            t2, p2 = t.reshape(-1, d), p.reshape(-1, d)
             out = np.empty(t2.shape[0])
             step = max(1, _CHUNK // d)
             for i in range(0, t2.shape[0], step):  # blocks of rows, each one vectorised
-                out[i:i + step] = reduce2(self.elementwise_ref(t2[i:i + step], p2[i:i + step], **kw),
+                out[i:i + step] = reduce2(self.elementwise_ref(t2[i:i + step].astype(np.float64),
+                                                               p2[i:i + step].astype(np.float64), **kw),
                                           axis=-1)
-            return out.reshape(t64.shape[:-1])
+            return out.reshape(t.shape[:-1])
 
     def per_sample(self, y_true, y_pred, **params) -> np.ndarray:
         """Stage 1+2 reference: one value per sample, rounded once to y_pred's format."""
         t, p, fmt = self._inputs(y_true, y_pred)
         kw = self.bind(params)
-        out = self.per_sample64(t.astype(np.float64), p.astype(np.float64), kw)
+        out = self.per_sample64(t, p, kw)
         return np.asarray(formats.to_format_array(out, fmt))
 
     # -- oracle -------------------------------------------------------------------------------
