@@ -1,0 +1,244 @@
+"""lossref benchmarks: the reference against real peers, the oracle against a naive
+baseline, and golden-vector generation — all in one process, one table.
+
+    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|oracle|golden]
+
+Every timing is the median of at least five runs (min and max are recorded too). Ratios
+are the reference's time over the fastest peer's, on the same arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+os.environ.setdefault("KERAS_BACKEND", "numpy")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mpmath  # noqa: E402
+import numpy as np  # noqa: E402
+
+import lossref  # noqa: E402
+from lossref import formats  # noqa: E402
+from lossref.oracle import to_exact  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: separable losses and the categorical family, with the inputs each expects
+CATEGORICAL = ("categorical_crossentropy", "categorical_focal_crossentropy", "sparse_categorical_crossentropy")
+
+
+def timed(fn, repeat: int) -> dict:
+    fn()  # warm-up (JIT compilation, caches)
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "runs": repeat}
+
+
+def inputs_for(loss: str, shape: tuple, rng: np.random.Generator):
+    """float32 (y_true, y_pred) of `shape` in the loss's natural domain."""
+    u = lambda: rng.random(shape, dtype=np.float32)  # noqa: E731
+    if loss in ("binary_crossentropy", "binary_focal_crossentropy"):
+        return (u() > 0.5).astype(np.float32), np.clip(u(), 1e-6, 1 - 1e-6)
+    if loss in ("kl_divergence", "poisson"):
+        return u(), u() + np.float32(1e-3)
+    if loss in ("hinge", "squared_hinge"):
+        return np.where(u() > 0.5, 1, -1).astype(np.float32), rng.standard_normal(shape, dtype=np.float32)
+    if loss in CATEGORICAL:
+        p = u() + np.float32(1e-3)
+        p /= p.sum(-1, keepdims=True)
+        labels = rng.integers(0, shape[-1], shape[:-1])
+        if loss == "sparse_categorical_crossentropy":
+            return labels.astype(np.float32), p
+        return np.eye(shape[-1], dtype=np.float32)[labels], p
+    y = rng.standard_normal(shape, dtype=np.float32)
+    return y, y + rng.standard_normal(shape, dtype=np.float32)
+
+
+def bench_losses():
+    out = []
+    for n in lossref.names():
+        L = lossref.get(n)
+        if L.separable or n in CATEGORICAL:
+            out.append(n)
+    return out
+
+
+def reference_benchmarks(sizes, repeat, results):
+    from peers import peers
+
+    peer_map = peers()
+    try:
+        import keras
+        keras_fns = keras.losses
+        peer_names = list(peer_map) + [f"keras {keras.__version__} (numpy)"]
+    except ImportError:
+        keras_fns, peer_names = None, list(peer_map)
+    rng = np.random.default_rng(0)
+    for log2n in sizes:
+        shapes = [(2 ** log2n // 1024, 1024)]
+        if log2n >= 20:
+            shapes.append((2 ** log2n // (64 * 256), 64, 256))
+        for shape in shapes:
+            for loss in bench_losses():
+                L = lossref.get(loss)
+                y, p = inputs_for(loss, shape, rng)
+                row = {"loss": loss, "shape": list(shape), "elements": int(np.prod(shape)),
+                       "input_bytes": int(y.nbytes + p.nbytes)}
+                row["lossref"] = timed(lambda: L.per_sample(y, p), repeat)
+                tracemalloc.start()
+                L.per_sample(y, p)
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                row["peak_extra_bytes"] = int(peak)
+                row["peak_extra_ratio"] = peak / row["input_bytes"]
+                row["peers"] = {}
+                for name, (xp, fns) in peer_map.items():
+                    if loss in fns:
+                        yy, pp = xp.asarray(y), xp.asarray(p)
+                        f = fns[loss]
+                        row["peers"][name] = timed(lambda: xp.block(f(yy, pp)), repeat)
+                if keras_fns is not None and hasattr(keras_fns, loss):
+                    kf = getattr(keras_fns, loss)
+                    row["peers"][peer_names[-1]] = timed(lambda: kf(y, p), repeat)
+                fastest = min((v["median_s"] for v in row["peers"].values()), default=None)
+                row["ratio_to_fastest_peer"] = row["lossref"]["median_s"] / fastest if fastest else None
+                results["reference"].append(row)
+                _print_ref(row)
+
+
+def _print_ref(row):
+    peers = "  ".join(f"{k.split()[0]} {v['median_s'] * 1e3:7.1f}" for k, v in row["peers"].items())
+    r = row["ratio_to_fastest_peer"]
+    print(f"  {row['loss']:34s} {str(tuple(row['shape'])):18s} lossref {row['lossref']['median_s'] * 1e3:8.1f} ms"
+          f"  ratio {r if r is None else f'{r:5.2f}'}  mem {row['peak_extra_ratio']:.2f}x  | {peers}", flush=True)
+
+
+def oracle_benchmarks(quick, repeat, results):
+    rng = np.random.default_rng(1)
+    shape = (4, 8) if quick else (8, 16)
+    for loss in bench_losses():
+        L = lossref.get(loss)
+        y, p = inputs_for(loss, shape, rng)
+        kw = L.bind({})
+        for fmt in ("float64", "float32"):
+            got = {}
+
+            def ours():
+                got["v"] = L.exact(y, p).round(fmt)
+
+            def naive():  # same definition, fixed 50 digits, one rounding, no Ziv loop
+                te, pe = to_exact(y), to_exact(p)
+                with mpmath.workdps(50):
+                    v = L.per_sample_exact_values(te, pe, kw)
+                got["n"] = np.array([formats.round_mpf(x, fmt) for x in np.ravel(v)]).reshape(np.shape(v))
+
+            t_ours = timed(ours, max(3, repeat // 2))
+            t_naive = timed(naive, max(3, repeat // 2))
+            n_out = int(np.prod(shape[:-1]))
+            agree = bool(np.array_equal(np.asarray(got["v"], np.float64), got["n"], equal_nan=True))
+            row = {"loss": loss, "format": fmt, "elements": int(np.prod(shape)), "outputs": n_out,
+                   "lossref": t_ours, "naive_dps50": t_naive,
+                   "elements_per_s": np.prod(shape) / t_ours["median_s"],
+                   "naive_elements_per_s": np.prod(shape) / t_naive["median_s"],
+                   "speedup": t_naive["median_s"] / t_ours["median_s"], "rounded_results_agree": agree}
+            results["oracle"].append(row)
+            print(f"  {loss:34s} {fmt:8s} {row['elements_per_s']:9.0f} el/s  naive {row['naive_elements_per_s']:9.0f}"
+                  f"  speedup {row['speedup']:5.2f}  agree {agree}", flush=True)
+
+
+def golden_benchmarks(quick, results):
+    exe = [sys.executable, "-m", "lossref.cli", "golden"]
+    extra = ["--loss", "mean_squared_error", "--loss", "binary_crossentropy"] if quick else []
+    for jobs in (1, 2):
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            r = subprocess.run(exe + extra + ["--jobs", str(jobs), "--out", d], capture_output=True, text=True)
+            dt = time.perf_counter() - t0
+        row = {"jobs": jobs, "seconds": dt, "returncode": r.returncode, "subset": bool(extra)}
+        if r.returncode:
+            row["stderr"] = r.stderr[-500:]
+        results["golden"].append(row)
+        print(f"  golden --jobs {jobs}: {dt:7.1f} s (rc {r.returncode})", flush=True)
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "processor": platform.processor(), "cpus": os.cpu_count(),
+            "numpy": np.__version__, "mpmath": mpmath.__version__, "mpmath_backend": mpmath.libmp.BACKEND,
+            "lossref": lossref.__version__}
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        info["cpu"] = names[0] if names else None
+    except OSError:
+        pass
+    for mod in ("torch", "jax", "keras"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--only", choices=["reference", "oracle", "golden"], action="append")
+    args = ap.parse_args(argv)
+    parts = args.only or ["reference", "oracle", "golden"]
+    results = {"machine": machine(), "quick": args.quick, "reference": [], "oracle": [], "golden": []}
+    repeat = 5
+    print(f"lossref {lossref.__version__} on {results['machine'].get('cpu')} ({results['machine']['cpus']} cpus)")
+    if "reference" in parts:
+        print("reference vs peers (float32 inputs; times are medians):")
+        reference_benchmarks([16] if args.quick else [20, 24], repeat, results)
+    if "oracle" in parts:
+        print("oracle vs naive mpmath (dps=50, no Ziv loop):")
+        oracle_benchmarks(args.quick, repeat, results)
+    if "golden" in parts:
+        print("golden-vector generation:")
+        golden_benchmarks(args.quick, results)
+    summarise(results)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1, default=float)
+    return 0
+
+
+def summarise(results) -> None:
+    ref = [r for r in results["reference"] if r["ratio_to_fastest_peer"]]
+    if ref:
+        big = max(r["elements"] for r in ref)
+        top = [r for r in ref if r["elements"] == big and len(r["shape"]) == 2]
+        g = statistics.geometric_mean([r["ratio_to_fastest_peer"] for r in top]) if top else float("nan")
+        worst = max(top, key=lambda r: r["ratio_to_fastest_peer"]) if top else None
+        print(f"reference at {big} elements: geometric-mean ratio {g:.2f}, worst {worst['loss']} "
+              f"{worst['ratio_to_fastest_peer']:.2f}; max peak extra memory "
+              f"{max(r['peak_extra_ratio'] for r in ref):.2f}x inputs")
+        results["summary_reference"] = {"elements": big, "geomean_ratio": g,
+                                        "worst": worst["loss"], "worst_ratio": worst["ratio_to_fastest_peer"]}
+    ora = results["oracle"]
+    if ora:
+        tot_ours = sum(r["lossref"]["median_s"] for r in ora)
+        tot_naive = sum(r["naive_dps50"]["median_s"] for r in ora)
+        print(f"oracle: {tot_naive / tot_ours:.2f}x the naive baseline over the mix; "
+              f"all rounded results agree: {all(r['rounded_results_agree'] for r in ora)}")
+        results["summary_oracle"] = {"speedup": tot_naive / tot_ours,
+                                     "agree": all(r["rounded_results_agree"] for r in ora)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
