@@ -96,3 +96,340 @@ def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     with np.errstate(all="ignore"):
         return np.where((x == 0) & ~np.isnan(y), 0.0, x * np.log(y))
+
+
+def logsumexp_parts(x: np.ndarray, axis: int = -1):
+    """``logsumexp(x) = m + r`` split into the maximum `m` and ``r = log1p(rest)``.
+
+    `rest` sums ``exp(x - m)`` over every entry but one maximal one, so ``r`` keeps its
+    relative accuracy when the maximum dominates (``log(1 + rest)`` would round a tiny
+    `rest` away). Returns ``(m, r)`` with `axis` kept as length 1; all ``-inf`` gives
+    ``m = -inf, r = 0``; a NaN gives NaN; ``+inf`` gives ``m = +inf``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(all="ignore"):
+        e = np.exp(x - shift)
+    top = np.expand_dims(np.argmax(x, axis=axis), axis)
+    np.put_along_axis(e, top, 0.0, axis=axis)  # drop one maximal term: it is exactly 1
+    return m, np.log1p(np.sum(e, axis=axis, keepdims=True))
+
+
+def log_softmax_log1p(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``x - logsumexp(x)`` as ``(x - m) - log1p(rest)``: the log-probability of a
+    dominant class near 0 keeps its relative accuracy (see :func:`logsumexp_parts`).
+
+    IEEE semantics of the literal ``log(exp(x) / sum(exp(x)))``: an all ``-inf`` row
+    and ``+inf`` entries give NaN there (0/0, inf/inf); other entries of a row with
+    ``+inf`` give ``-inf``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m, r = logsumexp_parts(x, axis)
+    with np.errstate(invalid="ignore"):
+        return (x - m) - r
+
+
+__all__ += ["logsumexp_parts", "log_softmax_log1p"]
+
+
+# --- binary cross-entropy family: sigmoid, log of a ratio, zero-weight products ----------------
+
+__all__ += ["sigmoid", "log_ratio", "xmul"]
+
+_F64 = np.finfo(np.float64)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` with a relative error of a few ulps for every x.
+
+    For x < 0 it is ``exp(x) / (1 + exp(x))``: tiny results down to the subnormals survive,
+    where ``exp(-x)`` would overflow first.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``log(a / b)``, accurate near ``a = b`` and for ratios outside float64's range.
+
+    For ``a / b`` in [1/2, 2], ``a - b`` is exact (Sterbenz) and ``log1p((a - b) / b)`` keeps
+    the small log that ``log(a / b)`` would bury under the quotient's rounding. A quotient
+    that overflows or underflows is replaced by ``log|a| - log|b|`` (then ``|log(a/b)| > 700``,
+    so the difference does not cancel).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        r = a / b
+        out = np.where((r >= 0.5) & (r <= 2.0), np.log1p((a - b) / b), np.log(r))
+        same_sign = (np.sign(a) == np.sign(b)) & (a != 0) & np.isfinite(a) & np.isfinite(b)
+        wide = ((np.abs(r) > _F64.max) | (np.abs(r) < _F64.tiny)) & same_sign
+        return np.where(wide, np.log(np.abs(a)) - np.log(np.abs(b)), out)
+
+
+def xmul(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v``, infinite ones included.
+
+    The ``0 log 0 = 0`` convention of cross-entropies for a log computed beforehand.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        return np.where((w == 0) & ~np.isnan(v), 0.0, w * v)
+
+
+# --- error-free transformations: compensated sums and dot products ------------------------------
+# Used where a stage-2 sum of terms of both signs would otherwise lose the result to
+# cancellation (near-orthogonal vectors, 1 - y p near the hinge, the overlap ratios of
+# Dice and Tversky); the result is as accurate as a sum in twice the working precision.
+
+_VELTKAMP = 134217729.0  # 2**27 + 1 splits a binary64 significand into two 26-bit halves
+# two_product's low part is exact when |a b| lies here (no overflow in the split, no
+# underflow of the 26-bit partial products); outside it the low part is set to 0.
+_TP_LO, _TP_HI = 2.0 ** -900, 2.0 ** 990
+
+
+def two_sum(a: np.ndarray, b: np.ndarray):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth's TwoSum).
+
+    Branch-free, for any order of magnitude; ``e`` is NaN when ``s`` overflows or an
+    input is infinite (callers fall back to the plain sum there).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = a + b
+        bv = s - a
+        return s, (a - (s - bv)) + (b - bv)
+
+
+def two_product(a: np.ndarray, b: np.ndarray):
+    """``(h, l)`` with ``h = fl(a b)`` and ``h + l = a b`` exactly (Dekker's product).
+
+    The two factors are first balanced by a power of two (``a 2**-s``, ``b 2**s`` have
+    the same exact product) so that Veltkamp's split cannot overflow; ``l`` is exact
+    for ``2**-900 <= |a b| <= 2**990`` and 0 elsewhere (there it is below the
+    resolution that matters: the product is huge, tiny, or not finite).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        h = a * b
+        ok = np.isfinite(h) & (np.abs(h) >= _TP_LO) & (np.abs(h) <= _TP_HI)
+        a0, b0 = np.where(ok, a, 1.0), np.where(ok, b, 1.0)
+        s = (np.frexp(a0)[1] - np.frexp(b0)[1]) // 2
+        a2, b2 = np.ldexp(a0, -s), np.ldexp(b0, s)  # exact: both stay normal
+        c = _VELTKAMP * a2
+        ah = c - (c - a2)
+        al = a2 - ah
+        c = _VELTKAMP * b2
+        bh = c - (c - b2)
+        bl = b2 - bh
+        low = ((ah * bh - h) + ah * bl + al * bh) + al * bl
+        return h, np.where(ok, low, 0.0)
+
+
+def one_minus_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``1 - a b`` within about one ulp, also where ``a b`` is close to 1.
+
+    ``1 - h`` is exact for ``h = fl(a b)`` in [1/2, 2] (Sterbenz), so subtracting the
+    exact product's low part leaves a single rounding where the naive form cancels.
+    """
+    h, low = two_product(a, b)
+    with np.errstate(invalid="ignore"):
+        return (1.0 - h) - low
+
+
+def sum2_parts(x: np.ndarray, axis: int = -1, lo: "np.ndarray | None" = None):
+    """Sum over `axis` as if in twice the precision (pairwise cascade of TwoSums).
+
+    Returns ``(hi, lo)``: ``hi`` is the rounded sum and ``hi + lo`` carries the bits
+    that a later cancellation would need. `lo` (same shape as `x`, optional) holds
+    low-order parts added with the rounding errors, e.g. the ``l`` of
+    :func:`two_product`. Error of ``hi + lo``:
+    ``<= u**2 |exact| + 2 (ceil(log2 n) u)**2 sum|x|``. Where an input is infinite or
+    NaN, or the cascade overflows, ``hi`` is the plain sum (its IEEE value is the right
+    one there) and ``lo`` is 0.
+    """
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    err = np.zeros_like(x) if lo is None else np.moveaxis(np.asarray(lo, dtype=np.float64), axis, -1)
+    with np.errstate(all="ignore"):
+        plain = np.sum(x, axis=-1) + np.sum(err, axis=-1)
+        if x.shape[-1] == 0:
+            return plain, np.zeros_like(plain)
+        s = x
+        while s.shape[-1] > 1:  # log2(n) vectorised levels
+            if s.shape[-1] % 2:
+                pad = [(0, 0)] * (s.ndim - 1) + [(0, 1)]
+                s, err = np.pad(s, pad), np.pad(err, pad)
+            s, e = two_sum(s[..., 0::2], s[..., 1::2])
+            err = (err[..., 0::2] + err[..., 1::2]) + e
+        hi, low = two_sum(s[..., 0], err[..., 0])
+        good = np.isfinite(hi) & np.isfinite(low)
+        return np.where(good, hi, plain), np.where(good, low, 0.0)
+
+
+def sum2(x: np.ndarray, axis: int = -1, lo: "np.ndarray | None" = None) -> np.ndarray:
+    """The rounded sum of :func:`sum2_parts`: ``|computed - exact| <= u |exact| +
+    2 (ceil(log2 n) u)**2 sum|x|``."""
+    return sum2_parts(x, axis, lo)[0]
+
+
+def dot2(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``sum(x * y)`` over `axis` with exact products and :func:`sum2`.
+
+    Error ``<= u |exact| + 2 (ceil(log2 n) u)**2 sum|x y|`` where :func:`two_product`
+    is exact; the relative error stays small for near-orthogonal vectors, where the
+    plain dot product's error grows with the condition number ``sum|x y| / |sum x y|``.
+    """
+    h, low = two_product(x, y)
+    return sum2(h, axis=axis, lo=low)
+
+
+# --- reduction axes given as None / int / tuple (Dice, Tversky, cosine similarity) ------------
+
+
+def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple:
+    """`axis` (None, an int or a sequence of ints) as a sorted tuple of non-negative axes.
+
+    Raises ``TypeError`` for other types (bool included) and ``ValueError`` for an axis
+    out of range for rank `ndim` or a repeated axis, naming `name`.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    items = (axis,) if isinstance(axis, (int, np.integer)) else axis
+    if isinstance(axis, bool) or not isinstance(items, (tuple, list)) or any(
+            isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in items):
+        raise TypeError(f"{name} must be None, an int or a tuple of ints; got {axis!r}")
+    out = []
+    for a in items:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{name}={axis!r}: axis {a} is out of bounds for inputs of rank {ndim}")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}={axis!r} repeats an axis")
+    return tuple(sorted(out))
+
+
+def axes_last(x: np.ndarray, axes: tuple) -> np.ndarray:
+    """`x` with the axes in `axes` moved to the end and merged into one (any dtype)."""
+    x = np.asarray(x)
+    keep = [a for a in range(x.ndim) if a not in axes]
+    moved = np.transpose(x, keep + list(axes))
+    return moved.reshape(tuple(x.shape[a] for a in keep) + (int(np.prod([x.shape[a] for a in axes])),))
+
+
+# --- overlap ratios (Dice, Tversky) --------------------------------------------------------------
+
+_OVERLAP_SCALE = 2.0 ** 500  # above this magnitude y p could overflow: rescale by 2**-k
+
+
+def overlap_ratio(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float, c: float,
+                  eps: "float | None") -> np.ndarray:
+    """``1 - c TP / (c TP + a FP + b FN + eps)`` as the ratio ``num / den``.
+
+    Over the axes `axes` (merged): ``TP = sum(y p)``, ``FP = sum(p (1 - y))``,
+    ``FN = sum(y (1 - p))``; ``num = eps + a FP + b FN`` and, the same denominator
+    regrouped, ``den = eps + a sum(p) + b sum(y) + (c - a - b) TP``. Dice is
+    ``a = b = 1, c = 2``; Tversky is ``a = alpha, b = beta, c = 1``. Both regroupings
+    avoid a cancellation the literal form has: ``1 - ratio`` loses everything for a
+    near-perfect prediction (num is then a sum of small terms ``p - y p``, each split
+    exactly with :func:`two_product`), and for Dice and ``alpha + beta = 1`` the
+    denominator has no ``y p`` term left to cancel. Every sum is a :func:`sum2_parts`
+    pair and every weight is applied exactly, so num and den carry about 100 bits.
+    Groups with a value above 2**500 are scaled by ``2**-2k`` (num and den alike). A
+    group with an infinite or NaN input gives NaN (every such case is 0 * inf or
+    inf / inf).
+    """
+    y = axes_last(np.asarray(y, dtype=np.float64), axes)
+    p = axes_last(np.asarray(p, dtype=np.float64), axes)
+    finite = np.all(np.isfinite(y) & np.isfinite(p), axis=-1)
+    y = np.where(np.isfinite(y), y, 0.0)
+    p = np.where(np.isfinite(p), p, 0.0)
+    top = np.maximum(np.max(np.abs(y), axis=-1, initial=0.0), np.max(np.abs(p), axis=-1, initial=0.0))
+    # y 2**-k and p 2**-k keep the products below 2**600 and the first-order terms
+    # (scaled by 2**-2k) far above the subnormal range
+    k = np.where(top > _OVERLAP_SCALE, np.frexp(top)[1] - 300, 0)
+    ys, ps = np.ldexp(y, -k[..., None]), np.ldexp(p, -k[..., None])
+    unit = np.ldexp(1.0, -k)[..., None]  # the scaled 1 of (1 - y)
+    h, low = two_product(ys, ps)
+    fp_s, fp_e = two_sum(ps * unit, -h)
+    fn_s, fn_e = two_sum(ys * unit, -h)
+    fp = sum2_parts(fp_s, lo=fp_e - low)
+    fn = sum2_parts(fn_s, lo=fn_e - low)
+    tp = sum2_parts(h, lo=low)
+    sp, sy = sum2_parts(ps * unit), sum2_parts(ys * unit)
+    e = np.ldexp(0.0 if eps is None else float(eps), -2 * k)
+
+    def weighted(w, parts):  # w (hi + lo) as pieces, exact up to second-order roundings
+        wh, wl = two_product(np.full_like(parts[0], w[0]), parts[0])
+        return [wh, wl, w[0] * parts[1] + w[1] * parts[0]]
+
+    g, g_err = two_sum(float(c), -float(a))
+    g, g_err2 = two_sum(g, -float(b))
+    gamma = (g, g_err + g_err2)  # c - a - b in double-double: 0 for Dice
+    num = sum2(np.stack([e] + weighted((a, 0.0), fp) + weighted((b, 0.0), fn), axis=-1))
+    den = sum2(np.stack([e] + weighted((a, 0.0), sp) + weighted((b, 0.0), sy)
+                        + weighted(gamma, tp), axis=-1))
+    with np.errstate(all="ignore"):
+        return np.where(finite, num / den, np.nan)
+
+
+__all__ += ["two_sum", "two_product", "one_minus_product", "sum2_parts", "sum2", "dot2",
+            "normalize_axes", "axes_last", "overlap_ratio"]
+
+
+# --- categorical cross-entropy family: renormalised probabilities and their clip -------------
+
+__all__ += ["normalize_parts", "clip_parts"]
+
+_TWO_M1000 = 2.0 ** -1000
+
+
+def normalize_parts(x: np.ndarray):
+    """``q = x / sum(x)`` over the last axis, with ``c = 1 - q`` and ``log q``, each accurate.
+
+    The sum ``S`` is carried as ``hi + lo`` (:func:`sum2` of the row, then of the row and
+    ``-hi``: the residual), so the complement of an entry above 1/2,
+    ``c = (S - x_i) / S = ((hi - x_i) + lo) / S``, has no cancellation left, and
+    ``log q = log1p(-c)`` keeps complements far below u that ``log(q)`` would round to 0.
+    A row whose largest magnitude passes 2**1000 is first scaled by a power of two (its
+    sum could overflow; the scaling is exact for every entry whose ratio is representable).
+    A quotient that underflows gets ``log x_i - log S`` instead (then ``|log q| > 690``:
+    no cancellation). IEEE semantics otherwise: ``S = 0`` gives ±inf/NaN ratios (``S`` is
+    taken as +0, the sign Keras's sum gives), NaN and inf entries give NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        big = np.max(np.abs(x), axis=-1, keepdims=True)
+        k = np.where(np.isfinite(big) & (big > 2.0 ** 1000), np.frexp(big)[1], 0)
+        xs = np.ldexp(x, -k)
+        hi = sum2(xs)[..., None]
+        lo = sum2(np.concatenate([xs, -hi], axis=-1))[..., None]  # exact sum - hi, accurately
+        lo = np.where(np.isfinite(lo), lo, 0.0)
+        s = np.where(hi == 0, 0.0, hi)
+        q = xs / s
+        d, r = two_sum(hi, -xs)
+        r = np.where(np.isfinite(r), r, 0.0)
+        c_dom = (d + (r + lo)) / s  # (S - x_i) / S from the unrounded sum
+        c = np.where(q > 0.5, c_dom, 1.0 - q)
+        logq = np.where(q > 0.5, np.log1p(-c_dom), np.log(q))
+        under = (q < _TWO_M1000) & (x > 0) & (s > 0) & np.isfinite(s)
+        logq = np.where(under, np.log(x) - (np.log(s) + k * LN2), logq)
+    return q, c, logq
+
+
+def clip_parts(q: np.ndarray, c: np.ndarray, logq: np.ndarray, lo: float, hi: float):
+    """``clip(q, lo, hi)`` applied to the triple ``(q, 1 - q, log q)``.
+
+    Needs ``lo <= 1/2 <= hi``: then ``1 - hi`` is exact and "q > hi" is decided on the
+    accurate complement ``c < 1 - hi``. NaN stays NaN, as ``np.clip``.
+    """
+    low = q < lo
+    high = c < 1.0 - hi
+    with np.errstate(divide="ignore"):
+        log_lo, log_hi = np.log(lo), np.log(hi)
+    q = np.where(low, lo, np.where(high, hi, q))
+    c = np.where(low, 1.0 - lo, np.where(high, 1.0 - hi, c))
+    logq = np.where(low, log_lo, np.where(high, log_hi, logq))
+    return q, c, logq

@@ -133,3 +133,53 @@ def mean(x, axis=-1) -> np.ndarray:
     n = x.shape[axis]
     s = fsum(x, axis)
     return div(s, np.full(s.shape, n, dtype=object)) if n else np.full(s.shape, NAN, dtype=object)
+
+
+# --- binary cross-entropy family: zero-weight products, IEEE power, sigmoid ----------------------
+
+__all__ += ["xmul", "power", "sigmoid"]
+
+
+def _xmul2(w, v):
+    if mpmath.isnan(w) or mpmath.isnan(v):
+        return NAN
+    if w == 0:
+        return mpmath.mpf(0)  # 0 log 0 = 0: a zero weight wins over an infinite log
+    return w * v
+
+
+def _pow2(b, g):
+    """``b ** g`` with the IEEE ``pow`` special cases, real results only."""
+    b, g = mpmath.mpf(b), mpmath.mpf(g)
+    if g == 0 or b == 1:
+        return mpmath.mpf(1)
+    if mpmath.isnan(b) or mpmath.isnan(g):
+        return NAN
+    if b < 0 and mpmath.isfinite(g) and not mpmath.isint(g):
+        return NAN  # a negative base has no real non-integer power
+    if b == 0:
+        return mpmath.mpf(0) if g > 0 else INF  # mpmath has no -0: 0 ** -g is +inf
+    return b ** g
+
+
+_xmul_u = np.frompyfunc(_xmul2, 2, 1)
+_pow_u = np.frompyfunc(_pow2, 2, 1)
+
+
+def xmul(w, v) -> np.ndarray:
+    """Elementwise ``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v`` (``0 log 0 = 0``)."""
+    return np.asarray(_xmul_u(w, v), dtype=object)
+
+
+def power(b, g) -> np.ndarray:
+    """Elementwise ``b ** g`` as IEEE ``pow``: ``x ** 0 = 1``, NaN for a negative base and a
+    non-integer exponent, ``0 ** g`` is 0 or inf by the sign of g."""
+    return np.asarray(_pow_u(b, g), dtype=object)
+
+
+def _sigmoid(z):
+    """``1 / (1 + exp(-z))``; exact limits 0 and 1 at -inf and +inf."""
+    return 1 / (1 + mpmath.exp(-z))
+
+
+sigmoid = _elementwise(_sigmoid)

@@ -1,0 +1,35 @@
+"""Hinge loss. Spec: spec/losses/hinge.md.
+
+``max(1 - y p, 0)``, mean over the last axis, with the labels used as given (the
+margin convention expects ``y`` in {-1, +1}). Keras's automatic conversion of 0/1
+labels is a dialect convention: see :func:`lossref.keras.losses.hinge`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numerics import one_minus_product
+from ..oracle import ops as x
+from ..registry import LossDef, register
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Elementwise ``max(1 - y p, 0)`` in float64."""
+    # 1 - y p cancels for y p near 1 (the margin): the exact product keeps it to one rounding
+    return np.maximum(one_minus_product(y_true, y_pred), 0.0)
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The literal definition on exact values."""
+    return x.maximum(1 - y_true * y_pred, 0)
+
+
+LOSS = register(LossDef(
+    name="hinge",
+    summary="max(1 - y p, 0), mean over the last axis (labels in {-1, +1} as given)",
+    stage2="mean",
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+    dialects={"keras": "keras.losses.hinge / keras.losses.Hinge"},
+))

@@ -1,0 +1,34 @@
+"""Squared hinge loss. Spec: spec/losses/squared_hinge.md.
+
+``max(1 - y p, 0)^2``, mean over the last axis, labels used as given (see
+:mod:`lossref.losses.hinge`; Keras's 0/1 label conversion lives in the dialect).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..oracle import ops as x
+from ..registry import LossDef, register
+from .hinge import reference as _hinge
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Elementwise ``max(1 - y p, 0)^2`` in float64."""
+    return np.square(_hinge(y_true, y_pred))
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The literal definition on exact values."""
+    m = x.maximum(1 - y_true * y_pred, 0)
+    return m * m
+
+
+LOSS = register(LossDef(
+    name="squared_hinge",
+    summary="max(1 - y p, 0)^2, mean over the last axis (labels in {-1, +1} as given)",
+    stage2="mean",
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+    dialects={"keras": "keras.losses.squared_hinge / keras.losses.SquaredHinge"},
+))

@@ -1,0 +1,59 @@
+"""Tversky loss. Spec: spec/losses/tversky.md.
+
+Over the axes `axis` (None: all of them): with ``TP = sum(y p)``,
+``FP = sum((1 - y) p)`` and ``FN = sum(y (1 - p))``, the loss is
+``1 - TP / (TP + alpha FP + beta FN + epsilon)``: `alpha` weights false positives,
+`beta` false negatives (Salehi et al. 2017; Keras after release 3.15.1). A structured loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..numerics import axes_last, normalize_axes, overlap_ratio
+from ..oracle import ops as x
+from ..registry import LossDef, Param, register
+from .dice import AXIS, EPSILON, check_overlap_inputs
+
+
+def _finite(v):
+    ok = isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+    return None if ok and math.isfinite(v) else "expected a finite number"
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -> np.ndarray:
+    """Per-group value in float64."""
+    # 1 - TP/den cancels for a near-perfect prediction: the loss is formed as
+    # (eps + alpha FP + beta FN) / (that + TP) from exactly split pieces
+    return overlap_ratio(y_true, y_pred, normalize_axes(axis, y_pred.ndim), alpha, beta, 1.0,
+                         epsilon)
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -> np.ndarray:
+    """The literal definition on exact values."""
+    axes = normalize_axes(axis, y_pred.ndim)
+    y, p = axes_last(y_true, axes), axes_last(y_pred, axes)
+    tp = x.fsum(y * p, -1)
+    fp = x.fsum((1 - y) * p, -1)
+    fn = x.fsum(y * (1 - p), -1)
+    den = tp + alpha * fp + beta * fn + (0 if epsilon is None else epsilon)
+    return 1 - x.div(tp, den)
+
+
+LOSS = register(LossDef(
+    name="tversky",
+    summary="1 - TP / (TP + alpha FP + beta FN + eps) over axis (None: everything)",
+    stage2="structured",
+    params={
+        "alpha": Param(0.5, "finite float: weight of the false positives sum((1 - y) p)", _finite),
+        "beta": Param(0.5, "finite float: weight of the false negatives sum(y (1 - p))", _finite),
+        "axis": AXIS,
+        "epsilon": EPSILON,
+    },
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    check_inputs=check_overlap_inputs,
+    dialects={"keras": "keras.losses.tversky / keras.losses.Tversky"},
+))
