@@ -137,3 +137,11 @@ def test_get_format_errors():
     assert formats.get_format(np.float16) is formats.FLOAT16
     with pytest.raises(TypeError, match="not supported"):
         formats.get_format("float128")
+
+
+def test_round_far_below_the_least_subnormal_is_zero():
+    with mpmath.workprec(100):
+        tiny = mpmath.exp(-mpmath.mpf(3.4e38))  # exponent about -4.9e38: no shift table fits
+    for name in FORMATS:
+        assert round_mpf(tiny, name) == 0.0
+        assert math.copysign(1, round_mpf(-tiny, name)) == -1

@@ -116,3 +116,14 @@ def test_against_keras_reduce_weighted_values(keras, reduction):
         ref = reduce_weighted_values(v, reduction=reduction, dtype="float32", **kw)
         ours = lossref.reduce(v, reduction, **kw)
         np.testing.assert_allclose(ours, np.asarray(ref), rtol=4 * 2.0 ** -23, err_msg=str(kw))
+
+
+def test_scalar_values_with_weights_in_both_arithmetics():
+    # a scalar per-sample value (rank-1 input, or Dice with axis=None) times a weight vector
+    v = np.array(2.0)
+    for r in ("sum_over_batch_size", "sum", "mean_with_sample_weight", None):
+        ref = lossref.reduce(v, r, sample_weight=[1.0, 0.0, 3.0])
+        ex = lossref.reduce.exact(v, r, sample_weight=[1.0, 0.0, 3.0]).round("float64")
+        assert np.array_equal(ref, ex), r
+    assert float(lossref.reduce(v, sample_weight=[1.0, 0.0, 3.0])) == 2.0 * 4.0 / 3
+    assert float(lossref.reduce.exact(v, sample_weight=2.0).round()) == 4.0

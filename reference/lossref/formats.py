@@ -180,11 +180,14 @@ def round_mpf(x: mpmath.mpf, fmt: FormatLike) -> float:
     quantum = max(lead, f.emin) - (f.precision - 1)  # exponent of the last kept bit
     if exp < quantum:
         shift = quantum - exp
-        q, rem = man >> shift, man & ((1 << shift) - 1)
-        half = 1 << (shift - 1)
-        if rem > half or (rem == half and q & 1):
-            q += 1
-        man, exp = q, quantum
+        if shift > bc:  # below half the quantum (man < 2**bc <= 2**(shift-1)): rounds to zero
+            man, exp = 0, quantum
+        else:
+            q, rem = man >> shift, man & ((1 << shift) - 1)
+            half = 1 << (shift - 1)
+            if rem > half or (rem == half and q & 1):
+                q += 1
+            man, exp = q, quantum
     if man == 0:
         return -0.0 if sign else 0.0
     if man.bit_length() + exp - 1 > f.emax:

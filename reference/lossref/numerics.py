@@ -419,17 +419,18 @@ def normalize_parts(x: np.ndarray):
     return q, c, logq
 
 
-def clip_parts(q: np.ndarray, c: np.ndarray, logq: np.ndarray, lo: float, hi: float):
-    """``clip(q, lo, hi)`` applied to the triple ``(q, 1 - q, log q)``.
+def clip_parts(q: np.ndarray, c: np.ndarray, logq: np.ndarray, lo: float, top: float):
+    """``clip(q, lo, 1 - top)`` applied to the triple ``(q, 1 - q, log q)``.
 
-    Needs ``lo <= 1/2 <= hi``: then ``1 - hi`` is exact and "q > hi" is decided on the
-    accurate complement ``c < 1 - hi``. NaN stays NaN, as ``np.clip``.
+    The upper bound is given by its complement `top` (``lo <= 1/2``, ``top <= 1/2``), so
+    ``[eps, 1 - eps]`` is exact and "q > 1 - top" is decided on the accurate complement,
+    ``c < top``. NaN stays NaN, as ``np.clip``.
     """
     low = q < lo
-    high = c < 1.0 - hi
+    high = c < top
     with np.errstate(divide="ignore"):
-        log_lo, log_hi = np.log(lo), np.log(hi)
-    q = np.where(low, lo, np.where(high, hi, q))
-    c = np.where(low, 1.0 - lo, np.where(high, 1.0 - hi, c))
+        log_lo, log_hi = np.log(lo), np.log1p(-top)
+    q = np.where(low, lo, np.where(high, 1.0 - top, q))
+    c = np.where(low, 1.0 - lo, np.where(high, top, c))
     logq = np.where(low, log_lo, np.where(high, log_hi, logq))
     return q, c, logq

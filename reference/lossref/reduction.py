@@ -168,7 +168,7 @@ def _apply_mask(sample_weight, mask, reduction, ar):
         return float_mask
     float_mask, sample_weight = squeeze_or_expand_to_same_rank(float_mask, sample_weight)
     _check_broadcast(sample_weight, float_mask, "sample_weight", "mask")
-    return sample_weight * float_mask
+    return ar.asarray(sample_weight * float_mask)
 
 
 def reduce_weighted_values(values, reduction="sum_over_batch_size", sample_weight=None,
@@ -185,7 +185,7 @@ def reduce_weighted_values(values, reduction="sum_over_batch_size", sample_weigh
     if sample_weight is not None:
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
         _check_broadcast(values, sample_weight, "per-sample loss values", "sample_weight")
-        values = values * sample_weight
+        values = ar.asarray(values * sample_weight)  # 0-d object products come back as scalars
     if reduction in (None, "none") or values.shape in ((), (0,)):
         return values
     if reduction == "sum":

@@ -1,0 +1,216 @@
+"""Binary cross-entropy. Spec: spec/losses/binary_crossentropy.md.
+
+With the smoothed label ``y' = s y + h`` (``s = 1 - ls``, ``h = ls / 2``):
+
+* probabilities: ``-(y' log pc + (1 - y') log(1 - pc))`` with ``pc = clip(p, lo, hi)``;
+* logits: ``y' softplus(-z) + (1 - y') softplus(z)``, i.e. the same with ``p = sigmoid(z)``
+  and no clip;
+
+mean over the last axis. A zero weight times an infinite log is 0 (``0 log 0 = 0``).
+
+The helpers below (label smoothing, clip bounds, the two "surprisals" ``-log pc`` and
+``-log(1 - pc)``) are shared with the focal loss, which is built on the same terms.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple
+
+import mpmath
+import numpy as np
+
+from ..numerics import softplus, xmul
+from ..oracle import ops as x
+from ..registry import LossDef, Param, register
+
+# --- parameters (shared with binary_focal_crossentropy) ----------------------------------------
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _pair(v) -> Optional[Tuple[float, float]]:
+    """`v` as a pair of finite floats, or None if it is not a 2-sequence of finite reals."""
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_real(e) for e in v):
+        a, b = float(v[0]), float(v[1])
+        if math.isfinite(a) and math.isfinite(b):
+            return a, b
+    return None
+
+
+def check_bool(v) -> Optional[str]:
+    """Check helper: a Python or NumPy bool."""
+    return None if isinstance(v, (bool, np.bool_)) else "expected True or False"
+
+
+def check_label_smoothing(v) -> Optional[str]:
+    """Check helper: a float in [0, 1] or a pair of finite floats (scale, shift)."""
+    if _is_real(v):
+        return None if 0.0 <= float(v) <= 1.0 else "expected a float in [0, 1]"
+    return None if _pair(v) is not None else "expected a float in [0, 1] or a pair (scale, shift)"
+
+
+def check_clip(v) -> Optional[str]:
+    """Check helper: None, a float eps in [0, 1/2], or a pair (lo, hi), 0 <= lo <= 1/2 <= hi <= 1."""
+    if v is None:
+        return None
+    if _is_real(v):
+        return None if 0.0 <= float(v) <= 0.5 else "expected eps in [0, 1/2]"
+    pr = _pair(v)
+    if pr is not None and 0.0 <= pr[0] <= 0.5 <= pr[1] <= 1.0:
+        return None
+    return "expected None, eps in [0, 1/2] or a pair (lo, hi) with 0 <= lo <= 1/2 <= hi <= 1"
+
+
+FROM_LOGITS = Param(False, "bool: y_pred holds logits z (p = sigmoid(z))", check_bool)
+LABEL_SMOOTHING = Param(
+    0.0, "float ls in [0, 1] (y' = (1 - ls) y + ls/2), or a pair (s, h): y' = s y + h",
+    check_label_smoothing)
+EPSILON = Param(
+    1e-7, "None (no clip), eps in [0, 1/2] (clip p to [eps, 1 - eps], both exact), or a pair "
+          "(lo, hi) with 0 <= lo <= 1/2 <= hi <= 1", check_clip)
+
+
+def smoothing(label_smoothing: Any) -> Tuple[float, float, float]:
+    """``(s, h, c)`` with ``y' = s y + h`` and ``1 - y' = s (1 - y) + c``, ``c = 1 - s - h``."""
+    pr = _pair(label_smoothing)
+    if pr is not None:
+        s, h = pr
+        return s, h, (1.0 - s) - h
+    ls = float(label_smoothing)
+    return 1.0 - ls, 0.5 * ls, 0.5 * ls
+
+
+def clip_interval(epsilon: Any) -> Optional[Tuple[float, float]]:
+    """``(lo, c)``: the clip interval is ``[lo, 1 - c]``, with ``c`` exact in float64.
+
+    For a pair, ``c = 1 - hi`` is exact because ``1/2 <= hi <= 1`` (Sterbenz's lemma);
+    for a single eps the upper bound is ``1 - eps`` exactly, so ``c = eps``.
+    """
+    if epsilon is None:
+        return None
+    pr = _pair(epsilon)
+    if pr is not None:
+        return pr[0], 1.0 - pr[1]
+    return float(epsilon), float(epsilon)
+
+
+def smoothed_labels(y: np.ndarray, label_smoothing: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """``(y', 1 - y')`` in float64."""
+    s, h, c = smoothing(label_smoothing)
+    if s == 1.0 and h == 0.0:
+        return y, 1.0 - y
+    # 1 - y' as s (1 - y) + c: for y' near 1 the textbook 1 - y' cancels to few bits
+    return y * s + h, (1.0 - y) * s + c
+
+
+def surprisals(pred: np.ndarray, from_logits: bool, epsilon: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """``(-log pc, -log(1 - pc))`` in float64, ``pc`` the clipped probability.
+
+    On the logit path both come from softplus (never the log of a rounded sigmoid) and
+    the clip is applied to them, which equals clipping ``sigmoid(z)`` (log is monotone).
+    """
+    iv = clip_interval(epsilon)
+    if from_logits:
+        a, b = softplus(-pred), softplus(pred)  # -log sigmoid(z), -log sigmoid(-z)
+        if iv is not None:
+            lo, c = iv
+            a = np.clip(a, -np.log1p(-c), -np.log(lo))
+            b = np.clip(b, -np.log1p(-lo), -np.log(c))
+        return a, b
+    a, b = -np.log(pred), -np.log1p(-pred)  # log1p: 1 - p is formed exactly inside
+    if iv is not None:
+        lo, c = iv
+        low = pred <= lo
+        # p >= 1 - c tested as 1 - p <= c: exact in float64 wherever it can hold (p >= 1/2)
+        high = (1.0 - pred) <= c
+        # the clipped values straight from the bounds: log(1 - c) and log(1 - lo) by log1p
+        a = np.where(low, -np.log(lo), np.where(high, -np.log1p(-c), a))
+        b = np.where(high, -np.log(c), np.where(low, -np.log1p(-lo), b))
+    return a, b
+
+
+def cross_entropy(y1: np.ndarray, y0: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``y' a + (1 - y') b`` with zero weights giving 0 against infinite surprisals."""
+    # + 0.0 turns a -0.0 (from -log 1) into +0.0 and is exact otherwise
+    return xmul(y1, a) + xmul(y0, b) + 0.0
+
+
+# --- oracle helpers (exact values) ------------------------------------------------------------------
+
+
+def exact_smoothed(y: np.ndarray, label_smoothing: Any) -> np.ndarray:
+    """``y' = s y + h`` on exact values."""
+    pr = _pair(label_smoothing)
+    if pr is not None:
+        s, h = mpmath.mpf(pr[0]), mpmath.mpf(pr[1])
+    else:
+        ls = mpmath.mpf(float(label_smoothing))
+        s, h = 1 - ls, ls / 2
+    return y * s + h
+
+
+def exact_bounds(epsilon: Any):
+    """``(lo, hi)`` as exact numbers, or None."""
+    if epsilon is None:
+        return None
+    pr = _pair(epsilon)
+    if pr is not None:
+        return mpmath.mpf(pr[0]), mpmath.mpf(pr[1])
+    e = mpmath.mpf(float(epsilon))
+    return e, 1 - e
+
+
+def exact_surprisals(pred: np.ndarray, from_logits: bool, epsilon: Any):
+    """``(-log pc, -log(1 - pc))`` on exact values.
+
+    Probabilities: the literal clip and logs. Logits: ``-log sigmoid(+-z)`` written as
+    ``log1p(exp(-+z))``, which is the same number; the literal ``log(1/(1 + e^-z))`` would
+    lose ``e^-z`` below the working precision for large z at every precision the Ziv loop
+    tries. The clip of ``sigmoid(z)`` then becomes a clip of these logs (log is monotone).
+    """
+    bd = exact_bounds(epsilon)
+    if from_logits:
+        a, b = x.log1p(x.exp(-pred)), x.log1p(x.exp(pred))
+        if bd is not None:
+            lo, hi = bd
+            a = x.minimum(x.maximum(a, -x.log(hi)), -x.log(lo))
+            b = x.minimum(x.maximum(b, -x.log(1 - lo)), -x.log(1 - hi))
+        return a, b
+    p = pred
+    if bd is not None:
+        lo, hi = bd
+        p = x.minimum(x.maximum(p, lo), hi)
+    return -x.log(p), -x.log(1 - p)
+
+
+# --- the loss -----------------------------------------------------------------------------------------
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_smoothing,
+              epsilon) -> np.ndarray:
+    """Elementwise value in float64 (`epsilon` clips the probability path only)."""
+    y1, y0 = smoothed_labels(y_true, label_smoothing)
+    a, b = surprisals(y_pred, from_logits, None if from_logits else epsilon)
+    return cross_entropy(y1, y0, a, b)
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_smoothing,
+           epsilon) -> np.ndarray:
+    """The definition on exact values."""
+    y = exact_smoothed(y_true, label_smoothing)
+    a, b = exact_surprisals(y_pred, from_logits, None if from_logits else epsilon)
+    return x.xmul(y, a) + x.xmul(1 - y, b)
+
+
+LOSS = register(LossDef(
+    name="binary_crossentropy",
+    summary="-(y' log clip(p) + (1 - y') log(1 - clip(p))), or softplus form on logits; "
+            "mean over the last axis",
+    stage2="mean",
+    params={"from_logits": FROM_LOGITS, "label_smoothing": LABEL_SMOOTHING, "epsilon": EPSILON},
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))

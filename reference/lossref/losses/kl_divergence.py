@@ -1,0 +1,60 @@
+"""Kullback-Leibler divergence. Spec: spec/losses/kl_divergence.md.
+
+``sum(y log(y / p))`` over the last axis after clipping BOTH arguments to
+``[epsilon, 1]``; ``epsilon=None`` drops the clip. A zero ``y`` contributes 0 for every
+non-NaN ``p``, 0 included (``0 log(0 / p) = 0``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import mpmath
+import numpy as np
+
+from ..numerics import log_ratio
+from ..oracle import ops as x
+from ..registry import LossDef, Param, register
+
+
+_isnan = np.frompyfunc(mpmath.isnan, 1, 1)
+
+
+def _check_epsilon(v) -> Optional[str]:
+    if v is None:
+        return None
+    ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+    return None if ok and math.isfinite(v) and 0 <= v <= 1 else "expected None or a float in [0, 1]"
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
+    """Elementwise value in float64."""
+    if epsilon is not None:
+        y_true, y_pred = np.clip(y_true, epsilon, 1.0), np.clip(y_pred, epsilon, 1.0)
+    # + 0.0: -0 is the number 0, so y / -0 is +inf (the exact ratio's limit), not -inf
+    y_true, y_pred = y_true + 0.0, y_pred + 0.0
+    # log_ratio: log1p((y - p) / p) near y = p, where log(y / p) keeps only its rounding error
+    out = y_true * log_ratio(y_true, y_pred)
+    return np.where((y_true == 0) & ~np.isnan(y_pred), 0.0, out)  # 0 log(0 / p) = 0, p = 0 too
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
+    """The literal definition on exact values."""
+    if epsilon is not None:
+        e = mpmath.mpf(float(epsilon))
+        y_true = x.minimum(x.maximum(y_true, e), 1)
+        y_pred = x.minimum(x.maximum(y_pred, e), 1)
+    zero = (y_true == 0) & ~np.asarray(_isnan(y_pred), dtype=bool)
+    return x.where(zero, 0, y_true * x.log(x.div(y_true, y_pred)))
+
+
+LOSS = register(LossDef(
+    name="kl_divergence",
+    summary="y log(y / p) with y and p clipped to [eps, 1]; sum over the last axis",
+    stage2="sum",
+    params={"epsilon": Param(1e-7, "None or a float in [0, 1] (lower clip bound of y and p; "
+                                   "the upper bound is 1)", _check_epsilon)},
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))
