@@ -1,3 +1,143 @@
-"""Keras dialect functions and classes of one loss family (filled in by its issue)."""
+"""Keras dialect: the structured losses ``circle`` and ``ctc`` (functions and classes).
 
-__all__: list = []
+What each preparer models (sources on spec/losses/circle.md and spec/losses/ctc.md):
+
+* ``circle``: labels cast to int32 (truncation toward zero); ``y_pred`` keeps its float
+  dtype; ``margin``, ``1 + margin``, ``1 - margin`` and ``gamma`` are Python numbers
+  formed in double and rounded to the embeddings' dtype where they meet the tensor;
+  the loss carries a mask (anchors with at least one positive and one negative pair)
+  that stage 3 honours.
+* ``ctc``: blank and padding 0, label lengths = non-zero counts, every input length T;
+  on every backend Keras computes in float32 (``result_type(dtype, "float32")`` with
+  64-bit types narrowed), so the logits are rounded to float32 and the per-sample values
+  are float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import mpmath
+import numpy as np
+
+from .. import formats
+from ..formats import FLOAT32, Format
+from ..losses import circle as _circle
+from ..losses import ctc as _ctc
+from .base import (KerasFunction, LossFunctionWrapper, Prepared, convert, keras_function,
+                   weak)
+
+__all__ = ["circle", "ctc", "Circle", "CTC"]
+
+_DEFAULT = "sum_over_batch_size"
+_INT32 = (-2.0 ** 31, 2.0 ** 31 - 1)
+
+
+def _promote(a: Format, b: Format) -> Format:
+    """Keras's float promotion of two formats (float16 with bfloat16 gives float32)."""
+    if a == b:
+        return a
+    if {a.name, b.name} == {"float16", "bfloat16"}:
+        return FLOAT32
+    return a if a.precision > b.precision else b
+
+
+def _int32_labels(labels, name: str) -> np.ndarray:
+    """``ops.cast(labels, "int32")``: truncation toward zero, as a float64 vector."""
+    v = _circle.labels_1d(labels, name)
+    v = np.trunc(v)
+    bad = (v < _INT32[0]) | (v > _INT32[1])
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"circle: {name} must fit int32 (Keras casts labels to int32); "
+                         f"got {v[i]:g} at index {i}")
+    return v
+
+
+@keras_function("circle")
+def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal=True,
+           gamma=80, margin=0.4):
+    """Per-anchor Circle loss of integer labels (B,) and embeddings (B, D).
+
+    The embeddings are used as given (Keras does not normalise them). `ref_labels` and
+    `ref_embeddings` default to the batch itself.
+    """
+    p, fmt = convert(y_pred, "y_pred")
+    if p.ndim != 2:
+        raise ValueError(f"circle: y_pred must have shape (batch_size, embedding_dim); "
+                         f"got shape {p.shape}")
+    t = _int32_labels(y_true, "y_true")
+    r_lab = None if ref_labels is None else _int32_labels(ref_labels, "ref_labels")
+    r_emb = None
+    if ref_embeddings is not None:
+        r_emb, r_fmt = convert(ref_embeddings, "ref_embeddings")
+        fmt = _promote(fmt, r_fmt)  # matmul promotes; the constants meet the result
+    if t.shape[0] != p.shape[0]:
+        raise ValueError(f"circle: batch sizes differ: y_true shape {np.shape(y_true)}, "
+                         f"y_pred shape {p.shape}")
+    ref_t, _ = _circle.references(t, p, r_lab, r_emb)
+    pos, neg = _circle.pair_masks(t, ref_t, bool(remove_diagonal))
+    params = {
+        "gamma": weak(gamma, fmt),
+        "margin": weak(margin, fmt),
+        # Keras forms 1 + margin and 1 - margin in Python double, then meets the tensor
+        "optim_neg": weak(1 + margin, fmt),
+        "delta_neg": weak(1 - margin, fmt),
+        "remove_diagonal": bool(remove_diagonal),
+        "ref_labels": r_lab,
+        "ref_embeddings": r_emb,
+    }
+    # Keras masks anchors whose loss is 0: exactly those without a positive or a negative
+    mask = pos.any(axis=1) & neg.any(axis=1)
+    return Prepared(t, p, fmt, params, mask)
+
+
+class _Float32Function(KerasFunction):
+    """A function whose float32 per-sample values a class reduces in its own dtype.
+
+    ``CTC(dtype="float64")`` reduces float32 values: the function it wraps returns
+    float32 whatever the input, and stage 3 starts from those values.
+    """
+
+    def values64(self, pr: Prepared) -> np.ndarray:
+        return formats.round_array(super().values64(pr), FLOAT32)
+
+    def values_exact(self, pr: Prepared) -> Callable[[], np.ndarray]:
+        exact = super().values_exact(pr)
+        to32 = np.frompyfunc(lambda v: mpmath.mpf(formats.round_mpf(v, FLOAT32)), 1, 1)
+        return lambda: np.asarray(to32(exact()), dtype=object)
+
+
+def _ctc_prepare(y_true, y_pred):
+    """Per-sample CTC loss ``-log P(label)`` of labels (B, L) and logits (B, T, C).
+
+    Class 0 is the blank and the padding; label lengths count the non-zero labels.
+    """
+    p, _ = convert(y_pred, "y_pred")
+    t = np.asarray(y_true)
+    if t.dtype.kind not in "biuf" and t.dtype.name != "bfloat16":
+        raise TypeError(f"ctc: y_true must hold integer labels; got dtype {t.dtype}")
+    labels, _ = _ctc.check_inputs("ctc", t, p)
+    # every backend computes CTC in float32 (tf.nn.ctc_loss's dtype), float64 included
+    return Prepared(labels, formats.round_array(p, FLOAT32), FLOAT32)
+
+
+_ctc_prepare.__name__ = _ctc_prepare.__qualname__ = "ctc"
+ctc = KerasFunction(_ctc_prepare, "ctc")
+_ctc_float32 = _Float32Function(_ctc_prepare, "ctc")
+
+
+class Circle(LossFunctionWrapper):
+    """``keras.losses.Circle``: labels (B,) and embeddings (B, D) in the Loss dtype."""
+
+    def __init__(self, gamma=80.0, margin=0.4, remove_diagonal=True, reduction=_DEFAULT,
+                 name="circle", dtype=None):
+        super().__init__(circle, name=name, reduction=reduction, dtype=dtype, gamma=gamma,
+                         margin=margin, remove_diagonal=remove_diagonal)
+
+
+class CTC(LossFunctionWrapper):
+    """``keras.losses.CTC``: labels (B, L) and logits (B, T, C); per-sample shape (B,)."""
+
+    def __init__(self, reduction=_DEFAULT, name="ctc", dtype=None):
+        super().__init__(_ctc_float32, name=name, reduction=reduction, dtype=dtype)

@@ -109,6 +109,12 @@ class KerasFunction:
         self._prepare = prepare
         self._loss_name = loss
         self.__signature__ = inspect.signature(prepare)
+        # the exact twin carries the function's own signature (help(), inspect, IDEs)
+        exact = functools.partial(KerasFunction._exact, self)
+        functools.update_wrapper(exact, KerasFunction._exact)
+        exact.__signature__ = self.__signature__
+        exact.__doc__ = f"Exact twin of {prepare.__name__}: same signature, returns lossref.Exact."
+        self.exact = exact
 
     @property
     def loss(self) -> LossDef:
@@ -134,7 +140,7 @@ class KerasFunction:
         pr = self.prepare(y_true, y_pred, **kwargs)
         return np.asarray(formats.to_format_array(self.values64(pr), pr.fmt))
 
-    def exact(self, y_true, y_pred, **kwargs) -> Exact:
+    def _exact(self, y_true, y_pred, **kwargs) -> Exact:
         """The exact twin: same signature, returns :class:`lossref.Exact`."""
         pr = self.prepare(y_true, y_pred, **kwargs)
         return Exact(self.values_exact(pr), start_prec=start_precision(pr.y_true, pr.y_pred),

@@ -1,0 +1,145 @@
+"""Connectionist temporal classification (CTC). Spec: spec/losses/ctc.md.
+
+``y_true`` (B, L): integer labels in ``1 .. C-1``, right-padded with the blank 0;
+``y_pred`` (B, T, C): logits. Per sample ``-log P(label)``, where ``P`` sums, over every
+alignment of length T that collapses to the label (merge repeats, then drop blanks),
+the product of the softmax probabilities over the classes. No alignment: ``+inf``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import mpmath
+import numpy as np
+
+from ..numerics import log_softmax_log1p, logsumexp_parts
+from ..oracle import ops as x
+from ..registry import LossDef, check_float_array, register
+
+BLANK = 0
+
+
+def check_inputs(name: str, y_true: Any, y_pred: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Validated ``(labels, logits)``; ``ValueError`` naming what is wrong.
+
+    Labels must be integers in ``[0, C-1]`` whose zeros (the blank, also the padding)
+    only trail; ``y_true`` rank 2, ``y_pred`` rank 3 with at least one class.
+    """
+    p = check_float_array(y_pred, "y_pred")
+    t = np.asarray(y_true)
+    if t.dtype.kind not in "biuf" and t.dtype.name != "bfloat16":
+        raise TypeError(f"{name}: y_true must hold integer labels; got dtype {t.dtype}")
+    if t.ndim != 2:
+        raise ValueError(f"{name}: y_true must have shape (batch_size, max_length); "
+                         f"got shape {t.shape}")
+    if p.ndim != 3:
+        raise ValueError(f"{name}: y_pred must have shape (batch_size, max_length, "
+                         f"num_classes); got shape {p.shape}")
+    if t.shape[0] != p.shape[0]:
+        raise ValueError(f"{name}: batch sizes differ: y_true shape {t.shape}, "
+                         f"y_pred shape {p.shape}")
+    n_classes = p.shape[2]
+    if n_classes < 1:
+        raise ValueError(f"{name}: y_pred needs at least one class (the blank, index 0); "
+                         f"got shape {p.shape}")
+    t64 = t.astype(np.float64)
+    bad = ~np.isfinite(t64) | (t64 != np.trunc(t64))
+    if bad.any():
+        i = tuple(int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: y_true must hold integer labels; got {float(t64[i])!r} at {i}")
+    bad = (t64 < 0) | (t64 > n_classes - 1)
+    if bad.any():
+        i = tuple(int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: label {t64[i]:g} at {i} is outside [0, {n_classes - 1}] "
+                         f"(y_pred has {n_classes} classes; 0 is the blank and padding)")
+    nonzero = t64 != BLANK
+    # a real label after a zero: Keras would read the zero as a label (lengths count non-zeros)
+    inner = nonzero[:, 1:] & ~nonzero[:, :-1]
+    if inner.any():
+        b, j = (int(k) for k in np.argwhere(inner)[0])
+        raise ValueError(f"{name}: y_true row {b} has padding 0 at position {j} before label "
+                         f"{t64[b, j + 1]:g}; padding must be trailing (0 is the blank)")
+    return t64, p
+
+
+def _extended(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blank-interleaved labels ``l'`` (B, 2L+1), skip-allowed flags and lengths."""
+    lab = labels.astype(np.int64)
+    n_b, width = lab.shape
+    ext = np.zeros((n_b, 2 * width + 1), dtype=np.int64)
+    ext[:, 1::2] = lab
+    skip = np.zeros(ext.shape, dtype=bool)
+    # s -> s+2 skips a blank between two different labels only
+    skip[:, 3::2] = lab[:, 1:] != lab[:, :-1]
+    return ext, skip, np.count_nonzero(lab, axis=1)
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-sample ``-log P(label)`` in float64: log-space forward algorithm.
+
+    Vectorised over the batch and the 2L+1 extended label positions; the loop runs
+    over time steps only, because step t needs every state of step t-1 (a scan over
+    time in the log semiring has no cheaper closed form).
+    """
+    ext, skip, length = _extended(y_true)
+    n_b, n_t, _ = y_pred.shape
+    n_s = ext.shape[1]
+    logp = log_softmax_log1p(y_pred, axis=-1)  # dominant classes keep relative accuracy
+    emit = np.take_along_axis(logp, ext[:, None, :], axis=2)  # (B, T, S)
+    # virtual step -1: all mass on state 0, so step 0 may start in state 0 or 1
+    alpha = np.full((n_b, n_s), -np.inf)
+    alpha[:, 0] = 0.0
+    ninf1 = np.full((n_b, 1), -np.inf)
+    ninf2 = np.full((n_b, 2), -np.inf)
+    for t in range(n_t):
+        stay = alpha
+        step = np.concatenate([ninf1, alpha], axis=1)[:, :n_s]
+        jump = np.where(skip, np.concatenate([ninf2, alpha], axis=1)[:, :n_s], -np.inf)
+        m, r = logsumexp_parts(np.stack([stay, step, jump]), axis=0)
+        alpha = (m + r)[0] + emit[:, t]
+    last = np.take_along_axis(alpha, (2 * length)[:, None], axis=1)
+    prev = np.where(length[:, None] > 0,
+                    np.take_along_axis(alpha, np.maximum(2 * length - 1, 0)[:, None], axis=1),
+                    -np.inf)
+    m, r = logsumexp_parts(np.concatenate([last, prev], axis=1), axis=1)
+    return 0.0 - (m + r)[:, 0]  # 0 - x: an empty label at T = 0 gives +0, not -0
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The exact sum over alignments: the forward algorithm on exact probabilities."""
+    n_b, n_t, _ = y_pred.shape
+    out = np.empty(n_b, dtype=object)
+    for b in range(n_b):  # the oracle is the slow, literal definition
+        labels = [int(v) for v in y_true[b] if v != BLANK]
+        ext = [BLANK]
+        for lab in labels:
+            ext += [lab, BLANK]
+        n_s = len(ext)
+        z = y_pred[b]
+        e = x.exp(z)
+        prob = x.div(e, np.repeat(x.fsum(e, -1)[:, None], z.shape[1], axis=1))  # softmax
+        alpha = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (n_s - 1)  # virtual step -1
+        for t in range(n_t):
+            new = []
+            for s in range(n_s):
+                a = alpha[s]
+                if s >= 1:
+                    a = a + alpha[s - 1]
+                if s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2]:
+                    a = a + alpha[s - 2]
+                new.append(a * prob[t, ext[s]])
+            alpha = new
+        total = alpha[-1] + (alpha[-2] if n_s > 1 else 0)
+        out[b] = -x.log(np.asarray([total], dtype=object))[0]
+    return out
+
+
+LOSS = register(LossDef(
+    name="ctc",
+    summary="-log P(label | logits), the sum over every CTC alignment; blank and padding 0",
+    stage2="structured",
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    check_inputs=check_inputs,
+))
