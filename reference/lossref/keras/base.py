@@ -136,13 +136,24 @@ class KerasFunction:
         t, p = to_exact(pr.y_true), to_exact(pr.y_pred)
         return lambda: self.loss.per_sample_exact_values(t, p, pr.params)
 
-    def __call__(self, y_true, y_pred, **kwargs) -> np.ndarray:
-        pr = self.prepare(y_true, y_pred, **kwargs)
+    def _keywords(self, args, kwargs) -> dict:
+        """Parameters given by position (Keras allows ``f(y_true, y_pred, 0.5)``) as keywords."""
+        names = list(self.__signature__.parameters)[2:]
+        if len(args) > len(names):
+            raise TypeError(f"{self.__name__}() takes at most {len(names) + 2} positional "
+                            f"arguments ({len(args) + 2} given)")
+        twice = set(names[:len(args)]) & set(kwargs)
+        if twice:
+            raise TypeError(f"{self.__name__}() got multiple values for {sorted(twice)}")
+        return {**dict(zip(names, args)), **kwargs}
+
+    def __call__(self, y_true, y_pred, *args, **kwargs) -> np.ndarray:
+        pr = self.prepare(y_true, y_pred, **self._keywords(args, kwargs))
         return np.asarray(formats.to_format_array(self.values64(pr), pr.fmt))
 
-    def _exact(self, y_true, y_pred, **kwargs) -> Exact:
+    def _exact(self, y_true, y_pred, *args, **kwargs) -> Exact:
         """The exact twin: same signature, returns :class:`lossref.Exact`."""
-        pr = self.prepare(y_true, y_pred, **kwargs)
+        pr = self.prepare(y_true, y_pred, **self._keywords(args, kwargs))
         return Exact(self.values_exact(pr), start_prec=start_precision(pr.y_true, pr.y_pred),
                      dtype=pr.fmt, label=f"keras.{self.__name__}")
 

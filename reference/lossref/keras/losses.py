@@ -119,12 +119,20 @@ class LogCosh(LossFunctionWrapper):
 # --- lookup ---------------------------------------------------------------------------------------
 
 
+#: Keras's short names (``keras.losses.get("mse")``), lower and upper case
+ALIASES = {"bce": "binary_crossentropy", "kld": "kl_divergence", "mae": "mean_absolute_error",
+           "mse": "mean_squared_error", "mape": "mean_absolute_percentage_error",
+           "msle": "mean_squared_logarithmic_error"}
+
+
 def get(identifier):
-    """A loss function or class instance by name (``keras.losses.get``)."""
+    """A loss function or class instance by name (``keras.losses.get``), aliases included."""
     if callable(identifier):
         return identifier
-    obj = globals().get(identifier) if isinstance(identifier, str) else None
-    if obj is None or identifier.startswith("_") or identifier not in __all__:
-        raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
-    return obj() if isinstance(obj, type) else obj
-
+    if isinstance(identifier, str):
+        name = ALIASES.get(identifier.lower(), identifier) if identifier.lower() in ALIASES \
+            and identifier in (identifier.lower(), identifier.upper()) else identifier
+        if name in __all__ and name not in ("get", "Loss", "LossFunctionWrapper"):
+            obj = globals()[name]
+            return obj() if isinstance(obj, type) else obj
+    raise ValueError(f"Could not interpret loss identifier: {identifier!r}")

@@ -1,0 +1,79 @@
+"""Categorical focal cross-entropy. Spec: spec/losses/categorical_focal_crossentropy.md.
+
+Per class ``alpha_i (1 - p_i)^gamma (-y'_i log p_i)``, summed over the class axis (the
+last one), with ``p = clip(q / sum(q), lo, hi)`` and ``q = softmax(y_pred)`` for logits
+or ``q = y_pred`` for probabilities: unlike the plain cross-entropy, the clip applies to
+both paths (Keras takes the softmax first). `alpha` is a scalar or one weight per class.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import mpmath
+import numpy as np
+
+from ..numerics import xmul
+from ..oracle import ops as x
+from ..oracle import to_exact
+from ..registry import LossDef, Param, register
+from .categorical_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, class_parts,
+                                       clip_bounds_of, exact_class_parts, smooth_labels)
+
+
+def _finite_real(v) -> bool:
+    return (isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_)) and np.isfinite(v))
+
+
+def _check_alpha(v) -> Optional[str]:
+    if _finite_real(v):
+        return None
+    a = np.asarray(v) if isinstance(v, (list, tuple, np.ndarray)) else None
+    if a is not None and a.ndim <= 1 and a.dtype.kind in "iuf" and np.all(np.isfinite(a)):
+        return None
+    return "expected a finite float or a 1-D sequence of finite floats (one per class)"
+
+
+def _check_gamma(v) -> Optional[str]:
+    return None if _finite_real(v) else "expected a finite float"
+
+
+def _alpha64(alpha):
+    return float(alpha) if _finite_real(alpha) else np.asarray(alpha, dtype=np.float64)
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha, gamma: float, from_logits: bool,
+              label_smoothing: float, epsilon) -> np.ndarray:
+    """Elementwise ``alpha (1 - p)^gamma (-y' log p)`` in float64."""
+    y = smooth_labels(y_true, label_smoothing)
+    # (1 - p) comes from the accurate complement, not from 1 - p, so p near 1 keeps its factor
+    _, c, logp = class_parts(y_pred, from_logits, clip_bounds_of(epsilon))
+    with np.errstate(all="ignore"):
+        return _alpha64(alpha) * np.power(c, float(gamma)) * -xmul(y, logp)
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, gamma: float, from_logits: bool,
+           label_smoothing: float, epsilon) -> np.ndarray:
+    """The definition on exact values."""
+    y = smooth_labels(y_true, label_smoothing)
+    _, c, logp = exact_class_parts(y_pred, from_logits, clip_bounds_of(epsilon))
+    a = mpmath.mpf(float(alpha)) if _finite_real(alpha) else to_exact(np.asarray(alpha, np.float64))
+    return a * x.power(c, float(gamma)) * -x.xmul(y, logp)
+
+
+LOSS = register(LossDef(
+    name="categorical_focal_crossentropy",
+    summary="sum_i alpha_i (1 - p_i)^gamma (-y_i log p_i) over the last axis; p clipped",
+    stage2="sum",
+    params={
+        "alpha": Param(0.25, "finite float, or a 1-D sequence of finite floats broadcasting "
+                             "against the class axis", _check_alpha),
+        "gamma": Param(2.0, "finite float (0 ** 0 = 1)", _check_gamma),
+        "from_logits": FROM_LOGITS,
+        "label_smoothing": LABEL_SMOOTHING,
+        "epsilon": EPSILON,
+    },
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))

@@ -1,0 +1,69 @@
+"""Categorical generalized cross-entropy (Zhang & Sabuncu 2018).
+Spec: spec/losses/categorical_generalized_cross_entropy.md.
+
+``(1 - p_y^q) / q`` with ``p_y`` the entry of ``y_pred`` at the integer label ``y``
+(labels truncated toward zero, shapes as the sparse categorical cross-entropy). No
+clipping, no renormalisation, no logits path.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import mpmath
+import numpy as np
+
+from ..oracle import ops as x
+from ..registry import LossDef, Param, register
+from .categorical_crossentropy import is_real
+from .sparse_categorical_crossentropy import check_label_inputs, class_indices, exact_labels
+
+
+_expm1 = np.frompyfunc(mpmath.expm1, 1, 1)
+
+
+def _check_q(v) -> Optional[str]:
+    ok = is_real(v) and np.isfinite(v) and v != 0
+    return None if ok else "expected a finite non-zero float (Keras's class requires 0 < q < 1)"
+
+
+def _pick(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    idx, _ = class_indices(y_true, y_pred.shape[-1], None, "y_true")
+    return np.take_along_axis(y_pred, idx[..., None], axis=-1)[..., 0]
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, q: float) -> np.ndarray:
+    """Per-sample ``(1 - p_y^q) / q`` in float64."""
+    p = _pick(y_true, y_pred)
+    q = float(q)
+    with np.errstate(all="ignore"):
+        w = q * np.log(p)
+        # p^q in (1/e, e): 1 - p^q = -expm1(q log p) has no cancellation where p^q rounds
+        # to 1; elsewhere pow itself (exp would amplify the rounding of a large q log p) and
+        # 1 - p^q does not cancel. p <= 0, inf, NaN: IEEE pow decides.
+        near = -np.expm1(w) / q
+        lit = (1.0 - np.power(p, q)) / q
+    return np.where((p > 0) & (np.abs(w) < 1.0), near, lit)
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, q: float) -> np.ndarray:
+    """The definition on exact values, with ``p^q = exp(q log p)`` for p > 0."""
+    p = _pick(exact_labels(y_true), y_pred)
+    qe = mpmath.mpf(float(q))
+    finite = np.array([bool(mpmath.isfinite(v)) for v in p.ravel()], dtype=bool).reshape(p.shape)
+    pos = np.asarray(p > 0, dtype=bool) & finite
+    safe = x.where(pos, p, 1)
+    # -expm1(q log p) is 1 - p^q with no cancellation left for the Ziv loop to resolve
+    near = -np.asarray(_expm1(qe * x.log(safe)), dtype=object)
+    return x.where(pos, x.div(near, qe), x.div(1 - x.power(p, qe), qe))
+
+
+LOSS = register(LossDef(
+    name="categorical_generalized_cross_entropy",
+    summary="(1 - p_y^q) / q for integer labels y; no clipping",
+    stage2="structured",
+    params={"q": Param(0.5, "finite non-zero float; Keras's class checks 0 < q < 1", _check_q)},
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    check_inputs=check_label_inputs,
+))

@@ -1,0 +1,88 @@
+"""`lossref.keras.losses` mirrors every loss that `keras.losses` exports."""
+
+import inspect
+
+import pytest
+
+import lossref
+from lossref.keras import losses as K
+from lossref.keras.base import KerasFunction, LossFunctionWrapper
+
+# exported by keras.losses but not losses: why each one is not mirrored
+NOT_LOSSES = {
+    "Loss": "the base class; lossref.keras.losses.Loss mirrors it (checked separately)",
+    "LossFunctionWrapper": "the wrapper class; mirrored as lossref.keras.losses.LossFunctionWrapper",
+    "serialize": "Keras object serialisation, no numerics",
+    "deserialize": "Keras object deserialisation, no numerics",
+    "get": "name lookup; lossref.keras.losses.get mirrors the string form",
+}
+
+
+def _keras_exports(keras):
+    return sorted(n for n in dir(keras.losses) if not n.startswith("_"))
+
+
+def test_every_keras_loss_is_mirrored(keras):
+    missing = [n for n in _keras_exports(keras) if n not in NOT_LOSSES and not hasattr(K, n)]
+    assert not missing, f"lossref.keras.losses lacks {missing}"
+    assert hasattr(K, "Loss") and hasattr(K, "get")
+
+
+def test_signatures_match_keras(keras):
+    diffs = []
+    for n in _keras_exports(keras):
+        if n in NOT_LOSSES:
+            continue
+        theirs, ours = getattr(keras.losses, n), getattr(K, n)
+        if isinstance(theirs, type):
+            a, b = inspect.signature(theirs.__init__), inspect.signature(ours.__init__)
+        else:
+            a, b = inspect.signature(theirs), inspect.signature(ours)
+        # parameter names, order and defaults
+        pa = [(p.name, p.default) for p in a.parameters.values()]
+        pb = [(p.name, p.default) for p in b.parameters.values()]
+        if pa != pb:
+            diffs.append((n, pa, pb))
+    assert not diffs, diffs
+
+
+def test_every_dialect_object_has_an_exact_twin_and_a_catalogue_entry():
+    names = set(lossref.names())
+    for n in K.__all__:
+        obj = getattr(K, n)
+        if isinstance(obj, KerasFunction):
+            assert obj._loss_name in names and callable(obj.exact), n
+            assert inspect.signature(obj.exact) == inspect.signature(obj), n
+        elif isinstance(obj, type) and issubclass(obj, LossFunctionWrapper) and obj is not LossFunctionWrapper:
+            assert callable(obj().exact), n
+
+
+def test_cli_list_shows_the_full_catalogue(capsys):
+    from lossref import cli
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for n in lossref.names():
+        assert n in out
+    assert f"{len(lossref.names())} losses" in out
+
+
+def test_get_names_and_aliases(keras):
+    for alias in ["mse", "MSE", "bce", "kld", "mae", "mape", "msle"]:
+        assert K.get(alias).__name__ == keras.losses.get(alias).__name__
+    assert isinstance(K.get("Huber"), K.Huber)
+    assert K.get("huber") is K.huber
+    for bad in ["nope", "Mse", "get", "Loss"]:
+        with pytest.raises(ValueError, match="Could not interpret loss identifier"):
+            K.get(bad)
+
+
+def test_parameters_by_position_like_keras():
+    import numpy as np
+    y, p = np.zeros((1, 2)), np.array([[0.5, 3.0]])
+    assert K.huber(y, p, 2.0).tolist() == K.huber(y, p, delta=2.0).tolist()
+    assert K.huber.exact(y, p, 2.0).decimal(10).tolist() == K.huber.exact(y, p, delta=2.0).decimal(10).tolist()
+    with pytest.raises(TypeError, match="multiple values"):
+        K.huber(y, p, 2.0, delta=1.0)
+    with pytest.raises(TypeError, match="at most 3 positional"):
+        K.huber(y, p, 2.0, 3.0)
