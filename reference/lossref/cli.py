@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .diff.cli import register_commands as _register_diff
     _register_diff(sub)
+    from .vectors.cli import register_commands
+    register_commands(sub)
     return ap
 
 

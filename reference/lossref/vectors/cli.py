@@ -1,0 +1,126 @@
+"""The ``golden``, ``verify`` and ``cite`` subcommands of ``lossref``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+__all__ = ["register_commands"]
+
+
+def _cmd_golden(args: argparse.Namespace) -> int:
+    from .generate import golden, plan
+
+    try:
+        plan(args.dialect, args.loss, args.dtype)
+    except KeyError as e:
+        return _usage("golden", e.args[0])
+    except TypeError as e:
+        return _usage("golden", str(e))
+    if args.cases < 1:
+        return _usage("golden", f"--cases must be >= 1, got {args.cases}")
+    if args.jobs is not None and args.jobs < 1:
+        return _usage("golden", f"--jobs must be >= 1, got {args.jobs}")
+    rep = golden(Path(args.out), dialect=args.dialect, losses=args.loss, dtypes=args.dtype,
+                 cases=args.cases, seed=args.seed, jobs=args.jobs, progress=not args.quiet,
+                 force=args.force, log=lambda s: print(s, file=sys.stderr))
+    written = len(rep.written)
+    print(f"golden: {written} file(s) written, {len(rep.skipped)} already complete, "
+          f"{len(rep.failed)} failed, in {rep.seconds:.1f} s")
+    slow = sorted(rep.written, key=lambda w: -w[1])[:3]
+    if slow:
+        print("slowest: " + ", ".join(f"{name} {sec:.1f} s" for name, sec, _ in slow))
+    for name, err in rep.failed:
+        print(f"golden: FAILED {name}: {err}", file=sys.stderr)
+    if rep.manifest is not None:
+        print(f"manifest: {rep.manifest}")
+    return 1 if rep.failed else 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    try:
+        rep = verify(Path(args.dir) if args.dir else None, sample=args.sample,
+                     all_cases=args.all, jobs=args.jobs or os.cpu_count() or 1,
+                     progress=not args.quiet)
+    except FileNotFoundError as e:
+        return _usage("verify", str(e))
+    for note in rep.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for p in rep.problems:
+        print(f"FAIL {p}", file=sys.stderr)
+    status = "OK" if rep.ok else f"{len(rep.problems)} problem(s)"
+    print(f"verify {rep.root}: {rep.files} file(s), {rep.cases} case(s), {rep.rederived} "
+          f"re-derived with the oracle: {status}")
+    return 0 if rep.ok else 1
+
+
+def _cmd_cite(args: argparse.Namespace) -> int:
+    from .cite import bibtex, citation
+    from .fileformat import canonical_dir
+    from .manifest import MANIFEST
+
+    vec = None
+    if args.vectors is not None:
+        vec = Path(args.vectors) if args.vectors else canonical_dir()
+        if not (vec / MANIFEST).is_file():
+            return _usage("cite", f"{vec}: no {MANIFEST} (give the folder of a vector set)")
+    print(bibtex(vec) if args.bibtex else citation(vec))
+    return 0
+
+
+def _usage(cmd: str, msg: str) -> int:
+    print(f"lossref {cmd}: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def register_commands(sub) -> None:
+    """Add ``golden``, ``verify`` and ``cite`` to the ``lossref`` subcommands."""
+    p = sub.add_parser(
+        "golden", help="generate golden-vector files and their manifest",
+        description="Generate one JSON Lines file per (loss, dtype) at "
+                    "DIR/DIALECT/LOSS/DTYPE.jsonl and write DIR/MANIFEST.sha256. The seed and the "
+                    "lossref version decide every byte. Files are written atomically; complete "
+                    "files made with the same settings are skipped, so an interrupted run "
+                    "resumes. Format: spec/vectors/README.md.")
+    p.add_argument("--dialect", default="keras", choices=["keras"], help="dialect (keras)")
+    p.add_argument("--loss", nargs="+", action="extend", metavar="NAME",
+                   help="only these losses (repeatable; default: every loss of the dialect)")
+    p.add_argument("--dtype", nargs="+", action="extend", metavar="DTYPE",
+                   help="only these formats (float16 bfloat16 float32 float64; default: all four)")
+    p.add_argument("--cases", type=int, default=64, metavar="N", help="cases per file (default 64)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (default 0)")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="worker processes (default: every core)")
+    p.add_argument("--force", action="store_true", help="regenerate complete files too")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder of the vector set")
+    p.set_defaults(func=_cmd_golden)
+
+    p = sub.add_parser(
+        "verify", help="check a golden-vector set: manifest, format, expectations",
+        description="Check the vector set in DIR (default: the canonical set spec/vectors): every "
+                    "hash of MANIFEST.sha256, every line against the format, and the expectations "
+                    "of a sample of cases re-derived with the oracle. Exit 1, naming the file "
+                    "and case, on any mismatch, corruption or truncation.")
+    p.add_argument("dir", nargs="?", default=None, metavar="DIR", help="folder of the set")
+    p.add_argument("--all", action="store_true", help="re-derive every case (slow)")
+    p.add_argument("--sample", type=int, default=2, metavar="K",
+                   help="cases per file re-derived with the oracle (default 2)")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="worker processes (default: every core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "cite", help="how to cite lossref (and a vector set)",
+        description="Print a citation of lossref: version and numeric spec version. With "
+                    "--vectors, also name a golden-vector set by the SHA-256 of its manifest.")
+    p.add_argument("--bibtex", action="store_true", help="a BibTeX @software entry")
+    p.add_argument("--vectors", nargs="?", const="", default=None, metavar="DIR",
+                   help="cite the vector set in DIR (default: the canonical set)")
+    p.set_defaults(func=_cmd_cite)

@@ -1,0 +1,623 @@
+"""Argument domains: where each loss's golden cases are drawn from.
+
+Two tables decide a loss's cases, both keyed by canonical loss name:
+
+* :data:`KIND_OF_LOSS` names the *input kind* (what ``y_true`` and ``y_pred`` mean:
+  real values, labels and probabilities, logits, integer labels, embeddings, ...). Each
+  kind has a generator below that draws typical values and, for adversarial cases, the
+  values where losses of that kind break (after scipy's ``_mptestutils.Arg`` idea: dense
+  near the edges of the domain, not uniform over it).
+* :data:`PARAM_VALUES` lists, per parameter, the values that change the math; the first
+  value of a parameter is always its Keras default.
+
+A loss that is in neither table still gets cases: its kind is guessed from its Keras
+signature (:func:`kind_of`) and each unknown parameter keeps its default. Every value a
+generator returns is exactly representable in the case's format (rounded with
+:func:`lossref.formats.round_array`), and every random draw comes from
+:class:`~lossref.vectors._rng.Stream`, so the inputs are a function of the case key only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import formats
+from ..formats import Format
+from ._rng import Stream
+
+__all__ = ["KIND_OF_LOSS", "PARAM_VALUES", "KINDS", "kind_of", "param_values", "Draw",
+           "draw_shapes", "draw_inputs", "special_values", "inject_specials", "draw_sample_weight",
+           "label_kinds"]
+
+#: Input kind of every Keras loss (canonical names). Losses not listed are guessed.
+KIND_OF_LOSS: Dict[str, str] = {
+    "mean_squared_error": "real",
+    "mean_absolute_error": "real",
+    "mean_absolute_percentage_error": "real",
+    "mean_squared_logarithmic_error": "real",
+    "huber": "real",
+    "log_cosh": "real",
+    "cosine_similarity": "similarity",
+    "hinge": "hinge",
+    "squared_hinge": "hinge",
+    "categorical_hinge": "scores",
+    "kl_divergence": "distribution",
+    "poisson": "counts",
+    "binary_crossentropy": "binary",
+    "binary_focal_crossentropy": "binary",
+    "categorical_crossentropy": "categorical",
+    "categorical_focal_crossentropy": "categorical",
+    "sparse_categorical_crossentropy": "sparse",
+    "categorical_generalized_cross_entropy": "sparse",
+    "dice": "segmentation",
+    "tversky": "segmentation",
+    "circle": "circle",
+    "ctc": "ctc",
+}
+
+#: Values of each parameter that change the math, per loss (``"loss.param"``) or for every
+#: loss (``"param"``). The Keras default is put first automatically.
+PARAM_VALUES: Dict[str, Tuple[Any, ...]] = {
+    "from_logits": (False, True),
+    "label_smoothing": (0.0, 0.1, 0.5, 1.0),
+    "delta": (1.0, 0.5, 0.001, 20.0),
+    "apply_class_balancing": (False, True),
+    "alpha": (0.25, 0.5, 0.9),
+    "gamma": (2.0, 0.0, 0.5, 5.0),
+    "ignore_class": (None, -1, 0),
+    "remove_diagonal": (True, False),
+    "margin": (0.4, 0.25, 0.0),
+    "q": (0.5, 0.1, 0.9),
+    "beta": (0.5, 0.7, 0.3),
+    "tversky.alpha": (0.5, 0.3, 0.7),
+    "circle.gamma": (80.0, 1.0, 256.0),
+    "binary_crossentropy.axis": (-1, 1),
+    "binary_focal_crossentropy.axis": (-1, 1),
+    "categorical_crossentropy.axis": (-1, 1),
+    "categorical_focal_crossentropy.axis": (-1, 1),
+    "cosine_similarity.axis": (-1, 1),
+    "dice.axis": (None, -1, (1, 2)),
+    "tversky.axis": (None, -1, (1, 2)),
+}
+
+#: Kinds whose ``y_true`` holds integer labels (never overwritten by special values).
+_LABEL_KINDS = ("sparse", "circle", "ctc")
+
+
+def label_kinds() -> Tuple[str, ...]:
+    """Kinds whose ``y_true`` holds integer labels."""
+    return _LABEL_KINDS
+
+
+def kind_of(loss: str, param_names: Sequence[str]) -> str:
+    """The input kind of `loss`: from :data:`KIND_OF_LOSS`, else guessed from its name and
+    parameters (a loss with ``from_logits`` is a cross-entropy; ``sparse`` in the name
+    means integer labels)."""
+    if loss in KIND_OF_LOSS:
+        return KIND_OF_LOSS[loss]
+    if "from_logits" in param_names:
+        if "sparse" in loss:
+            return "sparse"
+        return "binary" if "binary" in loss else "categorical"
+    return "real"
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def param_values(loss: str, name: str, default: Any) -> Tuple[Any, ...]:
+    """Values of parameter `name` of `loss` to draw from, the default first."""
+    table = PARAM_VALUES.get(f"{loss}.{name}", PARAM_VALUES.get(name, ()))
+    out = [default]
+    for v in table:
+        if not any(_same(v, w) for w in out):
+            out.append(v)
+    return tuple(out)
+
+
+# --- drawing values --------------------------------------------------------------------------------
+
+
+@dataclass
+class Draw:
+    """What a kind generator needs: the stream, the format, the case's category and params."""
+
+    rng: Stream
+    fmt: Format
+    category: str
+    params: Mapping[str, Any]
+    tags: List[str] = field(default_factory=list)
+
+    def r(self, x) -> np.ndarray:
+        """`x` rounded into the format (float64 values exact in it)."""
+        return formats.round_array(np.asarray(x, dtype=np.float64), self.fmt)
+
+    def exp_range(self, lo: int, hi: int) -> Tuple[int, int]:
+        """[lo, hi] clipped to the exponents the format can hold (subnormals included)."""
+        f = self.fmt
+        return max(lo, f.emin - f.precision + 1), min(hi, f.emax - 1)
+
+    def wide(self, n: int, lo: int = -1074, hi: int = 100) -> np.ndarray:
+        """Signed values whose binade is uniform from `lo` to `hi` (clipped to the format)."""
+        a, b = self.exp_range(lo, hi)
+        return self.rng.signs(n) * self.rng.log_uniform(n, a, b)
+
+    def uniform(self, n: int, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+        return lo + (hi - lo) * self.rng.uniform(n)
+
+    def tag(self, *tags: str) -> None:
+        for t in tags:
+            if t not in self.tags:
+                self.tags.append(t)
+
+    def pick(self, n: int, options: Sequence[np.ndarray]) -> np.ndarray:
+        """Elementwise choice: element i from ``options[k_i]``, k_i uniform."""
+        k = self.rng.integers(n, 0, len(options))
+        return np.choose(k, np.stack([np.broadcast_to(o, (n,)) for o in options]))
+
+    def tiny_probs(self, n: int) -> np.ndarray:
+        """Probabilities from 1e-30 (2**-100) to 1/2, every binade alike."""
+        return self.rng.log_uniform(n, -100, -2)
+
+    def near_one(self, n: int) -> np.ndarray:
+        """``1 - d`` with d from half an ulp of 1 to 1/2 (exactly 1 after rounding sometimes)."""
+        return 1.0 - self.rng.log_uniform(n, -self.fmt.precision - 1, -2)
+
+    def clip_edge(self, n: int) -> np.ndarray:
+        """Values within a few ulps of Keras's clip bounds 1e-7 and 1 - 1e-7."""
+        k = self.rng.integers(n, -2, 3).astype(np.float64)
+        rel = 1.0 + k * 2.0 ** (1 - self.fmt.precision)
+        lo = self.r(1e-7) * rel
+        hi = 1.0 - self.r(1e-7) * rel
+        return np.where(self.rng.signs(n) > 0, lo, hi)
+
+
+def _labels01(d: Draw, n: int) -> np.ndarray:
+    return (d.rng.raw(n) & np.uint64(1)).astype(np.float64)
+
+
+def _probabilities(d: Draw, n: int) -> np.ndarray:
+    """Probabilities: typical ones, or (adversarial) dense at 0, 1 and the clip bounds."""
+    if d.category != "adversarial":
+        return d.uniform(n)
+    d.tag("extreme-probability")
+    zero, one = np.zeros(n), np.ones(n)
+    return d.pick(n, [d.tiny_probs(n), d.near_one(n), zero, one, d.clip_edge(n), d.uniform(n)])
+
+
+def _logits(d: Draw, n: int) -> np.ndarray:
+    """Logits: typical ones, or (adversarial) ±(1e-30 … 1e4), every binade alike."""
+    if d.category != "adversarial":
+        return d.uniform(n, -6.0, 6.0)
+    d.tag("extreme-logit")
+    return d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(-100, 13))
+
+
+def _binary_labels(d: Draw, n: int) -> np.ndarray:
+    """Labels exactly 0/1, soft, or a mix."""
+    mode = d.rng.choice(("hard", "hard", "soft", "mixed"))
+    if mode == "hard":
+        return _labels01(d, n)
+    d.tag("soft-labels")
+    soft = d.uniform(n)
+    return soft if mode == "soft" else np.where(d.rng.signs(n) > 0, _labels01(d, n), soft)
+
+
+# --- kinds -------------------------------------------------------------------------------------------
+# Each takes (draw, y_shape, p_shape) and returns (y_true, y_pred) as float64 arrays.
+
+
+def _real(d: Draw, shape, _ps):
+    n = int(np.prod(shape))
+    if d.category != "adversarial":
+        t = d.uniform(n, -4.0, 4.0)
+        return t, t + d.uniform(n, -2.0, 2.0)
+    recipes = ["wide-range", "cancellation", "near-overflow", "equal", "near-zero-target",
+               "around-minus-one"]
+    if "delta" in d.params:
+        recipes.append("at-threshold")
+    how = d.rng.choice(recipes)
+    d.tag(how)
+    f = d.fmt
+    if how == "wide-range":  # subnormal to 1e30 (clipped to the format)
+        return d.wide(n), d.wide(n)
+    if how == "cancellation":  # p = t + k ulp(t), k in -3..3: y - p cancels
+        t = d.r(d.wide(n, -20, 20))
+        _, e = np.frexp(np.where(t == 0, 1.0, t))
+        ulp = np.ldexp(1.0, (np.maximum(e - 1, f.emin) - f.precision + 1).astype(np.int32))
+        return t, t + d.rng.integers(n, -3, 4) * ulp
+    if how == "near-overflow":  # squares and differences overflow the format
+        big = d.rng.signs(n) * d.rng.log_uniform(n, f.emax - 3, f.emax - 1)
+        return big, -big * d.uniform(n, 0.25, 1.0)
+    if how == "equal":  # zero residuals, signed zeros
+        t = d.r(d.wide(n, -30, 30))
+        t = np.where(d.rng.integers(n, 0, 4) == 0, -0.0, t)
+        return t, t.copy()
+    if how == "near-zero-target":  # |y| at or below Keras's epsilon (MAPE's floor)
+        t = d.pick(n, [np.zeros(n), -np.zeros(n), d.r(1e-7) * (1 + d.uniform(n, -0.01, 0.01)),
+                       d.wide(n, -40, -20)])
+        return t, d.uniform(n, -2.0, 2.0)
+    if how == "around-minus-one":  # log(x + 1) near its pole, and near the eps clamp
+        near = -1.0 + d.rng.log_uniform(n, -f.precision - 1, -2)
+        return (d.pick(n, [near, d.wide(n, -30, -20), d.uniform(n, -1.0, 1.0)]),
+                d.pick(n, [near, d.r(1e-7) * (1 + d.uniform(n, -0.01, 0.01)), d.uniform(n, -1.0, 1.0)]))
+    # at-threshold: |p - y| = delta exactly and one ulp either side (Huber's branch point)
+    delta = d.r(d.params["delta"])
+    k = d.rng.integers(n, -1, 2).astype(np.float64)
+    e = d.rng.signs(n) * d.r(delta * (1 + k * 2.0 ** (1 - f.precision)))
+    return np.zeros(n), e
+
+
+def _binary(d: Draw, shape, _ps):
+    n = int(np.prod(shape))
+    t = _binary_labels(d, n)
+    p = _logits(d, n) if d.params.get("from_logits") else _probabilities(d, n)
+    return t, p
+
+
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """Sums over the last axis (keepdims), correctly rounded by ``math.fsum``: NumPy's
+    summation order depends on its version and the CPU's vector width, and the inputs
+    must not."""
+    x = np.asarray(x, dtype=np.float64)
+    rows = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+    return np.array([math.fsum(r) for r in rows]).reshape(x.shape[:-1] + (1,))
+
+
+def _rows(x: np.ndarray, shape) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).reshape(shape)
+
+
+def _one_hot(d: Draw, shape) -> np.ndarray:
+    c = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    out = np.zeros((rows, c))
+    if c:
+        out[np.arange(rows), d.rng.integers(rows, 0, c)] = 1.0
+    return out.reshape(shape)
+
+
+def _distribution_rows(d: Draw, shape, extreme: bool) -> np.ndarray:
+    """Rows that sum to about 1 (rounded), or (extreme) one class near 1 and the rest tiny."""
+    n = int(np.prod(shape))
+    c = shape[-1] if shape else 1
+    if n == 0:
+        return np.zeros(shape)
+    if not extreme:
+        w = _rows(d.uniform(n) + 2.0 ** -10, shape)
+        return w / _row_sums(w)
+    small = _rows(d.pick(n, [d.tiny_probs(n) * 2.0 ** -8, np.zeros(n)]), shape)
+    hot = _one_hot(d, shape).astype(bool)
+    rest = _row_sums(np.where(hot, 0.0, small))
+    return np.where(hot, 1.0 - rest, small) if c > 1 else np.ones(shape)
+
+
+def _class_probabilities(d: Draw, shape) -> np.ndarray:
+    n = int(np.prod(shape))
+    if d.params.get("from_logits"):
+        return _rows(_logits(d, n), shape)
+    if d.category != "adversarial":
+        return _distribution_rows(d, shape, False)
+    how = d.rng.choice(("one-near-one", "zeros", "unnormalised", "extreme-probability"))
+    d.tag(how)
+    if how == "one-near-one":
+        return _distribution_rows(d, shape, True)
+    if how == "zeros":  # exact zero probabilities, the true class among them sometimes
+        p = _distribution_rows(d, shape, False)
+        return np.where(_rows(d.rng.integers(n, 0, 3), shape) == 0, 0.0, p)
+    if how == "unnormalised":  # Keras renormalises probabilities; scale rows by 2**k
+        rows = int(np.prod(shape[:-1]))
+        scale = np.ldexp(1.0, d.rng.integers(max(rows, 1), -20, 21).astype(np.int32))[:rows]
+        return _distribution_rows(d, shape, False) * scale.reshape(shape[:-1] + (1,))
+    return _rows(_probabilities(d, n), shape)
+
+
+def _categorical_labels(d: Draw, shape) -> np.ndarray:
+    mode = d.rng.choice(("one-hot", "one-hot", "soft", "zero-row"))
+    if mode == "one-hot" or not shape or shape[-1] == 0:
+        return _one_hot(d, shape)
+    d.tag(f"{mode}-labels")
+    if mode == "soft":
+        return _distribution_rows(d, shape, False)
+    y = _one_hot(d, shape)
+    y[..., :] *= _rows(d.rng.integers(int(np.prod(shape[:-1])), 0, 2), shape[:-1] + (1,))
+    return y
+
+
+def _categorical(d: Draw, shape, _ps):
+    return _categorical_labels(d, shape), _class_probabilities(d, shape)
+
+
+def _distribution(d: Draw, shape, _ps):
+    """KL divergence: both sides probability rows (with zeros and extremes when adversarial)."""
+    y = _categorical_labels(d, shape) if d.rng.chance(0.3) else \
+        _distribution_rows(d, shape, d.category == "adversarial" and d.rng.chance(0.5))
+    return y, _class_probabilities(d, shape)
+
+
+def _sparse(d: Draw, y_shape, p_shape):
+    c = p_shape[-1]
+    n = int(np.prod(y_shape))
+    y = d.rng.integers(n, 0, max(c, 1)).astype(np.float64)
+    ignore = d.params.get("ignore_class")
+    if ignore is not None and n:
+        if d.category == "adversarial" and d.rng.chance(0.3):
+            d.tag("all-masked")
+            y[:] = ignore
+        else:
+            d.tag("masked")
+            y = np.where(d.rng.integers(n, 0, 3) == 0, float(ignore), y)
+    return y.reshape(y_shape), _class_probabilities(d, p_shape)
+
+
+def _hinge(d: Draw, shape, _ps):
+    n = int(np.prod(shape))
+    mode = d.rng.choice(("pm1", "01", "mixed"))
+    d.tag({"pm1": "labels-pm1", "01": "labels-01", "mixed": "labels-mixed"}[mode])
+    if mode == "pm1":
+        y = d.rng.signs(n)
+    elif mode == "01":
+        y = _labels01(d, n)
+    else:  # one -1 among 0/1 switches off Keras's batch-global 0/1 -> -1/1 conversion
+        y = _labels01(d, n)
+        y[: min(1, n)] = -1.0
+    if d.category != "adversarial":
+        return y, d.uniform(n, -3.0, 3.0)
+    d.tag("margin-edge")
+    k = d.rng.integers(n, -2, 3).astype(np.float64)
+    at_margin = d.rng.signs(n) * (1.0 + k * 2.0 ** (1 - d.fmt.precision))
+    return y, d.pick(n, [at_margin, d.wide(n, -100, 100), np.zeros(n)])
+
+
+def _scores(d: Draw, shape, _ps):
+    """Categorical hinge: one-hot labels, real scores (ties and extremes when adversarial)."""
+    n = int(np.prod(shape))
+    y = _categorical_labels(d, shape)
+    if d.category != "adversarial":
+        return y, _rows(d.uniform(n, -3.0, 3.0), shape)
+    how = d.rng.choice(("ties", "wide-range"))
+    d.tag(how)
+    if how == "ties":
+        return y, _rows(d.rng.integers(n, -1, 2).astype(np.float64), shape)
+    return y, _rows(d.wide(n, -100, 100), shape)
+
+
+def _segmentation(d: Draw, shape, _ps):
+    n = int(np.prod(shape))
+    y = _binary_labels(d, n)
+    if d.category != "adversarial":
+        return y, d.uniform(n)
+    how = d.rng.choice(("empty-masks", "perfect", "extreme-probability"))
+    d.tag(how)
+    if how == "empty-masks":  # sums 0: the loss is 1 - 0/eps
+        return np.zeros(n), d.pick(n, [np.zeros(n), d.tiny_probs(n)])
+    if how == "perfect":
+        y = _labels01(d, n)
+        return y, y.copy()
+    return y, _probabilities(d, n)
+
+
+def _similarity(d: Draw, shape, _ps):
+    n = int(np.prod(shape))
+    if d.category != "adversarial":
+        return d.uniform(n, -2.0, 2.0), d.uniform(n, -2.0, 2.0)
+    how = d.rng.choice(("parallel", "zero-vector", "huge-norm", "tiny-norm", "wide-range"))
+    d.tag(how)
+    f = d.fmt
+    if how == "parallel":  # p = c y: similarity exactly ±1 in exact arithmetic
+        t = d.uniform(n, -2.0, 2.0)
+        c = d.rng.choice((1.0, -1.0, 2.0 ** 20, 2.0 ** -20, 3.0))
+        return t, t * c
+    if how == "zero-vector":
+        return np.zeros(n), d.uniform(n, -2.0, 2.0)
+    if how == "huge-norm":  # the sum of squares overflows the format
+        return (d.rng.signs(n) * d.rng.log_uniform(n, f.emax - 2, f.emax - 1),
+                d.rng.signs(n) * d.rng.log_uniform(n, f.emax - 2, f.emax - 1))
+    if how == "tiny-norm":  # squares underflow (subnormal inputs)
+        lo = f.emin - f.precision + 1
+        return d.rng.signs(n) * d.rng.log_uniform(n, lo, f.emin), d.uniform(n, -2.0, 2.0)
+    return d.wide(n), d.wide(n)
+
+
+def _counts(d: Draw, shape, _ps):
+    """Poisson: counts (or soft counts) and positive rates."""
+    n = int(np.prod(shape))
+    y = d.rng.integers(n, 0, 8).astype(np.float64) if d.rng.chance(0.7) else d.uniform(n, 0, 8)
+    if d.category != "adversarial":
+        return y, d.uniform(n, 2.0 ** -6, 8.0)
+    how = d.rng.choice(("tiny-rate", "zero-rate", "wide-range"))
+    d.tag(how)
+    if how == "tiny-rate":  # p far below eps: log(p + eps)
+        return y, d.rng.log_uniform(n, *d.exp_range(-140, -20))
+    if how == "zero-rate":
+        return y, np.where(d.rng.integers(n, 0, 2) == 0, 0.0, d.uniform(n, 0, 4))
+    return np.abs(d.wide(n, -30, 30)), np.abs(d.wide(n, -100, 100))
+
+
+def _circle(d: Draw, y_shape, p_shape):
+    b, dim = p_shape
+    how = "random" if d.category != "adversarial" else d.rng.choice(
+        ("duplicates", "one-label", "distinct-labels", "antipodal"))
+    if how != "random":
+        d.tag(how)
+    k = {"one-label": 1, "distinct-labels": max(b, 1)}.get(how, max(1, min(3, b)))
+    y = d.rng.integers(b, 0, k).astype(np.float64) if b else np.zeros(0)
+    if how == "distinct-labels":
+        y = d.rng.permutation(b).astype(np.float64)
+    e = _rows(d.uniform(b * dim, -1.0, 1.0), (b, dim)) + 2.0 ** -20
+    if how == "duplicates" and b > 1:
+        e[1::2] = e[0::2][: e[1::2].shape[0]]
+    if how == "antipodal" and b > 1:
+        e[1::2] = -e[0::2][: e[1::2].shape[0]]
+    e = e / np.sqrt(_row_sums(e * e))  # unit rows, then rounded
+    return y, e
+
+
+def _ctc(d: Draw, y_shape, p_shape):
+    b, length = y_shape
+    _, t_len, c = p_shape
+    y = np.zeros((b, length))
+    impossible = "too-short" in d.tags
+    for i in range(b):  # labels 1..C-1 then trailing padding 0
+        n = length if impossible else (d.rng.integer(0, length + 1) if length else 0)
+        y[i, :n] = d.rng.integers(n, 1, c) if n else []
+    if d.category == "adversarial" and d.rng.chance(0.5) and length:
+        d.tag("repeated-labels")
+        y[:, :] = np.where(y > 0, 1.0, 0.0)  # runs of one label need blanks between them
+    n = b * t_len * c
+    z = d.uniform(n, -4.0, 4.0) if d.category != "adversarial" else \
+        d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(-30, 13))
+    return y, _rows(z, p_shape)
+
+
+#: kind -> generator(draw, y_shape, p_shape) -> (y_true, y_pred) (float64, not yet rounded)
+KINDS: Dict[str, Callable] = {
+    "real": _real,
+    "binary": _binary,
+    "categorical": _categorical,
+    "distribution": _distribution,
+    "sparse": _sparse,
+    "hinge": _hinge,
+    "scores": _scores,
+    "segmentation": _segmentation,
+    "similarity": _similarity,
+    "counts": _counts,
+    "circle": _circle,
+    "ctc": _ctc,
+}
+
+
+def _min_rank(params: Mapping[str, Any]) -> int:
+    axis = params.get("axis", -1)
+    if axis is None:
+        return 1
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return max([1] + [a + 1 for a in axes if a >= 0])
+
+
+def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
+    """``(y_true shape, y_pred shape)`` for a case of this kind and category.
+
+    Typical cases: ``(B, D)`` or ``(B, T, D)`` with at most 64 elements. Edge shapes:
+    rank 1, empty batches, a single element, an empty feature axis, and (for class-axis
+    kinds) class counts 1, 100, 257 and 1000.
+    """
+    rng = d.rng
+    if kind == "circle":
+        b = rng.integer(2, 9) if d.category != "edge-shape" else rng.choice((0, 1, 2))
+        if d.category == "edge-shape":
+            d.tag({0: "empty-batch", 1: "single-sample", 2: "pair"}[b])
+        return (b,), (b, rng.integer(2, 6))
+    if kind == "ctc":
+        b, t, c = rng.integer(1, 4), rng.integer(1, 7), rng.integer(2, 6)
+        length = rng.integer(1, t + 1)
+        if d.category == "edge-shape":
+            how = rng.choice(("empty-batch", "too-short", "two-classes", "single-step"))
+            d.tag(how)
+            if how == "empty-batch":
+                b = 0
+            elif how == "too-short":  # more labels than time steps: impossible, loss +inf
+                length, t = t + 1, t
+            elif how == "two-classes":
+                c = 2
+            else:
+                t, length = 1, 1
+        return (b, length), (b, t, c)
+    classy = kind in ("categorical", "distribution", "sparse", "scores")
+    min_rank = _min_rank(d.params)
+    if d.category == "edge-shape":
+        options = ["rank-1", "empty-batch", "empty-batch-rank-3", "single-element"]
+        if classy:
+            options += ["one-class", "wide-classes"]
+        else:
+            options += ["empty-features"]
+        if kind == "sparse":
+            options += ["label-column"]
+        how = rng.choice(options)
+        d.tag(how)
+        dd = rng.integer(2, 6)
+        shape = {"rank-1": (dd,), "empty-batch": (0, dd), "empty-batch-rank-3": (0, 2, dd),
+                 "single-element": (1, 1), "one-class": (rng.integer(1, 4), 1),
+                 "wide-classes": (1, rng.choice((100, 257, 1000))),
+                 "empty-features": (rng.integer(1, 4), 0),
+                 "label-column": (rng.integer(1, 4), dd)}[how]
+        if len(shape) < min_rank:
+            shape = (1,) * (min_rank - len(shape)) + shape
+        if kind == "sparse":
+            y_shape = shape[:-1] + ((1,) if how == "label-column" else ())
+            return y_shape, shape
+        return shape, shape
+    rank = max(min_rank, 2 if rng.chance(0.7) else 3)
+    dim = rng.integer(2, 9) if classy else rng.integer(1, 9)
+    lead = [rng.integer(1, 7)] + [rng.integer(1, 4) for _ in range(rank - 2)]
+    while int(np.prod(lead)) * dim > 64:
+        lead[0] = max(1, lead[0] // 2)
+        if int(np.prod(lead)) * dim > 64 and len(lead) > 1:
+            lead[-1] = max(1, lead[-1] // 2)
+    shape = tuple(lead) + (dim,)
+    return (shape[:-1], shape) if kind == "sparse" else (shape, shape)
+
+
+def draw_inputs(d: Draw, kind: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_pred)`` of one case, rounded into the format."""
+    y_shape, p_shape = draw_shapes(d, kind)
+    t, p = KINDS[kind](d, y_shape, p_shape)
+    t = d.r(np.asarray(t, dtype=np.float64).reshape(y_shape))
+    p = d.r(np.asarray(p, dtype=np.float64).reshape(p_shape))
+    return t, p
+
+
+def special_values(fmt: Format) -> np.ndarray:
+    """The IEEE values every loss must handle: ±0, ±inf, NaN, the extreme finite values."""
+    return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fmt.min_subnormal, -fmt.min_subnormal,
+                     fmt.tiny, fmt.max, -fmt.max, 1.0, -1.0])
+
+
+def inject_specials(d: Draw, kind: str, t: np.ndarray, p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Overwrite 1 to 3 entries of y_pred (and of y_true unless it holds labels) with
+    special values."""
+    sv = special_values(d.fmt)
+    t, p = t.copy(), p.copy()
+    targets = [p] if kind in _LABEL_KINDS else [p, t]
+    for arr in targets:
+        if arr.size == 0:
+            continue
+        flat = arr.reshape(-1)
+        for _ in range(d.rng.integer(1, 4)):
+            flat[d.rng.integer(0, flat.size)] = sv[d.rng.integer(0, sv.size)]
+    return t, p
+
+
+def draw_sample_weight(d: Draw, per_sample_shape: tuple) -> Optional[np.ndarray]:
+    """A sample weight for per-sample values of `per_sample_shape`, or None.
+
+    None, per sample (the per-sample shape), per sample broadcast over timesteps ``(B, 1)``,
+    per timestep ``(B, T)``, a scalar; values in [0, 4), some or all of them zero.
+    """
+    rng = d.rng
+    if rng.chance(0.35):
+        return None
+    s = tuple(per_sample_shape)
+    if len(s) == 2:
+        modes = ("per-timestep", "per-timestep", "per-sample", "per-sample", "scalar-weight")
+    else:
+        modes = ("per-sample", "per-sample", "per-sample", "scalar-weight")
+    mode = rng.choice(modes) if s else "scalar-weight"
+    shape = {"per-sample": s if len(s) != 2 else (s[0], 1), "per-timestep": s,
+             "scalar-weight": ()}[mode]
+    n = int(np.prod(shape))
+    values = d.uniform(n, 0.0, 4.0)
+    d.tag("weighted", mode)
+    zeros = rng.choice(("none", "none", "some", "all"))
+    if zeros == "some":
+        values = np.where(rng.integers(n, 0, 3) == 0, 0.0, values)
+        d.tag("zero-weights")
+    elif zeros == "all":
+        values = np.zeros(n)
+        d.tag("all-zero-weights")
+    return d.r(values.reshape(shape))

@@ -1,0 +1,335 @@
+"""The golden-vector file format (JSON Lines), its checks and its decoder.
+
+``spec/vectors/README.md`` is the normative description and ``spec/vectors/schema.json``
+the JSON Schema; this module writes exactly that, checks it without third-party packages
+(:func:`check_provenance`, :func:`check_case`; the checks a schema cannot express, such
+as "as many values as the shape says" and "every value exact in the dtype", included)
+and decodes it (:func:`load`).
+
+Bytes are canonical: one JSON object per line, keys sorted, no spaces, ASCII only, no
+floating-point numbers outside the ``params`` (every value is a hex or decimal string),
+``\\n`` after every line. Equal content therefore gives equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+
+import numpy as np
+
+from .. import formats
+from ..formats import Format
+from .targets import DECIMAL_DIGITS, REDUCTIONS
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ID_STEP", "dumps", "case_id", "check_provenance",
+           "check_case", "decode_array", "Case", "VectorFile", "load", "canonical_dir",
+           "resolve", "parse_lines"]
+
+FORMAT_NAME = "lossref-golden-vectors"
+#: Bumped when a field is added, removed or changes meaning.
+FORMAT_VERSION = 1
+#: Case numbers step by this much, so a case can be inserted between two others later.
+ID_STEP = 10
+
+HEX_RE = re.compile(r"^(-?(0x[01](\.[0-9a-f]*[1-9a-f])?p[+-][0-9]+|inf)|nan)$")
+DECIMAL_RE = re.compile(r"^(0|nan|-?inf|-?[1-9]\.[0-9]{%d}e[+-][0-9]+)$" % (DECIMAL_DIGITS - 1))
+ID_RE = re.compile(r"^([a-z0-9_]+)/([a-z0-9_]+)/([a-z0-9]+)/([0-9]{4,})$")
+_CASE_KEYS = {"id", "dialect", "loss", "dtype", "params", "tags", "inputs", "expected"}
+_PROV_KEYS = {"format", "format_version", "lossref", "spec", "mpmath", "seed", "command",
+              "dialect", "loss", "dtype", "function", "class", "cases", "id_step",
+              "reductions", "redrawn"}
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON text of one line (no newline)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def case_id(dialect: str, loss: str, dtype: str, index: int) -> str:
+    """Id of the `index`-th case (0-based): ``keras/huber/float32/0010``, ``.../0020``, ..."""
+    return f"{dialect}/{loss}/{dtype}/{ID_STEP * (index + 1):04d}"
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_array(obj: Any, where: str, fmt: Optional[Format], decimal: bool) -> List[str]:
+    """Problems of one encoded array (``{"shape", "hex"[, "decimal"][, "dtype"]}``)."""
+    if not isinstance(obj, dict):
+        return [f"{where}: expected an object with shape and hex, got {type(obj).__name__}"]
+    keys = {"shape", "hex"} | ({"decimal"} if decimal else set())
+    allowed = keys | ({"dtype"} if decimal else set())
+    if not keys <= set(obj) or not set(obj) <= allowed:
+        return [f"{where}: keys {sorted(obj)}, expected {sorted(keys)}"]
+    shape, hx = obj["shape"], obj["hex"]
+    if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+        return [f"{where}.shape: expected a list of non-negative integers, got {shape!r}"]
+    n = math.prod(shape)
+    if not isinstance(hx, list) or len(hx) != n:
+        got = len(hx) if isinstance(hx, list) else type(hx).__name__
+        return [f"{where}.hex: shape {shape} needs {n} values, got {got}"]
+    for i, h in enumerate(hx):
+        if not isinstance(h, str) or not HEX_RE.match(h):
+            return [f"{where}.hex[{i}]: {h!r} is not a canonical hex float"]
+    if "dtype" in obj:
+        if obj["dtype"] not in formats.FORMATS:
+            return [f"{where}.dtype: {obj['dtype']!r} is not one of {sorted(formats.FORMATS)}"]
+        fmt = formats.FORMATS[obj["dtype"]]
+    if fmt is not None and hx:
+        v = np.array([float.fromhex(h) for h in hx])
+        fin = np.isfinite(v)
+        bad = fin & (formats.round_array(np.where(fin, v, 0.0), fmt) != v)
+        if bad.any():
+            i = int(np.argmax(bad))
+            return [f"{where}.hex[{i}]: {hx[i]} is not exactly representable in {fmt.name}"]
+    if decimal:
+        dec = obj["decimal"]
+        if not isinstance(dec, list) or len(dec) != n:
+            return [f"{where}.decimal: shape {shape} needs {n} strings"]
+        for i, s in enumerate(dec):
+            if not isinstance(s, str) or not DECIMAL_RE.match(s):
+                return [f"{where}.decimal[{i}]: {s!r} is not a {DECIMAL_DIGITS}-digit decimal"]
+    return []
+
+
+def check_provenance(obj: Any) -> List[str]:
+    """Problems of a provenance line (empty list: fine)."""
+    if not isinstance(obj, dict) or set(obj) != {"provenance"} or not isinstance(obj["provenance"], dict):
+        return ["the first line must be {\"provenance\": {...}}"]
+    p = obj["provenance"]
+    out = []
+    if set(p) != _PROV_KEYS:
+        out.append(f"provenance keys: missing {sorted(_PROV_KEYS - set(p))}, "
+                   f"unexpected {sorted(set(p) - _PROV_KEYS)}")
+        return out
+    if p["format"] != FORMAT_NAME or p["format_version"] != FORMAT_VERSION:
+        out.append(f"provenance: format {p['format']!r} version {p['format_version']!r}; this "
+                   f"reader knows {FORMAT_NAME!r} version {FORMAT_VERSION}")
+    if p["dtype"] not in formats.FORMATS:
+        out.append(f"provenance: dtype {p['dtype']!r} is not one of {sorted(formats.FORMATS)}")
+    for k in ("cases", "seed", "id_step", "redrawn"):
+        if not _is_int(p[k]) or p[k] < 0:
+            out.append(f"provenance: {k} must be a non-negative integer, got {p[k]!r}")
+    if list(p["reductions"]) != list(REDUCTIONS):
+        out.append(f"provenance: reductions {p['reductions']!r}, expected {list(REDUCTIONS)}")
+    return out
+
+
+def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
+    """Problems of one case line against its file's provenance (empty list: fine)."""
+    if not isinstance(obj, dict):
+        return ["a case must be a JSON object"]
+    if set(obj) != _CASE_KEYS:
+        return [f"case keys: missing {sorted(_CASE_KEYS - set(obj))}, "
+                f"unexpected {sorted(set(obj) - _CASE_KEYS)}"]
+    out = []
+    m = ID_RE.match(obj["id"]) if isinstance(obj["id"], str) else None
+    if not m or m.groups()[:3] != (prov["dialect"], prov["loss"], prov["dtype"]):
+        out.append(f"id {obj['id']!r} is not {prov['dialect']}/{prov['loss']}/{prov['dtype']}/NNNN")
+    for k in ("dialect", "loss", "dtype"):
+        if obj[k] != prov[k]:
+            out.append(f"{k} {obj[k]!r} differs from the file's {prov[k]!r}")
+    if not isinstance(obj["params"], dict):
+        out.append("params must be an object")
+    tags = obj["tags"]
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
+        out.append("tags must be a non-empty list of strings")
+    if out:
+        return out
+    fmt = formats.FORMATS[prov["dtype"]]
+    inp = obj["inputs"]
+    if not isinstance(inp, dict) or set(inp) != {"y_true", "y_pred", "sample_weight"}:
+        return ["inputs must have exactly y_true, y_pred and sample_weight"]
+    out += _check_array(inp["y_true"], "inputs.y_true", fmt, False)
+    out += _check_array(inp["y_pred"], "inputs.y_pred", fmt, False)
+    if inp["sample_weight"] is not None:
+        out += _check_array(inp["sample_weight"], "inputs.sample_weight", fmt, False)
+    exp = obj["expected"]
+    if not isinstance(exp, dict) or set(exp) != {"per_sample", "reductions"}:
+        return out + ["expected must have exactly per_sample and reductions"]
+    ps = exp["per_sample"]
+    if not isinstance(ps, dict) or "dtype" not in ps:
+        out.append("expected.per_sample must carry its dtype")
+    else:
+        out += _check_array(ps, "expected.per_sample", None, True)
+    red = exp["reductions"]
+    if not isinstance(red, dict) or set(red) != set(REDUCTIONS):
+        return out + [f"expected.reductions must have exactly {list(REDUCTIONS)}"]
+    for r in REDUCTIONS:
+        out += _check_array(red[r], f"expected.reductions.{r}", fmt, True)
+    return out
+
+
+# --- decoding ------------------------------------------------------------------------------------------
+
+
+def decode_array(obj: Optional[Mapping[str, Any]], fmt: Format) -> Optional[np.ndarray]:
+    """An encoded array as a NumPy array of `fmt`'s dtype (None stays None)."""
+    if obj is None:
+        return None
+    v = np.array([float.fromhex(h) for h in obj["hex"]], dtype=np.float64)
+    return v.reshape(tuple(obj["shape"])).astype(fmt.dtype)
+
+
+@dataclass
+class Case:
+    """One golden case with its arrays decoded.
+
+    Attributes
+    ----------
+    id, dialect, loss, dtype : str
+    params : dict
+        Keyword arguments of the Keras function and class (a list is a tuple ``axis``).
+    tags : list of str
+    y_true, y_pred : numpy.ndarray
+        In `dtype` (``ml_dtypes.bfloat16`` for bfloat16 when installed).
+    sample_weight : numpy.ndarray or None
+    per_sample : numpy.ndarray
+        Expected ``function(y_true, y_pred, **params)``, in `per_sample_dtype`.
+    reductions : dict
+        Reduction name (``"none"`` for None) -> expected ``Class(reduction=..., dtype=dtype,
+        **params)(y_true, y_pred, sample_weight)``, in `dtype`.
+    decimal : dict
+        ``"per_sample"`` and each reduction -> array of 40-digit decimal strings.
+    record : dict
+        The line as read.
+    """
+
+    id: str
+    dialect: str
+    loss: str
+    dtype: str
+    params: Dict[str, Any]
+    tags: List[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    sample_weight: Optional[np.ndarray]
+    per_sample: np.ndarray
+    per_sample_dtype: str
+    reductions: Dict[str, np.ndarray]
+    decimal: Dict[str, np.ndarray]
+    record: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> "Case":
+        fmt = formats.get_format(rec["dtype"])
+        exp = rec["expected"]
+        ps = exp["per_sample"]
+        dec = {"per_sample": np.array(ps["decimal"], dtype=str).reshape(tuple(ps["shape"]))}
+        red = {}
+        for r, v in exp["reductions"].items():
+            red[r] = decode_array(v, fmt)
+            dec[r] = np.array(v["decimal"], dtype=str).reshape(tuple(v["shape"]))
+        inp = rec["inputs"]
+        return cls(id=rec["id"], dialect=rec["dialect"], loss=rec["loss"], dtype=rec["dtype"],
+                   params=dict(rec["params"]), tags=list(rec["tags"]),
+                   y_true=decode_array(inp["y_true"], fmt), y_pred=decode_array(inp["y_pred"], fmt),
+                   sample_weight=decode_array(inp["sample_weight"], fmt),
+                   per_sample=decode_array(ps, formats.get_format(ps["dtype"])),
+                   per_sample_dtype=ps["dtype"], reductions=red, decimal=dec, record=dict(rec))
+
+
+@dataclass
+class VectorFile:
+    """A golden-vector file: its provenance record and its cases (iterable, sized)."""
+
+    path: Path
+    provenance: Dict[str, Any]
+    cases: List[Case]
+
+    def __iter__(self) -> Iterator[Case]:
+        return iter(self.cases)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i):
+        return self.cases[i]
+
+
+def canonical_dir() -> Path:
+    """``spec/vectors`` of the source tree this package sits in (the canonical set)."""
+    return Path(__file__).resolve().parents[3] / "spec" / "vectors"
+
+
+def resolve(path_or_name: Union[str, Path]) -> Path:
+    """A file path, or a canonical name ``dialect/loss/dtype`` (``.jsonl`` optional)."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = str(path_or_name)
+    if name.endswith(".jsonl"):
+        name = name[: -len(".jsonl")]
+    if len(name.split("/")) == 3:
+        q = canonical_dir() / f"{name}.jsonl"
+        if q.is_file():
+            return q
+    raise FileNotFoundError(f"no golden-vector file {str(path_or_name)!r}: give a path to a "
+                            f".jsonl file or a canonical name such as "
+                            f"'keras/mean_squared_error/float32' (looked in {canonical_dir()})")
+
+
+def parse_lines(data: bytes) -> List[Any]:
+    """JSON objects of a file's bytes; ``ValueError`` naming the line if one is broken."""
+    if data and not data.endswith(b"\n"):
+        last = data.count(b"\n") + 1
+        raise ValueError(f"truncated: the last line (line {last}) has no newline")
+    out = []
+    for n, line in enumerate(data.split(b"\n")[:-1], start=1):
+        try:
+            out.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"line {n} is not valid JSON ({e})") from None
+    return out
+
+
+def load(path_or_name: Union[str, Path]) -> VectorFile:
+    """Read a golden-vector file and decode its arrays.
+
+    Parameters
+    ----------
+    path_or_name : str or path
+        A ``.jsonl`` file, or a name of the canonical set such as
+        ``"keras/mean_squared_error/float32"``.
+
+    Returns
+    -------
+    VectorFile
+        ``.provenance`` (dict) and ``.cases`` (list of :class:`Case`); iterating it gives
+        the cases.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file or canonical name.
+    ValueError
+        The file is truncated or a line breaks the format (the message names the line).
+    """
+    path = resolve(path_or_name)
+    lines = parse_lines(path.read_bytes())
+    if not lines:
+        raise ValueError(f"{path}: empty file")
+    probs = check_provenance(lines[0])
+    if probs:
+        raise ValueError(f"{path}: line 1: {probs[0]}")
+    prov = lines[0]["provenance"]
+    cases = []
+    for n, rec in enumerate(lines[1:], start=2):
+        probs = check_case(rec, prov)
+        if probs:
+            raise ValueError(f"{path}: line {n}: {probs[0]}")
+        cases.append(Case.from_record(rec))
+    if len(cases) != prov["cases"]:
+        raise ValueError(f"{path}: {len(cases)} cases, the provenance record says {prov['cases']} "
+                         "(truncated file?)")
+    return VectorFile(path, prov, cases)

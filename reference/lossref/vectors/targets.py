@@ -1,0 +1,216 @@
+"""What a golden case is evaluated on: the Keras dialect, found by scanning it.
+
+Every Keras loss of :mod:`lossref.keras.losses` is a pair: a function object (a
+:class:`~lossref.keras.base.KerasFunction` that knows its canonical loss name) and a
+class (a :class:`~lossref.keras.base.LossFunctionWrapper` subclass that wraps the
+function). Scanning the module finds every pair, so a loss added to the dialect gets
+golden vectors with no change here.
+
+A case's expectations are
+
+* ``per_sample``: ``function.exact(y_true, y_pred, **params)``, correctly rounded into
+  the format the dialect says the function returns (the case's format, except where
+  Keras computes in another one, e.g. CTC in float32);
+* ``reductions[r]``: ``Class(reduction=r, dtype=<case dtype>, **params).exact(y_true,
+  y_pred, sample_weight=sw)``, correctly rounded into the case's format;
+
+each also as 40 significant decimal digits of the exact value.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .. import formats
+from ..formats import Format
+
+__all__ = ["KerasTarget", "keras_targets", "get_target", "REDUCTIONS", "DECIMAL_DIGITS",
+           "hexf", "call_params", "as_format", "per_sample_shape", "expected", "Rejected"]
+
+#: Reductions of every case, in file order ("none" is Keras's ``None``/``"none"``).
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
+#: Significant digits of the ``decimal`` fields.
+DECIMAL_DIGITS = 40
+_SKIP = {"self", "reduction", "name", "dtype"}
+#: How the dialect and the oracle refuse a case: bad shape or domain (ValueError,
+#: TypeError, IndexError) or an undecidable rounding (OracleError is an ArithmeticError).
+_REFUSALS = (ValueError, TypeError, IndexError, ArithmeticError)
+
+
+class Rejected(Exception):
+    """The dialect refuses a drawn case (bad shape or domain for this loss)."""
+
+
+@dataclass(frozen=True)
+class KerasTarget:
+    """One Keras loss: its function, its class and the class's parameters with defaults."""
+
+    loss: str
+    function: Any
+    cls: type
+    params: Tuple[Tuple[str, Any], ...]  # (name, default) in signature order
+    function_params: frozenset
+
+    @property
+    def function_name(self) -> str:
+        return self.function.__name__
+
+    @property
+    def class_name(self) -> str:
+        return self.cls.__name__
+
+    def defaults(self) -> Dict[str, Any]:
+        return dict(self.params)
+
+
+@lru_cache(maxsize=None)
+def keras_targets() -> Dict[str, KerasTarget]:
+    """Canonical loss name -> :class:`KerasTarget`, for every loss the Keras dialect exposes."""
+    from ..keras import losses as kl
+    from ..keras.base import KerasFunction, LossFunctionWrapper
+
+    functions: Dict[str, list] = {}
+    classes: Dict[str, list] = {}
+    for attr in sorted(kl.__all__):
+        obj = getattr(kl, attr, None)
+        if isinstance(obj, KerasFunction):
+            functions.setdefault(obj._loss_name, []).append(obj)
+        elif isinstance(obj, type) and issubclass(obj, LossFunctionWrapper) \
+                and obj is not LossFunctionWrapper:
+            try:
+                fn = obj().fn
+            except TypeError:  # a class without defaults for every argument: not a Keras loss
+                continue
+            classes.setdefault(fn._loss_name, []).append(obj)
+    out = {}
+    for loss in sorted(set(functions) & set(classes)):
+        # the function named like the loss (Keras has aliases), else the first by name
+        fn = next((f for f in functions[loss] if f.__name__ == loss), functions[loss][0])
+        cls = sorted(classes[loss], key=lambda c: c.__name__)[0]
+        sig = inspect.signature(cls.__init__)
+        params = tuple((k, p.default) for k, p in sig.parameters.items()
+                       if k not in _SKIP and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                       and p.default is not p.empty)
+        fparams = frozenset(inspect.signature(fn).parameters)
+        out[loss] = KerasTarget(loss, fn, cls, params, fparams)
+    return out
+
+
+def get_target(dialect: str, loss: str) -> KerasTarget:
+    """The target of `loss` in `dialect` (only ``"keras"`` so far); ``KeyError`` listing
+    the known names otherwise."""
+    if dialect != "keras":
+        raise KeyError(f"unknown dialect {dialect!r}; golden vectors exist for: keras")
+    targets = keras_targets()
+    if loss not in targets:
+        raise KeyError(f"loss {loss!r} has no Keras function and class in lossref.keras.losses; "
+                       f"known: {', '.join(sorted(targets))}")
+    return targets[loss]
+
+
+# --- values and encodings ---------------------------------------------------------------------------
+
+
+def hexf(v: float) -> str:
+    """Exact hexadecimal text of a value: C99 ``%a`` style, trailing zero digits dropped.
+
+    ``float.hex`` with its fraction's trailing zeros removed (``0x1.8p+1``, ``0x1p-24``,
+    ``-0x0p+0``), ``inf``, ``-inf`` and ``nan``. ``float.fromhex`` and C's ``strtod``
+    read it back exactly.
+    """
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    mant, _, exp = v.hex().partition("p")
+    head, _, frac = mant.partition(".")
+    frac = frac.rstrip("0")
+    return f"{head}.{frac}p{exp}" if frac else f"{head}p{exp}"
+
+
+def call_params(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """Parameters as stored in a file (JSON) -> keyword arguments: a list is an axis tuple."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def json_params(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """Keyword arguments -> JSON values (tuples become lists, NumPy scalars Python ones)."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def as_format(values64: Optional[np.ndarray], fmt: Format) -> Optional[np.ndarray]:
+    """float64 values (exact in `fmt`) as an array of `fmt`'s dtype."""
+    if values64 is None:
+        return None
+    if fmt.name == "bfloat16" and not formats.has_ml_dtypes():
+        raise RuntimeError("bfloat16 golden vectors need the ml_dtypes package "
+                           "(pip install ml_dtypes)")
+    return np.asarray(values64, dtype=np.float64).astype(fmt.dtype)
+
+
+@contextmanager
+def _quiet():
+    """Silence NumPy floating-point warnings and Python warnings of the evaluated losses."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def per_sample_shape(target: KerasTarget, fmt: Format, params: Mapping[str, Any],
+                     y_true: np.ndarray, y_pred: np.ndarray) -> tuple:
+    """Shape of the class's unreduced values (float64 reference, cheap); ``Rejected`` if
+    the dialect refuses the inputs."""
+    try:
+        with _quiet():
+            c = target.cls(reduction="none", dtype=fmt.name, **call_params(params))
+            return tuple(np.shape(c(as_format(y_true, fmt), as_format(y_pred, fmt))))
+    except _REFUSALS as e:
+        raise Rejected(f"{type(e).__name__}: {e}") from None
+
+
+def encode_exact(e, fmt: Format, with_dtype: bool = False) -> Dict[str, Any]:
+    """``{"shape", "hex", "decimal"}`` of an :class:`~lossref.Exact` rounded into `fmt`."""
+    rounded = np.asarray(e.round(fmt)).astype(np.float64)
+    digits = np.asarray(e.decimal(DECIMAL_DIGITS))
+    out: Dict[str, Any] = {"shape": list(rounded.shape),
+                           "hex": [hexf(v) for v in rounded.ravel()],
+                           "decimal": [str(s) for s in digits.ravel()]}
+    if with_dtype:
+        out["dtype"] = fmt.name
+    return out
+
+
+def expected(target: KerasTarget, fmt: Format, params: Mapping[str, Any], y_true: np.ndarray,
+             y_pred: np.ndarray, sample_weight: Optional[np.ndarray]) -> Dict[str, Any]:
+    """The ``expected`` object of a case (see the module docstring); ``Rejected`` if the
+    dialect refuses the inputs or the oracle cannot decide a rounding."""
+    kw = call_params(params)
+    t, p, sw = as_format(y_true, fmt), as_format(y_pred, fmt), as_format(sample_weight, fmt)
+    try:
+        with _quiet():
+            e = target.function.exact(t, p, **{k: v for k, v in kw.items()
+                                               if k in target.function_params})
+            per_sample = encode_exact(e, e.dtype or fmt, with_dtype=True)
+            reductions = {}
+            for r in REDUCTIONS:
+                e = target.cls(reduction=r, dtype=fmt.name, **kw).exact(t, p, sample_weight=sw)
+                reductions[r] = encode_exact(e, fmt)
+    except _REFUSALS as e:
+        raise Rejected(f"{type(e).__name__}: {e}") from None
+    return {"per_sample": per_sample, "reductions": reductions}
