@@ -55,7 +55,7 @@ def test_mse_and_mae_float32_are_within_budget(backend, typical_cases):
     rep = runner.run(typical_cases, [backend])[0]
     assert rep["framework_version"] and rep["backend"] == backend
     statuses = {(r["loss"], r["reduction"]): r["status"] for r in rep["rows"]}
-    assert len(statuses) == 2 * 5  # per-sample + four reductions, two losses
+    assert len(statuses) == 2 * 6  # per-sample + five reductions ("mean" included), two losses
     assert set(statuses.values()) <= {"exact", "faithful", "within-budget"}, rep["findings"][:1]
     assert runner.exit_code([rep]) == 0
 

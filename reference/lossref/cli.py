@@ -23,17 +23,10 @@ class UsageError(Exception):
 
 def dialect_exposure() -> Dict[str, List[str]]:
     """Loss name -> names under which each dialect exposes it (``keras.MeanSquaredError``)."""
-    from .keras import losses as keras_losses
-    from .keras.base import KerasFunction, LossFunctionWrapper
+    from .vectors.targets import keras_targets
 
-    out: Dict[str, List[str]] = {}
-    for attr in keras_losses.__all__:
-        obj = getattr(keras_losses, attr)
-        if isinstance(obj, KerasFunction):
-            out.setdefault(obj._loss_name, []).append(f"keras.{attr}")
-        elif isinstance(obj, type) and issubclass(obj, LossFunctionWrapper) and obj is not LossFunctionWrapper:
-            out.setdefault(obj().fn._loss_name, []).append(f"keras.{attr}")
-    return out
+    return {loss: [f"keras.{t.class_name}", f"keras.{t.function_name}"]
+            for loss, t in keras_targets().items()}
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

@@ -197,7 +197,8 @@ def encode_exact(e, fmt: Format, with_dtype: bool = False) -> Dict[str, Any]:
 
 
 def expected(target: KerasTarget, fmt: Format, params: Mapping[str, Any], y_true: np.ndarray,
-             y_pred: np.ndarray, sample_weight: Optional[np.ndarray]) -> Dict[str, Any]:
+             y_pred: np.ndarray, sample_weight: Optional[np.ndarray],
+             reductions: Tuple[str, ...] = REDUCTIONS) -> Dict[str, Any]:
     """The ``expected`` object of a case (see the module docstring); ``Rejected`` if the
     dialect refuses the inputs or the oracle cannot decide a rounding."""
     kw = call_params(params)
@@ -207,10 +208,10 @@ def expected(target: KerasTarget, fmt: Format, params: Mapping[str, Any], y_true
             e = target.function.exact(t, p, **{k: v for k, v in kw.items()
                                                if k in target.function_params})
             per_sample = encode_exact(e, e.dtype or fmt, with_dtype=True)
-            reductions = {}
-            for r in REDUCTIONS:
+            reduced = {}
+            for r in reductions:
                 e = target.cls(reduction=r, dtype=fmt.name, **kw).exact(t, p, sample_weight=sw)
-                reductions[r] = encode_exact(e, fmt)
+                reduced[r] = encode_exact(e, fmt)
     except _REFUSALS as e:
         raise Rejected(f"{type(e).__name__}: {e}") from None
-    return {"per_sample": per_sample, "reductions": reductions}
+    return {"per_sample": per_sample, "reductions": reduced}
