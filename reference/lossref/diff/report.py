@@ -44,12 +44,25 @@ def _cells(rows: List[Dict[str, Any]], backend: str):
 
 
 def _cell_text(rs: List[Dict[str, Any]]) -> str:
+    """Worst status and max ulp on typical cases; the adversarial worst after a semicolon."""
     if not rs:
         return "–"
-    st = compare.worst_status([r["status"] for r in rs])
-    ulps = [r["max_ulp"] for r in rs if r["max_ulp"] is not None]
-    m = "inf" if "inf" in ulps else (max(ulps) if ulps else 0)
-    return f"{st} ({m if isinstance(m, str) else f'{m:.3g}'})"
+    parts = []
+    for cls in ("typical", "adversarial"):
+        sel = [r for r in rs if r.get("cases_class", "typical") == cls]
+        if not sel:
+            continue
+        st = compare.worst_status([r["status"] for r in sel])
+        ulps = [r["max_ulp"] for r in sel if r["max_ulp"] is not None]
+        m = "inf" if "inf" in ulps else (max(ulps) if ulps else 0)
+        text = f"{st} ({m if isinstance(m, str) else f'{m:.3g}'})"
+        parts.append(text if cls == "typical" else f"adv: {text}")
+    return "; ".join(parts)
+
+
+def _cell_status(rs: List[Dict[str, Any]]) -> Optional[str]:
+    typical = [r["status"] for r in rs if r.get("cases_class", "typical") == "typical"]
+    return compare.worst_status(typical or [r["status"] for r in rs]) if rs else None
 
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
@@ -58,9 +71,10 @@ DTYPES = ["float16", "bfloat16", "float32", "float64"]
 def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> None:
     out = [f"# lossref differential report: {doc['framework']}", "",
            f"lossref {doc['lossref_version']} (spec {doc['spec_version']}); command: `{doc['command']}`", "",
-           "Cells: worst status over every output and parameter set, and the largest error in ulps "
-           "of the exact value. Statuses: exact · faithful (≤ 1 ulp) · within-budget · inaccurate · "
-           "mismatch (another convention, shape, dtype or special value) · error.", ""]
+           "Cells: the worst status over every output and parameter set on typical cases, with the "
+           "largest error in ulps of the exact value, then (`adv:`) the same over adversarial, "
+           "special-value and edge-shape cases. Statuses: exact · faithful (≤ 1 ulp) · within-budget · "
+           "inaccurate · mismatch (another convention, shape, dtype or special value) · error.", ""]
     for b in doc["backends"]:
         out.append(f"## backend `{b['backend']}` — {doc['framework']} {b.get('framework_version') or '?'}")
         out.append("")
@@ -78,8 +92,9 @@ def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> No
     out.append("")
     for f in fs[:max_findings]:
         out += [f"### {f['backend']}: {f['summary']}", "",
-                f"kind **{f['kind']}** ({f.get('detail')}), {f['cases']} case(s), params `{json.dumps(f['params'])}`, "
-                f"worst case `{f['case_id']}`", "", "```python", f["reproducer"].rstrip(), "```", ""]
+                f"kind **{f['kind']}** ({f.get('detail')}), {f['cases']} case(s), {f.get('param_sets', 1)} "
+                f"parameter set(s), outputs {', '.join(f.get('outputs', []))}; worst case `{f['case_id']}` "
+                f"with params `{json.dumps(f['params'])}`", "", "```python", f["reproducer"].rstrip(), "```", ""]
     if len(fs) > max_findings:
         out.append(f"… {len(fs) - max_findings} more in report.json.")
     with open(path, "w", encoding="utf-8") as fh:
@@ -114,7 +129,7 @@ def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] =
             cells = []
             for d in DTYPES:
                 rs = table[loss].get(d, [])
-                st = compare.worst_status([r["status"] for r in rs]) if rs else None
+                st = _cell_status(rs)
                 cells.append(f"<td style='background:{_STATUS_COLOUR.get(st, '#fff')}'>{e(_cell_text(rs))}</td>")
             parts.append(f"<tr><td>{e(loss)}</td>{''.join(cells)}</tr>")
         parts.append("</table>")

@@ -132,7 +132,9 @@ def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) ->
                                 "summary": res["error"], "ulp": None})
                 continue
             got = res["per_sample"] if name == "per_sample" else res.get("reductions", {}).get(name)
-            cmp = compare.compare_output(exp, got, fmt, expected_dtype(case, name), _n_terms(case, name))
+            typical = compare.case_class(case.get("tags")) == "typical"
+            cmp = compare.compare_output(exp, got, fmt, expected_dtype(case, name), _n_terms(case, name),
+                                         typical)
             records.append({**base, **cmp})
     return records
 
@@ -142,19 +144,20 @@ def _params_key(params: Optional[dict]) -> str:
 
 
 def build_rows(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Aggregate per (loss, dtype, output, params)."""
+    """Aggregate per (loss, dtype, output, parameters, case class)."""
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for r in records:
         c = r["case"]
-        groups[(c["loss"], c["dtype"], r["output"], _params_key(c.get("params")))].append(r)
+        groups[(c["loss"], c["dtype"], r["output"], _params_key(c.get("params")),
+                compare.case_class(c.get("tags")))].append(r)
     rows = []
-    for (loss, dtype, output, pk), rs in sorted(groups.items()):
+    for (loss, dtype, output, pk, cls), rs in sorted(groups.items()):
         ulps = [r["ulp"] for r in rs if r.get("ulp") is not None]
         finite = [u for u in ulps if not math.isinf(u)]
         rows.append({
             "loss": loss, "dtype": dtype,
             "reduction": None if output == "per_sample" else output,
-            "params": json.loads(pk), "cases": len(rs),
+            "params": json.loads(pk), "cases_class": cls, "cases": len(rs),
             "max_ulp": _json_num(max(ulps) if ulps else 0.0),
             "p99_ulp": _json_num(compare.p99(finite)),
             "status": compare.worst_status([r["status"] for r in rs]),
@@ -169,21 +172,24 @@ def _json_num(x: float):
 
 
 def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) -> List[Dict[str, Any]]:
-    """One finding per (loss, dtype, output, params, kind), carrying its worst case."""
+    """One finding per (loss, dtype, status, kind): the same failure seen through several
+    outputs and parameter sets is one finding, carrying its worst case."""
     bad = [r for r in records if r["status"] in ("inaccurate", "mismatch", "error")]
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for r in bad:
         c = r["case"]
-        groups[(c["loss"], c["dtype"], r["output"], _params_key(c.get("params")), r["status"],
-                r.get("kind", r["status"]))].append(r)
+        groups[(c["loss"], c["dtype"], r["status"], r.get("kind") or r["status"])].append(r)
     findings = []
-    for (loss, dtype, output, pk, status, kind), rs in groups.items():
+    for (loss, dtype, status, kind), rs in groups.items():
         worst = max(rs, key=lambda r: (r["ulp"] if r.get("ulp") is not None else math.inf))
-        c = worst["case"]
+        c, output = worst["case"], worst["output"]
         findings.append({
             "loss": loss, "dtype": dtype, "kind": status, "detail": kind,
             "reduction": None if output == "per_sample" else output,
-            "params": json.loads(pk), "cases": len(rs),
+            "outputs": sorted({r["output"] for r in rs}),
+            "params": c.get("params") or {},
+            "param_sets": len({_params_key(r["case"].get("params")) for r in rs}),
+            "cases": len({r["case"]["id"] for r in rs}),
             "max_ulp": _json_num(worst.get("ulp")),
             "summary": f"{loss} {dtype} {output}: {worst.get('summary', status)}",
             "case_id": c["id"],
