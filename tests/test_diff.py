@@ -156,3 +156,31 @@ def test_sweep_plot(tmp_path):
     assert t.shape == p.shape == (16, 1)
     assert sweeps.plot_sweep(x, np.linspace(0, 100, 16), "log_cosh", label, str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_reproducers_of_real_findings_on_the_canonical_set(tmp_path):
+    """Findings on golden vectors (whatever the installed Keras gets wrong today): each
+    sampled reproducer runs with only Keras and NumPy and prints the reported value."""
+    _needs("numpy")
+    from lossref.diff.cli import load_vector_cases
+    from lossref.vectors import canonical_dir
+
+    cases = load_vector_cases(str(canonical_dir()), ["log_cosh", "mean_squared_error"], ["float32", "float16"])
+    rep = runner.run(cases, ["numpy"])[0]
+    sample = [f for f in rep["findings"] if f["kind"] != "error"][:3]
+    if not sample:
+        pytest.skip("this Keras version has no finding on the sampled losses")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for i, f in enumerate(sample):
+        script = tmp_path / f"repro{i}.py"
+        script.write_text(f["reproducer"])
+        r = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        printed = [float(v) for v in eval(r.stdout.splitlines()[0].split(":", 1)[1])]
+        exact = eval(r.stdout.splitlines()[1].split(":", 1)[1])
+        if f["summary"].split(": ", 1)[1].startswith(("dtype", "shape")):
+            continue
+        reported = float(f["summary"].split(": ", 1)[1].split(" vs ")[0])
+        assert any(v == reported or (np.isnan(v) and np.isnan(reported)) for v in printed), (f["summary"], printed)
+        assert len(exact) == len(printed)
