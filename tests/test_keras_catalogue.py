@@ -86,3 +86,25 @@ def test_parameters_by_position_like_keras():
         K.huber(y, p, 2.0, delta=1.0)
     with pytest.raises(TypeError, match="at most 3 positional"):
         K.huber(y, p, 2.0, 3.0)
+
+
+@pytest.mark.parametrize("name", ["sparse_categorical_crossentropy", "categorical_generalized_cross_entropy",
+                                  "categorical_hinge"])
+def test_rowwise_structured_losses_are_evaluated_in_blocks_without_changing_values(name):
+    import numpy as np
+    from lossref import registry
+
+    L = lossref.get(name)
+    assert L.rowwise
+    rng = np.random.default_rng(2)
+    p = rng.random((3000, 40)).astype(np.float32) + np.float32(0.01)
+    p /= p.sum(-1, keepdims=True)
+    if name == "categorical_hinge":
+        t = np.eye(40, dtype=np.float32)[rng.integers(0, 40, 3000)]
+    else:
+        t = rng.integers(0, 40, 3000).astype(np.float32)
+    assert p.size > registry._CHUNK
+    blocked = L.per_sample(t, p)
+    whole = L.per_sample_ref(t.astype(np.float64), p.astype(np.float64), **L.bind({}))
+    from lossref import formats
+    assert np.array_equal(blocked, formats.to_format_array(whole, "float32"))

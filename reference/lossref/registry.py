@@ -86,6 +86,9 @@ class LossDef:
     #: replaces the equal-shape check: ``check_inputs(name, y_true, y_pred)`` returns the
     #: validated (y_true, y_pred) arrays or raises (sparse labels, structured losses)
     check_inputs: Optional[Callable[[str, Any, Any], Tuple[np.ndarray, np.ndarray]]] = None
+    #: a structured loss whose samples along the first axis are independent (so it can
+    #: be evaluated in blocks of rows like a separable one)
+    rowwise: bool = False
 
     # -- parameters and inputs -----------------------------------------------------------------
     def bind(self, params: Mapping[str, Any]) -> Dict[str, Any]:
@@ -140,6 +143,12 @@ class LossDef:
         """
         with np.errstate(all="ignore"):
             if not self.separable:
+                n = p.shape[0] if p.ndim else 0
+                if self.rowwise and n > 1 and t.shape[:1] == p.shape[:1] and p.size > _CHUNK:
+                    step = max(1, _CHUNK // (p.size // n))
+                    return np.concatenate([
+                        self.per_sample_ref(t[i:i + step].astype(np.float64), p[i:i + step].astype(np.float64), **kw)
+                        for i in range(0, n, step)], axis=0)
                 return self.per_sample_ref(np.asarray(t, np.float64), np.asarray(p, np.float64), **kw)
             reduce2 = stage2_mean if self.stage2 == "mean" else stage2_sum
             d = t.shape[-1] if t.ndim else 1

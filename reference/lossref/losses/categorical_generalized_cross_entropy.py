@@ -62,6 +62,7 @@ LOSS = register(LossDef(
     name="categorical_generalized_cross_entropy",
     summary="(1 - p_y^q) / q for integer labels y; no clipping",
     stage2="structured",
+    rowwise=True,
     params={"q": Param(0.5, "finite non-zero float; Keras's class checks 0 < q < 1", _check_q)},
     per_sample_ref=reference,
     per_sample_exact=oracle,

@@ -63,6 +63,7 @@ LOSS = register(LossDef(
     name="categorical_hinge",
     summary="max(max((1 - y) p) - sum(y p) + 1, 0) over the last axis",
     stage2="structured",
+    rowwise=True,
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,

@@ -115,6 +115,7 @@ LOSS = register(LossDef(
     name="sparse_categorical_crossentropy",
     summary="-log p_y for integer labels y; p = softmax(logits) or clip(p / sum p)",
     stage2="structured",
+    rowwise=True,
     params={
         "from_logits": FROM_LOGITS,
         "ignore_class": Param(None, "None or a number: positions with that label give 0",
