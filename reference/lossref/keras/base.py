@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
 
+import mpmath
 import numpy as np
 
 from .. import formats
@@ -133,8 +134,28 @@ class KerasFunction:
         return self.loss.per_sample64(pr.y_true, pr.y_pred, pr.params)
 
     def values_exact(self, pr: Prepared) -> Callable[[], np.ndarray]:
+        """The per-sample oracle at the current working precision, as a closure.
+
+        Evaluations are shared through a small cache keyed by the exact inputs, the
+        parameters and the precision: the function's twin and each reduction's twin of one
+        case (as golden vectors and ``lossref diff`` evaluate them) then run the oracle
+        once per precision instead of once per twin.
+        """
         t, p = to_exact(pr.y_true), to_exact(pr.y_pred)
-        return lambda: self.loss.per_sample_exact_values(t, p, pr.params)
+        key = (self._loss_name, np.asarray(pr.y_true, np.float64).tobytes(), np.shape(pr.y_true),
+               np.asarray(pr.y_pred, np.float64).tobytes(), np.shape(pr.y_pred), repr(sorted(pr.params.items())))
+
+        def evaluate():
+            k = key + (mpmath.mp.prec,)
+            hit = _ORACLE_CACHE.get(k)
+            if hit is None:
+                hit = self.loss.per_sample_exact_values(t, p, pr.params)
+                if len(_ORACLE_CACHE) >= _ORACLE_CACHE_SIZE:
+                    _ORACLE_CACHE.pop(next(iter(_ORACLE_CACHE)))
+                _ORACLE_CACHE[k] = hit
+            return np.array(hit, dtype=object, copy=True) if isinstance(hit, np.ndarray) else hit
+
+        return evaluate
 
     def _keywords(self, args, kwargs) -> dict:
         """Parameters given by position (Keras allows ``f(y_true, y_pred, 0.5)``) as keywords."""
@@ -159,6 +180,10 @@ class KerasFunction:
 
     def __repr__(self) -> str:
         return f"<lossref.keras.losses.{self.__name__}>"
+
+
+_ORACLE_CACHE: Dict[tuple, Any] = {}  # oldest entry evicted first
+_ORACLE_CACHE_SIZE = 64
 
 
 def keras_function(loss: str) -> Callable[[Callable[..., Prepared]], KerasFunction]:
