@@ -8,7 +8,7 @@ oracle, so the two cannot disagree about a rule. ``spec/pipeline.md`` states the
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 

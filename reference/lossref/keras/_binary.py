@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import EPSILON, LossFunctionWrapper, Prepared, clip_bounds, convert, keras_function, weak
+from .base import (EPSILON, LossFunctionWrapper, Prepared, clip_bounds, convert, keras_function,
+                   standard_inputs, weak)
 
 __all__ = [
     "binary_crossentropy", "binary_focal_crossentropy", "kl_divergence", "poisson",
@@ -40,18 +41,6 @@ def _identical_shapes(fn: str, y_true, y_pred):
     if t.shape != p.shape:
         raise ValueError(f"{fn}: y_true shape {t.shape} and y_pred shape {p.shape} must be "
                          "identical (Keras's binary cross-entropy does not broadcast)")
-    return t, p, fmt
-
-
-def _broadcast(fn: str, y_true, y_pred):
-    """Convert like Keras and broadcast y_true against y_pred (no rank fix)."""
-    p, fmt = convert(y_pred, "y_pred")
-    t, _ = convert(y_true, "y_true", fmt)
-    try:
-        t, p = np.broadcast_arrays(t, p)
-    except ValueError:
-        raise ValueError(f"{fn}: y_true shape {t.shape} and y_pred shape {p.shape} do not "
-                         "broadcast") from None
     return t, p, fmt
 
 
@@ -123,14 +112,14 @@ def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha
 @keras_function("kl_divergence")
 def kl_divergence(y_true, y_pred):
     """Per-sample ``sum(y log(y / p), axis=-1)`` with y and p clipped to ``[eps, 1]``."""
-    t, p, fmt = _broadcast("kl_divergence", y_true, y_pred)
+    t, p, fmt = standard_inputs(y_true, y_pred, rank_fix=False, name="kl_divergence")
     return Prepared(t, p, fmt, {"epsilon": weak(EPSILON, fmt)})
 
 
 @keras_function("poisson")
 def poisson(y_true, y_pred):
     """Per-sample ``mean(p - y log(p + eps), axis=-1)``, eps in y_pred's dtype."""
-    t, p, fmt = _broadcast("poisson", y_true, y_pred)
+    t, p, fmt = standard_inputs(y_true, y_pred, rank_fix=False, name="poisson")
     return Prepared(t, p, fmt, {"epsilon": weak(EPSILON, fmt)})
 
 
@@ -144,9 +133,6 @@ class BinaryCrossentropy(LossFunctionWrapper):
                  name="binary_crossentropy", dtype=None):
         super().__init__(binary_crossentropy, name=name, reduction=reduction, dtype=dtype,
                          from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
 
 
 class BinaryFocalCrossentropy(LossFunctionWrapper):
@@ -158,12 +144,6 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         super().__init__(binary_focal_crossentropy, name=name, reduction=reduction, dtype=dtype,
                          apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
                          from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
-        self.apply_class_balancing = apply_class_balancing
-        self.alpha = alpha
-        self.gamma = gamma
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
 
 
 class KLDivergence(LossFunctionWrapper):

@@ -211,9 +211,6 @@ class CategoricalCrossentropy(LossFunctionWrapper):
                  name="categorical_crossentropy", dtype=None):
         super().__init__(categorical_crossentropy, name=name, reduction=reduction, dtype=dtype,
                          from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
 
 
 class CategoricalFocalCrossentropy(LossFunctionWrapper):
@@ -224,11 +221,6 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
         super().__init__(categorical_focal_crossentropy, name=name, reduction=reduction,
                          dtype=dtype, alpha=alpha, gamma=gamma, from_logits=from_logits,
                          label_smoothing=label_smoothing, axis=axis)
-        self.alpha = alpha
-        self.gamma = gamma
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = axis
 
 
 class SparseCategoricalCrossentropy(LossFunctionWrapper):
@@ -239,9 +231,6 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         super().__init__(sparse_categorical_crossentropy, name=name, reduction=reduction,
                          dtype=dtype, from_logits=from_logits, ignore_class=ignore_class,
                          axis=axis)
-        self.from_logits = from_logits
-        self.ignore_class = ignore_class
-        self.axis = axis
 
     def get_config(self) -> dict:
         # 3.15.1 leaves axis out of the config (kept after 3.15.1, keras PR #23286)
@@ -259,4 +248,3 @@ class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
                              f"interval (0, 1); got q={q!r}")
         super().__init__(categorical_generalized_cross_entropy, name=name, reduction=reduction,
                          dtype=dtype, q=q)
-        self.q = q

@@ -171,7 +171,6 @@ class CosineSimilarity(LossFunctionWrapper):
 
     def __init__(self, axis=-1, reduction=_DEFAULT, name="cosine_similarity", dtype=None):
         super().__init__(cosine_similarity, name=name, reduction=reduction, dtype=dtype, axis=axis)
-        self.axis = axis
 
 
 class Dice(LossFunctionWrapper):
@@ -179,7 +178,6 @@ class Dice(LossFunctionWrapper):
 
     def __init__(self, reduction=_DEFAULT, name="dice", axis=None, dtype=None):
         super().__init__(dice, name=name, reduction=reduction, dtype=dtype, axis=axis)
-        self.axis = axis
 
 
 class Tversky(LossFunctionWrapper):
@@ -189,6 +187,3 @@ class Tversky(LossFunctionWrapper):
                  dtype=None):
         super().__init__(tversky, name=name, reduction=reduction, dtype=dtype, alpha=alpha,
                          beta=beta, axis=axis)
-        self.alpha = alpha
-        self.beta = beta
-        self.axis = axis

@@ -84,17 +84,23 @@ class Prepared:
     mask: Optional[np.ndarray] = None
 
 
-def standard_inputs(y_true, y_pred, *, broadcast: bool = True):
-    """The conversion every Keras loss function starts with (see module docstring)."""
+def standard_inputs(y_true, y_pred, *, broadcast: bool = True, rank_fix: bool = True, name: str = ""):
+    """The conversion every Keras loss function starts with (see module docstring).
+
+    A few Keras functions (KL divergence, Poisson) skip the rank fix: ``rank_fix=False``.
+    """
     p, fmt = convert(y_pred, "y_pred")
     t, _ = convert(y_true, "y_true", fmt)
-    t, p = squeeze_or_expand_to_same_rank(t, p)
+    if rank_fix:
+        t, p = squeeze_or_expand_to_same_rank(t, p)
     if broadcast:
         try:
             t, p = np.broadcast_arrays(t, p)
         except ValueError:
-            raise ValueError(f"y_true shape {np.shape(t)} and y_pred shape {np.shape(p)} are "
-                             "incompatible (after Keras's rank fix they must broadcast)") from None
+            raise ValueError(f"{name + ': ' if name else ''}y_true shape {np.shape(t)} and y_pred shape "
+                             f"{np.shape(p)} are incompatible ("
+                             + ("after Keras's rank fix they must broadcast)" if rank_fix else "they must broadcast)")
+                             ) from None
     return t, p, fmt
 
 
@@ -264,6 +270,8 @@ class LossFunctionWrapper(Loss):
             raise TypeError("fn must be a lossref.keras.losses function")
         self.fn = fn
         self._fn_kwargs = kwargs
+        for k, v in kwargs.items():  # Keras's classes expose their arguments (loss.axis, ...)
+            setattr(self, k, v)
 
     def _prepared(self, y_true, y_pred):
         # y_true/y_pred are float64 values of self._fmt; hand them to the function in a
