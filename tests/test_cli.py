@@ -55,3 +55,15 @@ def test_help_and_argparse_errors():
     assert r.returncode == 0 and "eval" in r.stdout and "list" in r.stdout
     assert run("eval", "--help").returncode == 0
     assert run("frobnicate").returncode == 2
+
+
+def test_eval_bfloat16_without_ml_dtypes(monkeypatch, capsys):
+    from lossref import formats
+    monkeypatch.setattr(formats, "_ml_dtypes", None)
+    assert cli.main(["eval", "binary_crossentropy", "--y-true", "[[1, 0]]", "--y-pred", "[[0.9, 0.2]]",
+                     "--dtype", "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    ref = out.split("reference", 1)[1].split("\n", 1)[0]
+    rounded = out.split("rounded", 1)[1].split("(", 1)[0]
+    assert ref.strip() == rounded.strip()          # the reference is a bfloat16 value
+    assert abs(float(ref.strip(" []")) - 0.1650390625) < 1e-8  # bfloat16 value next to 0.16524

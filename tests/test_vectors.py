@@ -676,3 +676,14 @@ def test_citation_cff_agrees_with_the_package():
     assert f"numeric spec version {lossref.SPEC_VERSION}" in " ".join(text.split())
     from lossref.vectors import cite
     assert f'title: "{cite.TITLE}"' in text and cite.AUTHORS in text and cite.LICENSE in text
+
+
+def test_verify_without_ml_dtypes_checks_bytes_and_skips_bfloat16_rederivation(monkeypatch, tmp_path):
+    import importlib
+    V = importlib.import_module("lossref.vectors.verify")
+    root = fileformat.canonical_dir()
+    monkeypatch.setattr(formats, "_ml_dtypes", None)
+    rep = V.verify(root, sample=1)
+    assert rep.ok, rep.problems[:3]
+    assert any("bfloat16" in n and "ml_dtypes" in n for n in rep.notes)
+    assert rep.rederived == 3 * len([f for f in manifest.vector_files(root) if f.endswith("float32.jsonl")])

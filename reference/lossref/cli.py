@@ -78,7 +78,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     p = formats.to_format_array(_parse_array(args.y_pred, "--y-pred"), fmt)
     params = dict(_parse_param(s) for s in args.param)
     try:
-        values = loss.per_sample(t, p, **params)
+        loss._inputs(t, p)  # shape and dtype checks; the format is the one asked for (bfloat16
+        kw = loss.bind(params)  # may sit in float32 arrays when ml_dtypes is missing)
+        values = np.asarray(formats.to_format_array(loss.per_sample64(t, p, kw), fmt))
         exact = loss.exact(t, p, **params)
         if args.reduction != "none":
             values = reduction.reduce(values, args.reduction)
@@ -91,7 +93,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     digits = exact.decimal(40)
     errs = np.vectorize(lambda c, x: formats.ulp_error(c, x, fmt), otypes=[float])(
         values.astype(np.float64), exact.values(exact.final_prec))
-    bound = ", ".join(f"{k}={v!r}" for k, v in loss.bind(params).items())
+    bound = ", ".join(f"{k}={v!r}" for k, v in kw.items())
     print(f"loss       {loss.name}({bound})  stage 2: {loss.stage2}  dtype: {fmt.name}"
           f"  reduction: {args.reduction}")
     print(f"reference  {np.array2string(np.asarray(values), precision=10)}")

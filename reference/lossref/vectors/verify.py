@@ -187,6 +187,11 @@ def check_file(root: str, rel: str, listed: Optional[str], sample: int,
     else:
         pick = sorted(random.Random(rel).sample(range(len(good)), min(sample, len(good))))
         chosen = [good[i] for i in pick]
+    if chosen and chosen[0][1].get("dtype") == "bfloat16" and not formats.has_ml_dtypes():
+        # bfloat16 arrays need ml_dtypes to reach the dialect as bfloat16; the bytes, the
+        # hashes and the format were checked above
+        notes.append(f"{rel}: expectations not re-derived (bfloat16 needs the ml_dtypes package)")
+        chosen = []
     for n, rec in chosen:
         where = f"{rel}: line {n} (case {rec['id']})"
         err = _schema_error(validator, rec) if validator is not None else None
