@@ -2,7 +2,8 @@
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "numpy")
+# the comparisons with real Keras pin its NumPy backend (other backends run in subprocesses)
+os.environ["KERAS_BACKEND"] = "numpy"
 
 import pytest  # noqa: E402
 

@@ -41,7 +41,11 @@ def test_eval_with_param_reduction_and_dtype(capsys):
 @pytest.mark.parametrize("argv, msg", [
     (["eval", "mse", "--y-true", "[[0]]", "--y-pred", "[[1]]"], "unknown loss 'mse'"),
     (["eval", "huber", "--y-true", "[[0]]", "--y-pred", "[[1]]", "--param", "delta=-1"], "delta=-1 is invalid"),
-    (["eval", "huber", "--y-true", "[[0]]", "--y-pred", "[[1]]", "--dtype", "int8"], "not supported"),
+    (["eval", "huber", "--y-true", "[[0]]", "--y-pred", "[[1]]", "--dtype", "int8"], "--dtype: format 'int8' is not supported"),
+    (["diff", "keras", "--dtype", "float17", "--out", "unused"], "--dtype: format 'float17' is not supported"),
+    (["diff", "keras", "--loss", "foo", "--out", "unused"], "--loss: unknown loss 'foo'"),
+    (["diff", "keras", "--cases", "-2", "--out", "unused"], "--cases must be >= 0"),
+    (["diff", "keras", "--vectors", "no/such/place", "--out", "unused"], "--vectors: no/such/place: no such file"),
     (["eval", "huber", "--y-true", "[[0]]", "--y-pred", "[[1, 2]]"], "must be equal"),
     (["eval", "huber", "--y-true", "[[a]]", "--y-pred", "[[1]]"], "cannot parse"),
 ])

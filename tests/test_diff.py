@@ -184,3 +184,21 @@ def test_reproducers_of_real_findings_on_the_canonical_set(tmp_path):
         reported = float(f["summary"].split(": ", 1)[1].split(" vs ")[0])
         assert any(v == reported or (np.isnan(v) and np.isnan(reported)) for v in printed), (f["summary"], printed)
         assert len(exact) == len(printed)
+
+
+def test_an_exception_is_an_error_of_its_output_only_and_its_reproducer_raises(tmp_path, typical_cases):
+    _needs("numpy")
+    c = json.loads(json.dumps(typical_cases[0]))
+    c["id"] = "keras/mean_squared_error/float32/0031"
+    # a weight of the wrong shape makes every reduction raise; the function is unaffected
+    c["inputs"]["sample_weight"] = {"shape": [7], "hex": ["0x1p+0"] * 7}
+    rep = runner.run([c], ["numpy"])[0]
+    errors = [f for f in rep["findings"] if f["kind"] == "error"]
+    assert errors and all("per_sample" not in f["outputs"] for f in errors)
+    assert {r["status"] for r in rep["rows"] if r["reduction"] is None} <= {"exact", "faithful", "within-budget"}
+    script = tmp_path / "repro.py"
+    script.write_text(errors[0]["reproducer"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode != 0
+    assert errors[0]["summary"].split(": ", 1)[1].split(":", 1)[0] in r.stderr  # the same exception type

@@ -73,7 +73,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     try:
         fmt = formats.get_format(args.dtype)
     except TypeError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f"--dtype: {e}") from None
     t = formats.to_format_array(_parse_array(args.y_true, "--y-true"), fmt)
     p = formats.to_format_array(_parse_array(args.y_pred, "--y-pred"), fmt)
     params = dict(_parse_param(s) for s in args.param)
@@ -100,7 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"rounded    {np.array2string(np.asarray(rounded), precision=10)}  (exact, correctly rounded)")
     for d in np.atleast_1d(digits).ravel():
         print(f"exact      {d}")
-    print(f"ulp error  {np.array2string(np.atleast_1d(errs), precision=3)}")
+    print(f"ulp error  {np.array2string(np.asarray(errs), precision=3)}")
     return 0
 
 

@@ -95,11 +95,27 @@ def default_cache_dir() -> str:
 def _cmd_diff(args: argparse.Namespace) -> int:
     from . import runner, report
 
-    if args.framework != "keras":
-        print(f"lossref diff: error: framework {args.framework!r} is not supported yet (keras)", file=sys.stderr)
+    def usage(msg: str) -> int:
+        print(f"lossref diff: error: {msg}", file=sys.stderr)
         return 2
+
+    if args.framework != "keras":
+        return usage(f"framework {args.framework!r} is not supported yet (keras)")
     for d in args.dtype or []:
-        formats.get_format(d)
+        try:
+            formats.get_format(d)
+        except TypeError as e:
+            return usage(f"--dtype: {e}")
+    if args.loss:
+        from ..vectors.targets import keras_targets
+        unknown = sorted(set(args.loss) - set(keras_targets()))
+        if unknown:
+            return usage(f"--loss: unknown loss {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(sorted(keras_targets()))}")
+    if args.cases < 0:
+        return usage(f"--cases must be >= 0; got {args.cases}")
+    if args.vectors is not None and not os.path.exists(args.vectors):
+        return usage(f"--vectors: {args.vectors}: no such file or folder")
     backends = args.backend or runner.installed_backends()
     if not backends:
         print("lossref diff: error: no Keras backend is installed (pip install 'lossref[keras]')", file=sys.stderr)

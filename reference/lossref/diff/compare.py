@@ -40,6 +40,7 @@ def exact_from_decimal(s: str) -> mpmath.mpf:
 
 
 def decode_hex(values: List[str]) -> np.ndarray:
+    """float64 array of hex-float strings (``nan`` included), exact."""
     return np.array([math.nan if h in ("nan", "-nan") else float.fromhex(h) for h in values],
                     dtype=np.float64)
 

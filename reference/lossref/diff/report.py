@@ -69,6 +69,8 @@ DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
 
 def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> None:
+    """``report.md``: a status table per backend, then the findings (worst first) with
+    their reproducers, at most `max_findings` of them."""
     out = [f"# lossref differential report: {doc['framework']}", "",
            f"lossref {doc['lossref_version']} (spec {doc['spec_version']}); command: `{doc['command']}`", "",
            "Cells: the worst status over every output and parameter set on typical cases, with the "
@@ -149,6 +151,7 @@ def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] =
 
 
 def write_all(doc: Dict[str, Any], out_dir: str, plots: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Write report.json, report.md and index.html into `out_dir`; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, v) for k, v in
              (("json", "report.json"), ("md", "report.md"), ("html", "index.html"))}

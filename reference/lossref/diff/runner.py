@@ -132,6 +132,10 @@ def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) ->
                                 "summary": res["error"], "ulp": None})
                 continue
             got = res["per_sample"] if name == "per_sample" else res.get("reductions", {}).get(name)
+            if got is not None and "error" in got:  # this output raised; the others may not have
+                records.append({**base, "status": "error", "kind": got.get("kind", "exception"),
+                                "summary": got["error"], "ulp": None})
+                continue
             typical = compare.case_class(case.get("tags")) == "typical"
             cmp = compare.compare_output(exp, got, fmt, expected_dtype(case, name), _n_terms(case, name),
                                          typical)
@@ -225,11 +229,15 @@ def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     for k in ("y_true", "y_pred", "sample_weight"):
         a = ins.get(k)
         lines.append(f"{k} = None" if a is None else f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r})")
-    params = case.get("params") or {}
-    kw = "".join(f", {k}={v!r}" for k, v in params.items())
-    if output == "per_sample":
+    from ..vectors.targets import call_params, keras_targets
+
+    params = call_params(case.get("params") or {})  # JSON lists are axis tuples
+    if output == "per_sample":  # the function takes only the parameters in its signature
+        accepted = keras_targets()[case["loss"]].function_params
+        kw = "".join(f", {k}={v!r}" for k, v in params.items() if k in accepted)
         lines.append(f"out = keras.losses.{names['function']}(y_true, y_pred{kw})")
     else:
+        kw = "".join(f", {k}={v!r}" for k, v in params.items())
         red = None if output == "none" else output
         lines.append(f"loss = keras.losses.{names['class']}(reduction={red!r}, dtype={dt!r}{kw})")
         lines.append("out = loss(y_true, y_pred, sample_weight=sample_weight)")

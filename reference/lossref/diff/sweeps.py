@@ -73,7 +73,8 @@ def sweep_ulps(case: Dict[str, Any], result: Dict[str, Any]) -> List[float]:
 
     fmt = formats.get_format(case["dtype"])
     exp = case["expected"]["per_sample"]
-    if "error" in result or list(result["per_sample"]["shape"]) != list(exp["shape"]):
+    got = result.get("per_sample") or {}
+    if "error" in result or "error" in got or list(got.get("shape", [])) != list(exp["shape"]):
         return [float("inf")] * len(exp["hex"])
     got = compare.decode_hex(result["per_sample"]["hex"])
     return [formats.ulp_error(float(c), compare.exact_from_decimal(d), fmt)

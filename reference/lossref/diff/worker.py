@@ -11,6 +11,7 @@ This module imports the framework; nothing else in lossref does.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -70,24 +71,38 @@ class KerasAdapter:
             return np.asarray(x)
 
     def run(self, case: dict) -> dict:
+        """Every output of one case; an exception is recorded for its output alone."""
         dt = _np_dtype(case["dtype"])
         ins = case["inputs"]
         y_true = _decode(ins["y_true"], dt)
         y_pred = _decode(ins["y_pred"], dt)
         sw = _decode(ins.get("sample_weight"), dt)
-        params = case.get("params") or {}
+        params = {n: tuple(v) if isinstance(v, list) else v for n, v in (case.get("params") or {}).items()}
         k = self.keras.losses
-        out: dict = {}
         fn = getattr(k, case["keras"]["function"])
-        out["per_sample"] = _encode(self._np(fn(y_true, y_pred, **params)))
+        # the class takes every parameter; the function only those in its signature
+        accepted = set(inspect.signature(fn).parameters)
+        fn_params = {n: v for n, v in params.items() if n in accepted}
+        out: dict = {"per_sample": _guard(lambda: _encode(self._np(fn(y_true, y_pred, **fn_params))))}
+        cls = getattr(k, case["keras"]["class"])
         reds = {}
         for r in case["expected"].get("reductions", {}):
-            cls = getattr(k, case["keras"]["class"])
             red = None if r == "none" else r
-            obj = cls(reduction=red, dtype=case["dtype"], **params)
-            reds[r] = _encode(self._np(obj(y_true, y_pred, sample_weight=sw)))
+            reds[r] = _guard(lambda: _encode(self._np(
+                cls(reduction=red, dtype=case["dtype"], **params)(y_true, y_pred, sample_weight=sw))))
         out["reductions"] = reds
         return out
+
+
+def _guard(compute) -> dict:
+    """``compute()``, or the exception it raised as ``{"error", "kind", "traceback"}``."""
+    try:
+        return compute()
+    except CaseTimeout:
+        raise
+    except Exception as e:  # a framework exception is a finding, not a crash
+        return {"error": f"{type(e).__name__}: {e}", "kind": "exception",
+                "traceback": traceback.format_exc(limit=3)}
 
 
 def _test_hooks(case_id: str) -> None:

@@ -254,6 +254,7 @@ class Loss:
                      label=f"keras.{type(self).__name__}")
 
     def get_config(self) -> dict:
+        """Name, reduction and dtype (``keras.losses.Loss.get_config``)."""
         return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
 
     def __repr__(self) -> str:
@@ -282,10 +283,12 @@ class LossFunctionWrapper(Loss):
         return pr, self.fn
 
     def call(self, y_true, y_pred) -> np.ndarray:
+        """Per-sample losses in the loss dtype, before weighting and reduction."""
         pr, fn = self._prepared(*self._convert_inputs(y_true, y_pred))
         return np.asarray(formats.to_format_array(fn.values64(pr), self._fmt))
 
     def get_config(self) -> dict:
+        """The base configuration plus the function's keyword arguments."""
         return {**super().get_config(), **self._fn_kwargs}
 
 
