@@ -687,3 +687,17 @@ def test_verify_without_ml_dtypes_checks_bytes_and_skips_bfloat16_rederivation(m
     assert rep.ok, rep.problems[:3]
     assert any("bfloat16" in n and "ml_dtypes" in n for n in rep.notes)
     assert rep.rederived == 3 * len([f for f in manifest.vector_files(root) if f.endswith("float32.jsonl")])
+
+
+def test_setup_cfg_installs_every_folder_of_the_canonical_set():
+    """An installed (non-editable) package finds the set under <prefix>/share/lossref/vectors:
+    setup.cfg must list each folder of spec/vectors in [options.data_files]."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    listed = {k.strip() for k in cfg["options.data_files"]}
+    root = fileformat.canonical_dir()
+    folders = {str(Path("share/lossref/vectors") / p.relative_to(root).parent)
+               for p in root.rglob("*.jsonl")}
+    assert folders <= listed, sorted(folders - listed)
+    assert "share/lossref/vectors" in listed

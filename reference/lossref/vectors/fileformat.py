@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
@@ -258,8 +259,13 @@ class VectorFile:
 
 
 def canonical_dir() -> Path:
-    """``spec/vectors`` of the source tree this package sits in (the canonical set)."""
-    return Path(__file__).resolve().parents[3] / "spec" / "vectors"
+    """The canonical set: ``spec/vectors`` of the source tree this package sits in, or,
+    for an installed package, the copy installed under ``<prefix>/share/lossref/vectors``."""
+    source = Path(__file__).resolve().parents[3] / "spec" / "vectors"
+    if source.is_dir():
+        return source
+    installed = Path(sys.prefix) / "share" / "lossref" / "vectors"
+    return installed if installed.is_dir() else source
 
 
 def resolve(path_or_name: Union[str, Path]) -> Path:
