@@ -108,3 +108,15 @@ def test_rowwise_structured_losses_are_evaluated_in_blocks_without_changing_valu
     whole = L.per_sample_ref(t.astype(np.float64), p.astype(np.float64), **L.bind({}))
     from lossref import formats
     assert np.array_equal(blocked, formats.to_format_array(whole, "float32"))
+
+
+def test_non_numeric_parameters_are_named_in_the_error():
+    import numpy as np
+    y = np.zeros((1, 2))
+    with pytest.raises(TypeError, match="huber: delta must be a real number; got 'a'"):
+        K.Huber(delta="a")(y, y)
+    with pytest.raises(TypeError, match="label_smoothing must be a real number"):
+        K.binary_crossentropy(y, y, label_smoothing=None)
+    # a per-class list is still a valid alpha
+    p = np.array([[0.2, 0.5, 0.3]])
+    assert np.isfinite(K.categorical_focal_crossentropy(np.array([[0, 1.0, 0]]), p, alpha=[0.1, 0.2, 0.7])).all()

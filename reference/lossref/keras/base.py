@@ -127,7 +127,23 @@ class KerasFunction:
     def loss(self) -> LossDef:
         return get(self._loss_name)
 
+    def _check_numbers(self, kwargs) -> None:
+        """A parameter whose default is a float takes real numbers (or a sequence of them):
+        a clear error naming it, instead of a failed conversion deep inside."""
+        def real(v):
+            return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+        for name, value in kwargs.items():
+            p = self.__signature__.parameters.get(name)
+            if p is None or not isinstance(p.default, float):
+                continue
+            ok = real(value) or (isinstance(value, (list, tuple, np.ndarray))
+                                 and all(real(v) for v in np.ravel(np.asarray(value, dtype=object))))
+            if not ok:
+                raise TypeError(f"{self.__name__}: {name} must be a real number; got {value!r}")
+
     def prepare(self, y_true, y_pred, **kwargs) -> Prepared:
+        self._check_numbers(kwargs)
         pr = self._prepare(y_true, y_pred, **kwargs)
         pr.params = self.loss.bind(pr.params)
         if self.loss.check_inputs is not None:  # domain checks of structured losses
