@@ -37,18 +37,26 @@ class Param:
         return value
 
 
+def is_real(v) -> bool:
+    """A real scalar (Python or NumPy), not a bool: what numeric parameters accept."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def finite_number(v) -> Optional[str]:
+    """Check helper: a finite real number."""
+    return None if is_real(v) and math.isfinite(v) else "expected a finite number"
+
+
 def positive_float(v) -> Optional[str]:
     """Check helper: a finite float > 0."""
-    ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
-    return None if ok and math.isfinite(v) and v > 0 else "expected a finite number > 0"
+    return None if is_real(v) and math.isfinite(v) and v > 0 else "expected a finite number > 0"
 
 
 def optional_nonneg_float(v) -> Optional[str]:
     """Check helper: None or a finite float >= 0."""
     if v is None:
         return None
-    ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
-    return None if ok and math.isfinite(v) and v >= 0 else "expected None or a finite number >= 0"
+    return None if is_real(v) and math.isfinite(v) and v >= 0 else "expected None or a finite number >= 0"
 
 
 def check_float_array(x, name: str) -> np.ndarray:
@@ -137,32 +145,28 @@ class LossDef:
     def per_sample64(self, t: np.ndarray, p: np.ndarray, kw: Mapping[str, Any]) -> np.ndarray:
         """Stage 1+2 in float64 (no final rounding) on arrays of any supported float format.
 
-        Separable losses run in blocks of rows: each block is widened to float64 and
-        reduced while it is still in cache, so no full-size float64 copy of the inputs
-        is ever made.
+        Separable losses, and structured ones whose rows are independent, run in blocks
+        of rows: each block is widened to float64 and reduced while it is still in cache,
+        so no full-size float64 copy of the inputs is ever made.
         """
         with np.errstate(all="ignore"):
             if not self.separable:
+                def per_rows(a, b):
+                    return self.per_sample_ref(a, b, **kw)
+
                 n = p.shape[0] if p.ndim else 0
-                if self.rowwise and n > 1 and t.shape[:1] == p.shape[:1] and p.size > _CHUNK:
-                    step = max(1, _CHUNK // (p.size // n))
-                    return np.concatenate([
-                        self.per_sample_ref(t[i:i + step].astype(np.float64), p[i:i + step].astype(np.float64), **kw)
-                        for i in range(0, n, step)], axis=0)
-                return self.per_sample_ref(np.asarray(t, np.float64), np.asarray(p, np.float64), **kw)
+                if self.rowwise and n > 1 and t.shape[:1] == p.shape[:1]:
+                    return _in_row_blocks(per_rows, t, p, p.size // n)
+                return per_rows(t.astype(np.float64), p.astype(np.float64))
             reduce2 = stage2_mean if self.stage2 == "mean" else stage2_sum
+
+            def per_rows(a, b):
+                return reduce2(self.elementwise_ref(a, b, **kw), axis=-1)
+
             d = t.shape[-1] if t.ndim else 1
-            if t.size <= _CHUNK or d == 0:
-                return reduce2(self.elementwise_ref(t.astype(np.float64), p.astype(np.float64), **kw),
-                               axis=-1)
-            t2, p2 = t.reshape(-1, d), p.reshape(-1, d)
-            out = np.empty(t2.shape[0])
-            step = max(1, _CHUNK // d)
-            for i in range(0, t2.shape[0], step):  # blocks of rows, each one vectorised
-                out[i:i + step] = reduce2(self.elementwise_ref(t2[i:i + step].astype(np.float64),
-                                                               p2[i:i + step].astype(np.float64), **kw),
-                                          axis=-1)
-            return out.reshape(t.shape[:-1])
+            if d == 0:
+                return per_rows(t.astype(np.float64), p.astype(np.float64))
+            return _in_row_blocks(per_rows, t.reshape(-1, d), p.reshape(-1, d), d).reshape(t.shape[:-1])
 
     def per_sample(self, y_true, y_pred, **params) -> np.ndarray:
         """Stage 1+2 reference: one value per sample, rounded once to y_pred's format."""
@@ -193,6 +197,17 @@ class LossDef:
         te, pe = to_exact(t), to_exact(p)
         return Exact(lambda: self.elementwise_exact(te, pe, **kw),
                      start_prec=start_precision(t, p), dtype=fmt, label=self.name)
+
+
+def _in_row_blocks(f: Callable[[np.ndarray, np.ndarray], np.ndarray], t: np.ndarray, p: np.ndarray,
+                   row_size: int) -> np.ndarray:
+    """``f`` on float64 copies of blocks of rows (first axis) of `t` and `p`, concatenated."""
+    n = p.shape[0]
+    step = max(1, _CHUNK // max(row_size, 1))
+    if n <= step:
+        return f(t.astype(np.float64), p.astype(np.float64))
+    return np.concatenate([f(t[i:i + step].astype(np.float64), p[i:i + step].astype(np.float64))
+                           for i in range(0, n, step)], axis=0)
 
 
 _CATALOGUE: Dict[str, LossDef] = {}

@@ -26,6 +26,7 @@ import numpy as np
 from .. import formats
 from ..formats import Format
 from ..losses.sparse_categorical_crossentropy import check_label_inputs, class_indices
+from ..registry import is_real
 from .base import (Loss, LossFunctionWrapper, Prepared, clip_bounds, convert, keras_function,
                    weak)
 
@@ -43,10 +44,6 @@ _DEFAULT = "sum_over_batch_size"
 
 
 # --- shared input handling ------------------------------------------------------------------------
-
-
-def _real_scalar(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _reject_bool_axis(axis) -> None:
@@ -137,10 +134,10 @@ def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_l
     fn = "categorical_focal_crossentropy"
     t, p, fmt, ax = _one_hot_inputs(fn, y_true, y_pred, axis)
     ls = _smoothing(label_smoothing, t.shape[-1], fmt)
-    if not _real_scalar(gamma):
+    if not is_real(gamma):
         raise TypeError(f"{fn}: gamma must be a real number; got {gamma!r}")
     out = fmt
-    if _real_scalar(alpha):
+    if is_real(alpha):
         a = weak(alpha, fmt)
     else:  # a tensor: a list becomes float32, an array keeps its float dtype; promotes
         a, afmt = convert(alpha, "alpha")
@@ -176,7 +173,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     t, p = check_label_inputs(fn, t, np.moveaxis(p, ax, -1))
     ig = None
     if ignore_class is not None:
-        if not _real_scalar(ignore_class) and not isinstance(ignore_class, np.number):
+        if not is_real(ignore_class) and not isinstance(ignore_class, np.number):
             raise TypeError(f"{fn}: ignore_class must be an int or None; got {ignore_class!r}")
         ig = weak(ignore_class, fmt)  # Keras casts it to y_pred's dtype
     _, valid = class_indices(t, p.shape[-1], ig, f"{fn}: y_true")
@@ -195,7 +192,7 @@ def categorical_generalized_cross_entropy(y_true, y_pred, q):
     fn = "categorical_generalized_cross_entropy"
     p, fmt = convert(y_pred, "y_pred")
     t, p = check_label_inputs(fn, _labels(y_true), p)
-    if not _real_scalar(q):
+    if not is_real(q):
         raise TypeError(f"{fn}: q must be a real number; got {q!r}")
     class_indices(t, p.shape[-1], None, f"{fn}: y_true")
     return Prepared(t, p, fmt, {"q": weak(q, fmt)})
@@ -243,7 +240,7 @@ class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
 
     def __init__(self, q=0.5, reduction=_DEFAULT, name="categorical_generalized_cross_entropy",
                  dtype=None):
-        if not (_real_scalar(q) and 0 < q < 1):
+        if not (is_real(q) and 0 < q < 1):
             raise ValueError(f"CategoricalGeneralizedCrossEntropy: q must be in the open "
                              f"interval (0, 1); got q={q!r}")
         super().__init__(categorical_generalized_cross_entropy, name=name, reduction=reduction,

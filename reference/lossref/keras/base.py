@@ -26,7 +26,7 @@ from ..formats import Format
 from ..oracle import Exact, start_precision, to_exact
 from ..reduction import (EXACT, FLOAT64, reduce_weighted_values, squeeze_or_expand_to_same_rank,
                          standardize_reduction)
-from ..registry import LossDef, get
+from ..registry import LossDef, get, is_real
 
 #: ``keras.config.epsilon()`` default.
 EPSILON = 1e-7
@@ -130,15 +130,12 @@ class KerasFunction:
     def _check_numbers(self, kwargs) -> None:
         """A parameter whose default is a float takes real numbers (or a sequence of them):
         a clear error naming it, instead of a failed conversion deep inside."""
-        def real(v):
-            return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
         for name, value in kwargs.items():
             p = self.__signature__.parameters.get(name)
             if p is None or not isinstance(p.default, float):
                 continue
-            ok = real(value) or (isinstance(value, (list, tuple, np.ndarray))
-                                 and all(real(v) for v in np.ravel(np.asarray(value, dtype=object))))
+            ok = is_real(value) or (isinstance(value, (list, tuple, np.ndarray))
+                                 and all(is_real(v) for v in np.ravel(np.asarray(value, dtype=object))))
             if not ok:
                 raise TypeError(f"{self.__name__}: {name} must be a real number; got {value!r}")
 

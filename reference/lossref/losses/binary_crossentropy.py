@@ -22,18 +22,14 @@ import numpy as np
 
 from ..numerics import softplus, xmul
 from ..oracle import ops as x
-from ..registry import LossDef, Param, register
+from ..registry import LossDef, Param, is_real, register
 
 # --- parameters (shared with binary_focal_crossentropy) ----------------------------------------
 
 
-def _is_real(v) -> bool:
-    return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def _pair(v) -> Optional[Tuple[float, float]]:
     """`v` as a pair of finite floats, or None if it is not a 2-sequence of finite reals."""
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_real(e) for e in v):
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(is_real(e) for e in v):
         a, b = float(v[0]), float(v[1])
         if math.isfinite(a) and math.isfinite(b):
             return a, b
@@ -47,7 +43,7 @@ def check_bool(v) -> Optional[str]:
 
 def check_label_smoothing(v) -> Optional[str]:
     """Check helper: a float in [0, 1] or a pair of finite floats (scale, shift)."""
-    if _is_real(v):
+    if is_real(v):
         return None if 0.0 <= float(v) <= 1.0 else "expected a float in [0, 1]"
     return None if _pair(v) is not None else "expected a float in [0, 1] or a pair (scale, shift)"
 
@@ -56,7 +52,7 @@ def check_clip(v) -> Optional[str]:
     """Check helper: None, a float eps in [0, 1/2], or a pair (lo, hi), 0 <= lo <= 1/2 <= hi <= 1."""
     if v is None:
         return None
-    if _is_real(v):
+    if is_real(v):
         return None if 0.0 <= float(v) <= 0.5 else "expected eps in [0, 1/2]"
     pr = _pair(v)
     if pr is not None and 0.0 <= pr[0] <= 0.5 <= pr[1] <= 1.0:

@@ -16,18 +16,18 @@ import numpy as np
 
 from ..numerics import sigmoid
 from ..oracle import ops as x
-from ..registry import LossDef, Param, register
-from .binary_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, _is_real, _pair,
+from ..registry import LossDef, Param, is_real, register
+from .binary_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, _pair,
                                   check_bool, cross_entropy, exact_smoothed, exact_surprisals,
                                   smoothed_labels, surprisals)
 
 
 def _finite_float(v) -> Optional[str]:
-    return None if _is_real(v) and math.isfinite(float(v)) else "expected a finite float"
+    return None if is_real(v) and math.isfinite(float(v)) else "expected a finite float"
 
 
 def _check_alpha(v) -> Optional[str]:
-    if _is_real(v) and math.isfinite(float(v)):
+    if is_real(v) and math.isfinite(float(v)):
         return None
     return None if _pair(v) is not None else "expected a finite float or a pair (w1, w0)"
 

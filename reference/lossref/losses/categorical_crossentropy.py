@@ -20,16 +20,10 @@ import numpy as np
 
 from ..numerics import clip_parts, normalize_parts, sum2, two_sum, xmul
 from ..oracle import ops as x
-from ..registry import LossDef, Param, register
+from ..registry import LossDef, Param, is_real, register
 from .binary_crossentropy import check_bool, check_clip, check_label_smoothing
 
 # --- parameters shared by the categorical family -------------------------------------------------
-
-
-def is_real(v) -> bool:
-    """A real scalar (Python or NumPy), not a bool."""
-    return (isinstance(v, (int, float, np.integer, np.floating))
-            and not isinstance(v, (bool, np.bool_)))
 
 
 EPSILON = Param(1e-7, "None (no clip), eps in [0, 1/2] (clip p to [eps, 1 - eps], both exact), "

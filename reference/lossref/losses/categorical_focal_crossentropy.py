@@ -16,14 +16,13 @@ import numpy as np
 from ..numerics import xmul
 from ..oracle import ops as x
 from ..oracle import to_exact
-from ..registry import LossDef, Param, register
+from ..registry import LossDef, Param, is_real, register
 from .categorical_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, class_parts,
                                        clip_bounds_of, exact_class_parts, smooth_labels)
 
 
 def _finite_real(v) -> bool:
-    return (isinstance(v, (int, float, np.integer, np.floating))
-            and not isinstance(v, (bool, np.bool_)) and np.isfinite(v))
+    return is_real(v) and bool(np.isfinite(v))
 
 
 def _check_alpha(v) -> Optional[str]:

@@ -14,8 +14,7 @@ import mpmath
 import numpy as np
 
 from ..oracle import ops as x
-from ..registry import LossDef, Param, register
-from .categorical_crossentropy import is_real
+from ..registry import LossDef, Param, is_real, register
 from .sparse_categorical_crossentropy import check_label_inputs, class_indices, exact_labels
 
 

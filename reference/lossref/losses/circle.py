@@ -14,7 +14,6 @@ positive or negative set gives ``logsumexp = -inf`` and the loss 0.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Tuple
 
 import mpmath
@@ -23,18 +22,13 @@ import numpy as np
 from ..numerics import logsumexp, softplus
 from ..oracle import ops as x
 from ..oracle import to_exact
-from ..registry import LossDef, Param, check_float_array, register
+from ..registry import LossDef, Param, check_float_array, finite_number, register
 
 _CHUNK = 1 << 20  # pair entries per block of anchors: bounds the (B, R) temporaries
 
 
-def _finite_number(v) -> Optional[str]:
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    return None if ok and math.isfinite(v) else "expected a finite number"
-
-
 def _optional_number(v) -> Optional[str]:
-    return None if v is None else _finite_number(v)
+    return None if v is None else finite_number(v)
 
 
 def _bool(v) -> Optional[str]:
@@ -182,8 +176,8 @@ LOSS = register(LossDef(
             "cosine distances within the batch",
     stage2="structured",
     params={
-        "gamma": Param(80.0, "finite float (scale)", _finite_number),
-        "margin": Param(0.4, "finite float (relaxation m)", _finite_number),
+        "gamma": Param(80.0, "finite float (scale)", finite_number),
+        "margin": Param(0.4, "finite float (relaxation m)", finite_number),
         "remove_diagonal": Param(True, "bool: drop the pair (i, i) from the positives", _bool),
         "ref_labels": Param(None, "None (y_true) or labels of shape (R,)", _optional_labels),
         "ref_embeddings": Param(None, "None (y_pred) or floats of shape (R, D)",

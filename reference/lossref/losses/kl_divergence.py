@@ -15,7 +15,7 @@ import numpy as np
 
 from ..numerics import log_ratio
 from ..oracle import ops as x
-from ..registry import LossDef, Param, register
+from ..registry import LossDef, Param, is_real, register
 
 
 _isnan = np.frompyfunc(mpmath.isnan, 1, 1)
@@ -24,8 +24,7 @@ _isnan = np.frompyfunc(mpmath.isnan, 1, 1)
 def _check_epsilon(v) -> Optional[str]:
     if v is None:
         return None
-    ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
-    return None if ok and math.isfinite(v) and 0 <= v <= 1 else "expected None or a float in [0, 1]"
+    return None if is_real(v) and math.isfinite(v) and 0 <= v <= 1 else "expected None or a float in [0, 1]"
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:

@@ -16,11 +16,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..registry import LossDef, Param, check_float_array, register
-from .categorical_crossentropy import (EPSILON, FROM_LOGITS, is_real, class_parts,
+from ..registry import LossDef, Param, check_float_array, is_real, register
+from .categorical_crossentropy import (EPSILON, FROM_LOGITS, class_parts,
                                        clip_bounds_of, exact_class_parts)
-
-_BLOCK = 1 << 18  # elements of y_pred per block of rows: bounds the float64 temporaries
 
 # --- labels ---------------------------------------------------------------------------------------
 
@@ -87,12 +85,9 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_
     """Per-sample ``-log p_y`` in float64; 0 where the label is `ignore_class`."""
     c = y_pred.shape[-1]
     idx, valid = class_indices(y_true, c, ignore_class, "y_true")
-    p2, i2 = y_pred.reshape(-1, c), idx.reshape(-1, 1)
-    out = np.empty(i2.shape[0])
-    step = max(1, _BLOCK // max(c, 1))
-    for s in range(0, p2.shape[0], step):  # blocks of rows, each one vectorised
-        _, _, logp = class_parts(p2[s:s + step], from_logits, _bounds(from_logits, epsilon))
-        out[s:s + step] = -np.take_along_axis(logp, i2[s:s + step], axis=-1)[:, 0]
+    # large inputs arrive in blocks of rows (LossDef.rowwise)
+    _, _, logp = class_parts(y_pred.reshape(-1, c), from_logits, _bounds(from_logits, epsilon))
+    out = -np.take_along_axis(logp, idx.reshape(-1, 1), axis=-1)[:, 0]
     return np.where(valid, out.reshape(idx.shape), 0.0)
 
 

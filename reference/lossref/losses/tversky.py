@@ -8,19 +8,13 @@ Over the axes `axis` (None: all of them): with ``TP = sum(y p)``,
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..numerics import axes_last, normalize_axes, overlap_ratio
 from ..oracle import ops as x
-from ..registry import LossDef, Param, register
+from ..registry import LossDef, Param, finite_number, register
 from .dice import AXIS, EPSILON, check_overlap_inputs
-
-
-def _finite(v):
-    ok = isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
-    return None if ok and math.isfinite(v) else "expected a finite number"
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -> np.ndarray:
@@ -47,8 +41,8 @@ LOSS = register(LossDef(
     summary="1 - TP / (TP + alpha FP + beta FN + eps) over axis (None: everything)",
     stage2="structured",
     params={
-        "alpha": Param(0.5, "finite float: weight of the false positives sum((1 - y) p)", _finite),
-        "beta": Param(0.5, "finite float: weight of the false negatives sum(y (1 - p))", _finite),
+        "alpha": Param(0.5, "finite float: weight of the false positives sum((1 - y) p)", finite_number),
+        "beta": Param(0.5, "finite float: weight of the false negatives sum(y (1 - p))", finite_number),
         "axis": AXIS,
         "epsilon": EPSILON,
     },
