@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "LN2", "softplus", "log_sigmoid", "log_cosh", "log1p_diff", "logsumexp", "log_softmax",
-    "xlogy", "abs_diff",
+    "LN2", "softplus", "log_cosh", "log1p_diff", "logsumexp", "log_softmax", "abs_diff",
 ]
 
 LN2 = float(np.log(2.0))
@@ -24,11 +23,6 @@ def softplus(x: np.ndarray) -> np.ndarray:
     """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``."""
     x = np.asarray(x, dtype=np.float64)
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-
-
-def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """``log(sigmoid(x)) = -softplus(-x)``, never ``log`` of a rounded sigmoid."""
-    return -softplus(-np.asarray(x, dtype=np.float64))
 
 
 def log_cosh(x: np.ndarray) -> np.ndarray:
@@ -76,26 +70,36 @@ def abs_diff(a: np.ndarray, b: np.ndarray):
 
 
 def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``log(sum(exp(x)))`` over `axis` with the max shift; -inf rows stay -inf."""
-    x = np.asarray(x, dtype=np.float64)
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
-    return np.squeeze(np.log(s) + m, axis=axis)
+    """``log(sum(exp(x)))`` over `axis` (``m + r`` of :func:`logsumexp_parts`); a row of
+    ``-inf`` gives ``-inf``."""
+    m, r = logsumexp_parts(x, axis)
+    return np.squeeze(m + r, axis=axis)
 
 
-def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``x - logsumexp(x)`` over `axis`."""
-    x = np.asarray(x, dtype=np.float64)
-    return x - np.expand_dims(logsumexp(x, axis=axis), axis)
+def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``log softmax(z)`` over `axis`, a few ulps for every float64 input.
 
-
-def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``x * log(y)`` with ``0 * log(y) = 0`` for every non-NaN y (as scipy's xlogy)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    ``z - m`` is carried exactly as ``d + e`` (TwoSum), so ``exp`` does not amplify its
+    rounding (``|z - m| u`` otherwise); the terms other than one maximal entry are summed
+    compensated and enter as ``log1p(rest)``, so the dominant class keeps the relative
+    accuracy of a log-probability near 0. IEEE semantics of ``log(exp(z) / sum exp(z))``:
+    a row with NaN or only ``-inf`` is NaN; with ``+inf`` entries, NaN there and ``-inf``
+    elsewhere.
+    """
+    z = np.moveaxis(np.asarray(z, dtype=np.float64), axis, -1)
     with np.errstate(all="ignore"):
-        return np.where((x == 0) & ~np.isnan(y), 0.0, x * np.log(y))
+        m = np.max(z, axis=-1, keepdims=True)
+        d, e = two_sum(z, -np.where(np.isfinite(m), m, 0.0))
+        e = np.where(np.isfinite(e), e, 0.0)
+        ex = np.exp(d) * (1.0 + e)  # exp(d + e), e below half an ulp of d
+        top = np.argmax(z, axis=-1)[..., None]
+        np.put_along_axis(ex, top, 0.0, axis=-1)  # one maximal term: exactly 1
+        r = np.log1p(sum2(ex))[..., None]
+        logp = (d - r) + e
+        np.put_along_axis(logp, top, -r, axis=-1)  # the maximal entry: -log1p(rest) exactly
+        logp = np.where(m == np.inf, np.where(z == np.inf, np.nan, -np.inf), logp)
+        logp = np.where((m == -np.inf) | np.isnan(m), np.nan, logp)
+    return np.moveaxis(logp, -1, axis)
 
 
 def logsumexp_parts(x: np.ndarray, axis: int = -1):
@@ -116,21 +120,7 @@ def logsumexp_parts(x: np.ndarray, axis: int = -1):
     return m, np.log1p(np.sum(e, axis=axis, keepdims=True))
 
 
-def log_softmax_log1p(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``x - logsumexp(x)`` as ``(x - m) - log1p(rest)``: the log-probability of a
-    dominant class near 0 keeps its relative accuracy (see :func:`logsumexp_parts`).
-
-    IEEE semantics of the literal ``log(exp(x) / sum(exp(x)))``: an all ``-inf`` row
-    and ``+inf`` entries give NaN there (0/0, inf/inf); other entries of a row with
-    ``+inf`` give ``-inf``.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    m, r = logsumexp_parts(x, axis)
-    with np.errstate(invalid="ignore"):
-        return (x - m) - r
-
-
-__all__ += ["logsumexp_parts", "log_softmax_log1p"]
+__all__ += ["logsumexp_parts"]
 
 
 # --- binary cross-entropy family: sigmoid, log of a ratio, zero-weight products ----------------

@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import mpmath
 import numpy as np
 
-from ..numerics import clip_parts, normalize_parts, sum2, two_sum, xmul
+from ..numerics import clip_parts, log_softmax, normalize_parts, xmul
 from ..oracle import ops as x
 from ..registry import LossDef, Param, is_real, register
 from .binary_crossentropy import check_bool, check_clip, check_label_smoothing
@@ -63,31 +63,6 @@ def smooth_labels(y: np.ndarray, label_smoothing) -> np.ndarray:
 
 
 # --- reference: class probabilities as (p, 1 - p, log p) -----------------------------------------
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """``log softmax(z)`` over the last axis, a few ulps for every float64 input.
-
-    ``z - m`` is carried exactly as ``d + e`` (TwoSum), so ``exp`` does not amplify its
-    rounding (``|z - m| u`` otherwise); the terms other than one maximal entry are summed
-    compensated and enter as ``log1p(rest)``, so the dominant class keeps the relative
-    accuracy of a log-probability near 0. IEEE semantics of ``log(exp(z) / sum exp(z))``:
-    a row with NaN or only ``-inf`` is NaN; with ``+inf`` entries, NaN there and ``-inf``
-    elsewhere.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        m = np.max(z, axis=-1, keepdims=True)
-        d, e = two_sum(z, -np.where(np.isfinite(m), m, 0.0))
-        e = np.where(np.isfinite(e), e, 0.0)
-        ex = np.exp(d) * (1.0 + e)  # exp(d + e), e below half an ulp of d
-        top = np.argmax(z, axis=-1)[..., None]
-        np.put_along_axis(ex, top, 0.0, axis=-1)  # one maximal term: exactly 1
-        r = np.log1p(sum2(ex))[..., None]
-        logp = (d - r) + e
-        np.put_along_axis(logp, top, -r, axis=-1)  # the maximal entry: -log1p(rest) exactly
-        logp = np.where(m == np.inf, np.where(z == np.inf, np.nan, -np.inf), logp)
-        return np.where((m == -np.inf) | np.isnan(m), np.nan, logp)
 
 
 def class_parts(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tuple[float, float]]):
