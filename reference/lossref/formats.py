@@ -305,12 +305,21 @@ def ulp_steps(a: float, b: float, fmt: FormatLike) -> int:
 # --- hex --------------------------------------------------------------------------------------
 
 
-def to_hex(x: Any) -> str:
-    """Exact hexadecimal text of a value of any supported format (``float.hex``)."""
+def to_hex(x: Any, trim: bool = False) -> str:
+    """Exact hexadecimal text of a value of any supported format (``float.hex``).
+
+    With `trim`, the fraction's trailing zeros are dropped (C99 ``%a`` style:
+    ``0x1.8p+1``, ``0x1p-24``); ``float.fromhex`` and C's ``strtod`` read both forms.
+    """
     v = float(np.float64(np.asarray(x, dtype=np.float64)))
     if math.isnan(v):
         return "nan"
-    return v.hex()
+    if not trim or math.isinf(v):
+        return v.hex()
+    mant, _, exp = v.hex().partition("p")
+    head, _, frac = mant.partition(".")
+    frac = frac.rstrip("0")
+    return f"{head}.{frac}p{exp}" if frac else f"{head}p{exp}"
 
 
 def from_hex(s: str, fmt: FormatLike = FLOAT64) -> float:

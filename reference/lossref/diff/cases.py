@@ -8,14 +8,8 @@ from typing import Any, Dict, Iterable, Optional
 import numpy as np
 
 from .. import formats
-from ..vectors.targets import REDUCTIONS, expected, get_target, hexf, json_params
-
-
-def _enc(x: Optional[np.ndarray]) -> Optional[Dict[str, Any]]:
-    if x is None:
-        return None
-    a = np.asarray(x, dtype=np.float64)
-    return {"shape": list(a.shape), "hex": [hexf(v) for v in a.ravel()]}
+from ..vectors.fileformat import encode_array
+from ..vectors.targets import REDUCTIONS, expected, get_target, json_params
 
 
 def make_case(case_id: str, loss: str, dtype: str, y_true, y_pred, *, params: Optional[dict] = None,
@@ -29,5 +23,5 @@ def make_case(case_id: str, loss: str, dtype: str, y_true, y_pred, *, params: Op
     sw = None if sample_weight is None else formats.round_array(np.asarray(sample_weight, np.float64), f)
     exp = expected(get_target("keras", loss), f, params, t, p, sw, tuple(reductions))
     return {"id": case_id, "dialect": "keras", "loss": loss, "dtype": dtype, "params": params,
-            "tags": list(tags), "inputs": {"y_true": _enc(t), "y_pred": _enc(p), "sample_weight": _enc(sw)},
+            "tags": list(tags), "inputs": {"y_true": encode_array(t), "y_pred": encode_array(p), "sample_weight": encode_array(sw)},
             "expected": exp}

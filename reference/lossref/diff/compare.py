@@ -14,9 +14,9 @@ import math
 from typing import Any, Dict, List, Optional
 
 import mpmath
-import numpy as np
 
 from .. import formats
+from ..vectors.fileformat import decode_hex
 
 STATUSES = ["exact", "faithful", "within-budget", "inaccurate", "mismatch", "error"]
 RANK = {s: i for i, s in enumerate(STATUSES)}
@@ -37,12 +37,6 @@ def exact_from_decimal(s: str) -> mpmath.mpf:
     """The exact value as recorded (40 significant digits, or nan/inf/0)."""
     with mpmath.workprec(200):
         return mpmath.mpf(s)
-
-
-def decode_hex(values: List[str]) -> np.ndarray:
-    """float64 array of hex-float strings (``nan`` included), exact."""
-    return np.array([math.nan if h in ("nan", "-nan") else float.fromhex(h) for h in values],
-                    dtype=np.float64)
 
 
 def case_class(tags) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
 import os
 import signal
 import sys
@@ -22,16 +21,15 @@ import traceback
 
 import numpy as np
 
+from ..vectors.fileformat import decode_hex, encode_array
+
 
 class CaseTimeout(Exception):
     """A case ran past its time limit."""
 
 
 def _decode(arr: dict | None, dtype):
-    if arr is None:
-        return None
-    vals = [float.fromhex(h) if h not in ("nan", "-nan") else math.nan for h in arr["hex"]]
-    return np.asarray(vals, dtype=np.float64).reshape(arr["shape"]).astype(dtype)
+    return None if arr is None else decode_hex(arr["hex"]).reshape(arr["shape"]).astype(dtype)
 
 
 def _np_dtype(name: str):
@@ -43,10 +41,7 @@ def _np_dtype(name: str):
 
 def _encode(x) -> dict:
     a = np.asarray(x)
-    dtype = str(a.dtype)
-    flat = a.astype(np.float64).ravel()
-    return {"shape": list(a.shape), "dtype": dtype,
-            "hex": ["nan" if math.isnan(v) else float(v).hex() for v in flat]}
+    return dict(encode_array(a), dtype=str(a.dtype))
 
 
 class KerasAdapter:

@@ -174,12 +174,24 @@ def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
 # --- decoding ------------------------------------------------------------------------------------------
 
 
+def decode_hex(values) -> np.ndarray:
+    """float64 array of hex-float strings (``nan``, ``inf`` included), exact."""
+    return np.array([float.fromhex(h) for h in values], dtype=np.float64)
+
+
+def encode_array(arr: Optional[np.ndarray]) -> Optional[Dict[str, Any]]:
+    """``{"shape", "hex"}`` of an array of any supported format (None stays None)."""
+    if arr is None:
+        return None
+    a = np.asarray(arr)
+    return {"shape": list(a.shape), "hex": [formats.to_hex(v, trim=True) for v in a.astype(np.float64).ravel()]}
+
+
 def decode_array(obj: Optional[Mapping[str, Any]], fmt: Format) -> Optional[np.ndarray]:
     """An encoded array as a NumPy array of `fmt`'s dtype (None stays None)."""
     if obj is None:
         return None
-    v = np.array([float.fromhex(h) for h in obj["hex"]], dtype=np.float64)
-    return v.reshape(tuple(obj["shape"])).astype(fmt.dtype)
+    return decode_hex(obj["hex"]).reshape(tuple(obj["shape"])).astype(fmt.dtype)
 
 
 @dataclass

@@ -27,9 +27,10 @@ import numpy as np
 from .. import SPEC_VERSION, __version__, formats
 from . import domains
 from ._rng import Stream
-from .fileformat import FORMAT_NAME, FORMAT_VERSION, ID_STEP, case_id, dumps, parse_lines
+from .fileformat import (FORMAT_NAME, FORMAT_VERSION, ID_STEP, case_id, dumps, encode_array,
+                         parse_lines)
 from .manifest import vector_files, write_atomic, write_manifest
-from .targets import REDUCTIONS, KerasTarget, Rejected, expected, get_target, hexf, json_params, \
+from .targets import REDUCTIONS, KerasTarget, Rejected, expected, get_target, json_params, \
     keras_targets, per_sample_shape
 
 __all__ = ["SCHEDULE", "DEFAULT_SEED", "DEFAULT_CASES", "DTYPES", "draw_case", "make_case",
@@ -44,13 +45,6 @@ DEFAULT_CASES = 64
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: Draws per case before generation gives up on a loss (each refusal is a redraw).
 MAX_DRAWS = 64
-
-
-def _encode(arr: Optional[np.ndarray]) -> Optional[Dict[str, Any]]:
-    if arr is None:
-        return None
-    a = np.asarray(arr, dtype=np.float64)
-    return {"shape": list(a.shape), "hex": [hexf(v) for v in a.ravel()]}
 
 
 def _draw_params(rng: Stream, target: KerasTarget, index: int) -> Dict[str, Any]:
@@ -115,7 +109,7 @@ def make_case(target: KerasTarget, dtype: str, seed: int, index: int,
             continue
         rec = {"id": cid, "dialect": dialect, "loss": target.loss, "dtype": fmt.name,
                "params": params, "tags": tags,
-               "inputs": {"y_true": _encode(t), "y_pred": _encode(p), "sample_weight": _encode(sw)},
+               "inputs": {"y_true": encode_array(t), "y_pred": encode_array(p), "sample_weight": encode_array(sw)},
                "expected": exp}
         return rec, attempt
     raise RuntimeError(f"{cid}: the dialect refused {MAX_DRAWS} draws in a row (last: {last}); "
@@ -147,8 +141,8 @@ def fresh_specs(n: int, seed: int = DEFAULT_SEED, losses: Optional[Sequence[str]
             out.append({"id": f"{dialect}-fresh{seed}/{loss}/{dtype}/{ID_STEP * (i + 1):04d}",
                         "dialect": dialect, "loss": loss, "dtype": dtype, "params": params,
                         "tags": tags, "reductions": list(REDUCTIONS),
-                        "inputs": {"y_true": _encode(t), "y_pred": _encode(p),
-                                   "sample_weight": _encode(sw)}})
+                        "inputs": {"y_true": encode_array(t), "y_pred": encode_array(p),
+                                   "sample_weight": encode_array(sw)}})
     return out
 
 

@@ -20,7 +20,6 @@ each also as 40 significant decimal digits of the exact value.
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,15 +125,7 @@ def hexf(v: float) -> str:
     ``-0x0p+0``), ``inf``, ``-inf`` and ``nan``. ``float.fromhex`` and C's ``strtod``
     read it back exactly.
     """
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    mant, _, exp = v.hex().partition("p")
-    head, _, frac = mant.partition(".")
-    frac = frac.rstrip("0")
-    return f"{head}.{frac}p{exp}" if frac else f"{head}p{exp}"
+    return formats.to_hex(v, trim=True)
 
 
 def call_params(params: Mapping[str, Any]) -> Dict[str, Any]:
