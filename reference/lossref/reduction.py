@@ -160,8 +160,7 @@ def _apply_mask(sample_weight, mask, reduction, ar):
         # masked means divide by the number of unmasked entries: weight total/valid
         weight = ar.divide_no_nan(ar.asarray(np.float64(mask.size)),
                                   ar.asarray(np.float64(np.count_nonzero(mask))))
-        float_mask = np.where(mask, weight, ar.asarray(np.float64(0.0)))
-        float_mask = ar.asarray(float_mask) if float_mask.dtype != object else float_mask
+        float_mask = ar.asarray(np.where(mask, weight, ar.asarray(np.float64(0.0))))
     else:
         float_mask = ar.asarray(mask.astype(np.float64))
     if sample_weight is None:

@@ -90,7 +90,6 @@ class LossDef:
     elementwise_exact: Optional[Callable[..., np.ndarray]] = None
     per_sample_ref: Optional[Callable[..., np.ndarray]] = None
     per_sample_exact: Optional[Callable[..., np.ndarray]] = None
-    dialects: Dict[str, str] = field(default_factory=dict)
     #: replaces the equal-shape check: ``check_inputs(name, y_true, y_pred)`` returns the
     #: validated (y_true, y_pred) arrays or raises (sparse labels, structured losses)
     check_inputs: Optional[Callable[[str, Any, Any], Tuple[np.ndarray, np.ndarray]]] = None
@@ -185,18 +184,19 @@ class LossDef:
 
     def exact(self, y_true, y_pred, **params) -> Exact:
         """The exact twin of :meth:`per_sample`."""
-        t, p, fmt = self._inputs(y_true, y_pred)
-        kw = self.bind(params)
-        te, pe = to_exact(t), to_exact(p)
-        return Exact(lambda: self.per_sample_exact_values(te, pe, kw),
-                     start_prec=start_precision(t, p), dtype=fmt, label=self.name)
+        return self._exact_of(lambda te, pe, kw: self.per_sample_exact_values(te, pe, kw),
+                              y_true, y_pred, params)
 
     def _elementwise_exact_api(self, y_true, y_pred, **params) -> Exact:
+        return self._exact_of(lambda te, pe, kw: self.elementwise_exact(te, pe, **kw),
+                              y_true, y_pred, params)
+
+    def _exact_of(self, oracle, y_true, y_pred, params) -> Exact:
         t, p, fmt = self._inputs(y_true, y_pred)
         kw = self.bind(params)
         te, pe = to_exact(t), to_exact(p)
-        return Exact(lambda: self.elementwise_exact(te, pe, **kw),
-                     start_prec=start_precision(t, p), dtype=fmt, label=self.name)
+        return Exact(lambda: oracle(te, pe, kw), start_prec=start_precision(t, p), dtype=fmt,
+                     label=self.name)
 
 
 def _in_row_blocks(f: Callable[[np.ndarray, np.ndarray], np.ndarray], t: np.ndarray, p: np.ndarray,

@@ -67,5 +67,4 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
-    dialects={"keras": "keras.losses.categorical_hinge / keras.losses.CategoricalHinge"},
 ))

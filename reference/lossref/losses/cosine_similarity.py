@@ -85,5 +85,4 @@ LOSS = register(LossDef(
     },
     per_sample_ref=reference,
     per_sample_exact=oracle,
-    dialects={"keras": "keras.losses.cosine_similarity / keras.losses.CosineSimilarity"},
 ))

@@ -61,5 +61,4 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_overlap_inputs,
-    dialects={"keras": "keras.losses.dice / keras.losses.Dice"},
 ))

@@ -31,5 +31,4 @@ LOSS = register(LossDef(
     stage2="mean",
     elementwise_ref=reference,
     elementwise_exact=oracle,
-    dialects={"keras": "keras.losses.hinge / keras.losses.Hinge"},
 ))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..oracle import ops as x
 from ..registry import LossDef, register
+from .hinge import oracle as _hinge_exact
 from .hinge import reference as _hinge
 
 
@@ -20,7 +20,7 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """The literal definition on exact values."""
-    m = x.maximum(1 - y_true * y_pred, 0)
+    m = _hinge_exact(y_true, y_pred)
     return m * m
 
 
@@ -30,5 +30,4 @@ LOSS = register(LossDef(
     stage2="mean",
     elementwise_ref=reference,
     elementwise_exact=oracle,
-    dialects={"keras": "keras.losses.squared_hinge / keras.losses.SquaredHinge"},
 ))

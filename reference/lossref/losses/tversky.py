@@ -49,5 +49,4 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_overlap_inputs,
-    dialects={"keras": "keras.losses.tversky / keras.losses.Tversky"},
 ))
