@@ -8,6 +8,7 @@ format under test.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -79,20 +80,39 @@ def assert_ulps(computed, exact, fmt, budget, what=""):
         f"{mpmath.nstr(vals[tuple(bad[0])], 20)}, error {err[tuple(bad[0])]} ulp")
 
 
-def assert_sum_bound(computed, exact, abs_terms, fmt, k, what=""):
-    """``|computed - exact| <= k * u * abs_terms`` elementwise (float64 stage 2/3 budget).
+def _mpf(v):
+    """float, mpf or Fraction as an mpf at the current precision."""
+    if isinstance(v, Fraction):
+        return mpmath.mpf(v.numerator) / v.denominator
+    return mpmath.mpf(v)
 
-    Special values follow the ulp rules instead (NaN/inf must match exactly).
-    """
+
+def assert_within(computed, exact, fmt, ulps, terms=None, scale=1.0, base=None, what=""):
+    """``|computed - exact| <= max(ulps ulp, base ulp + scale terms)`` elementwise, ulp
+    that of the exact value: within `ulps` ulps, or within `base` ulps plus the slack of a
+    page's ``k u sum|terms|`` bound (`terms` float, mpf or Fraction, `scale` = k u).
+    `base` defaults to `ulps`. Special values (NaN, inf, overflow) must match exactly."""
     f = formats.get_format(fmt)
-    exact.round(fmt)
+    exact.round(f)  # decides the precision at which the values are final
     vals = exact.values(exact.final_prec)
     c = np.asarray(computed, dtype=np.float64)
+    base = ulps if base is None else base
+    terms = None if terms is None else np.broadcast_to(np.asarray(terms, dtype=object), c.shape)
     for idx in np.ndindex(c.shape):
         xv, cv = vals[idx], float(c[idx])
         if not mpmath.isfinite(xv) or not math.isfinite(cv) or math.isinf(formats.round_mpf(xv, f)):
-            assert formats.ulp_error(cv, xv, f) == 0, f"{what}: special value at {idx}: {cv} vs {xv}"
+            assert formats.ulp_error(cv, xv, f) == 0, f"{what} {f.name}: special value at {idx}: {cv} vs {xv}"
             continue
-        bound = k * f.eps * float(abs_terms[idx]) + 0.5 * formats.ulp(xv, f)
-        err = float(abs(mpmath.mpf(cv) - xv))
-        assert err <= bound, f"{what} {fmt} at {idx}: error {err:.3e} > bound {bound:.3e}"
+        with mpmath.workprec(256):
+            u = mpmath.mpf(formats.ulp(xv, f))
+            slack = base * u + (mpmath.mpf(scale) * _mpf(terms[idx]) if terms is not None else 0)
+            bound = max(ulps * u, slack)
+            err = abs(mpmath.mpf(cv) - xv)
+            assert err <= bound, (f"{what} {f.name} at {idx}: computed {cv!r}, exact {mpmath.nstr(xv, 20)}, "
+                                  f"error {mpmath.nstr(err, 5)} > bound {mpmath.nstr(bound, 5)}")
+
+
+def assert_sum_bound(computed, exact, abs_terms, fmt, k, what=""):
+    """``|computed - exact| <= k * u * abs_terms + ulp/2`` elementwise (float64 stage 2/3
+    budget, u of `fmt`); special values must match exactly."""
+    assert_within(computed, exact, fmt, 0.5, abs_terms, k * formats.get_format(fmt).eps, what=what)

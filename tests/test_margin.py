@@ -19,7 +19,7 @@ import pytest
 import lossref
 from lossref import formats
 from lossref.keras import losses as R
-from tests.support import FORMATS, assert_ulps, in_format, representable
+from tests.support import FORMATS, assert_ulps, assert_within, in_format, representable
 
 SIX = ["hinge", "squared_hinge", "categorical_hinge", "cosine_similarity", "dice", "tversky"]
 CLASSES = ["Hinge", "SquaredHinge", "CategoricalHinge", "CosineSimilarity", "Dice", "Tversky"]
@@ -57,23 +57,7 @@ def assert_budget(computed, exact, fmt, terms, k, what=""):
     narrow formats and 1/2 ulp in float64; special values must match exactly. `terms`
     (the sum of |terms| of the page's bound) may hold Fractions, mpf or floats."""
     f = fmt_of(fmt)
-    vals = exact_values(exact, f)
-    c = np.asarray(computed, dtype=np.float64)
-    terms = np.broadcast_to(np.asarray(terms, dtype=object), c.shape)
-    base = 0.5 if f is formats.FLOAT64 else 1.0
-    for idx in np.ndindex(c.shape):
-        xv, cv = vals[idx], float(c[idx])
-        if not mpmath.isfinite(xv) or not math.isfinite(cv) or math.isinf(formats.round_mpf(xv, f)):
-            assert formats.ulp_error(cv, xv, f) == 0, f"{what} {f}: special value at {idx}: {cv} vs {xv}"
-            continue
-        with mpmath.workprec(256):
-            t = terms[idx]
-            t = to_mpf(t) if isinstance(t, F) else mpmath.mpf(t)
-            bound = base * mpmath.mpf(formats.ulp(xv, f)) + k * mpmath.mpf(U64) * t
-            err = abs(mpmath.mpf(cv) - xv)
-            assert err <= bound, (f"{what} {f} at {idx}: computed {cv!r}, exact "
-                                  f"{mpmath.nstr(xv, 20)}, error {mpmath.nstr(err, 5)} > bound "
-                                  f"{mpmath.nstr(bound, 5)}")
+    assert_within(computed, exact, f, 0.5 if f is formats.FLOAT64 else 1.0, terms, k * U64, what=what)
 
 
 def finite_rows(y, p):

@@ -16,7 +16,7 @@ from lossref import formats
 from lossref.keras import losses as K
 from lossref.numerics import log_softmax, logsumexp
 
-from .support import FORMATS, assert_ulps, in_format, representable
+from .support import FORMATS, assert_ulps, assert_within, in_format, representable
 
 CTC = lossref.get("ctc")
 CIRCLE = lossref.get("circle")
@@ -34,17 +34,7 @@ def _final_values(exact, fmt):
 
 def _assert_abs_bound(got, exact, fmt, extra, ulps, what):
     """``|got - exact| <= ulps * ulp(exact) + extra`` elementwise; specials must match."""
-    f = formats.get_format(fmt)
-    vals = _final_values(exact, f)
-    for idx in np.ndindex(np.shape(got)):
-        xv, c = vals[idx], float(np.asarray(got)[idx])
-        if not mpmath.isfinite(xv) or not math.isfinite(c) or math.isinf(formats.round_mpf(xv, f)):
-            assert formats.ulp_error(c, xv, f) == 0, f"{what} {fmt} {idx}: {c} vs {xv}"
-            continue
-        bound = ulps * formats.ulp(xv, f) + float(extra[idx])
-        err = float(abs(mpmath.mpf(c) - xv))
-        assert err <= bound, (f"{what} {fmt} at {idx}: computed {c!r}, exact "
-                              f"{mpmath.nstr(xv, 20)}, error {err:.3e} > bound {bound:.3e}")
+    assert_within(got, exact, fmt, ulps, extra, what=what)
 
 
 def _same_or_close(ours, theirs, ulps32, what):
