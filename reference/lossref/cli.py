@@ -10,7 +10,7 @@ import argparse
 import ast
 import json
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -21,17 +21,12 @@ class UsageError(Exception):
     """Bad command-line input: reported on stderr with exit code 2."""
 
 
-def dialect_exposure() -> Dict[str, List[str]]:
-    """Loss name -> names under which each dialect exposes it (``keras.MeanSquaredError``)."""
+def _cmd_list(args: argparse.Namespace) -> int:
     from .vectors.targets import keras_targets
 
-    return {loss: [f"keras.{t.class_name}", f"keras.{t.function_name}"]
-            for loss, t in keras_targets().items()}
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    exposure = dialect_exposure()
-    rows = [(n, get(n).stage2, ", ".join(sorted(exposure.get(n, [])) or ["-"])) for n in names()]
+    keras = keras_targets()  # the dialects that expose each loss (only Keras so far)
+    rows = [(n, get(n).stage2, f"keras.{keras[n].class_name}, keras.{keras[n].function_name}"
+             if n in keras else "-") for n in names()]
     w0 = max(len(r[0]) for r in rows + [("loss", "", "")])
     w1 = max(len(r[1]) for r in rows + [("", "stage 2", "")])
     print(f"{'loss':<{w0}}  {'stage 2':<{w1}}  dialects")

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
+from ..vectors.targets import call_params, keras_targets
 from . import compare
 
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")
@@ -33,14 +34,6 @@ def installed_backends() -> List[str]:
     """Keras backends whose modules are importable here."""
     return [b for b, mods in _BACKEND_MODULES.items()
             if all(importlib.util.find_spec(m) is not None for m in mods)]
-
-
-def keras_names() -> Dict[str, Dict[str, str]]:
-    """Loss name -> {"function": ..., "class": ...} in ``keras.losses``."""
-    from ..vectors.targets import keras_targets
-
-    return {loss: {"function": t.function_name, "class": t.class_name}
-            for loss, t in keras_targets().items()}
 
 
 def expected_dtype(case: Dict[str, Any], output: str) -> str:
@@ -68,11 +61,12 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
     A worker that dies (segfault, out of memory) is restarted after the case it was on,
     which is recorded as an ``error``.
     """
-    names = keras_names()
+    targets = keras_targets()
     workdir = workdir or tempfile.mkdtemp(prefix="lossref-diff-")
     results: Dict[str, Dict[str, Any]] = {}
     header: Dict[str, Any] = {}
-    todo = [dict(c, keras=names[c["loss"]]) for c in cases]
+    todo = [dict(c, keras={"function": targets[c["loss"]].function_name,
+                           "class": targets[c["loss"]].class_name}) for c in cases]
     attempt = 0
     while todo:
         attempt += 1
@@ -215,7 +209,7 @@ def _expected_of(case, output):
 
 def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     """A self-contained snippet (the framework and NumPy only) that shows the finding."""
-    names = keras_names()[case["loss"]]
+    target = keras_targets()[case["loss"]]
     ins = case["inputs"]
     dt = case["dtype"]
     lines = ["import os", f"os.environ['KERAS_BACKEND'] = {backend!r}", "import numpy as np", "import keras"]
@@ -229,17 +223,14 @@ def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     for k in ("y_true", "y_pred", "sample_weight"):
         a = ins.get(k)
         lines.append(f"{k} = None" if a is None else f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r})")
-    from ..vectors.targets import call_params, keras_targets
-
     params = call_params(case.get("params") or {})  # JSON lists are axis tuples
     if output == "per_sample":  # the function takes only the parameters in its signature
-        accepted = keras_targets()[case["loss"]].function_params
-        kw = "".join(f", {k}={v!r}" for k, v in params.items() if k in accepted)
-        lines.append(f"out = keras.losses.{names['function']}(y_true, y_pred{kw})")
+        kw = "".join(f", {k}={v!r}" for k, v in params.items() if k in target.function_params)
+        lines.append(f"out = keras.losses.{target.function_name}(y_true, y_pred{kw})")
     else:
         kw = "".join(f", {k}={v!r}" for k, v in params.items())
         red = None if output == "none" else output
-        lines.append(f"loss = keras.losses.{names['class']}(reduction={red!r}, dtype={dt!r}{kw})")
+        lines.append(f"loss = keras.losses.{target.class_name}(reduction={red!r}, dtype={dt!r}{kw})")
         lines.append("out = loss(y_true, y_pred, sample_weight=sample_weight)")
     exp = _expected_of(case, output)
     dec = exp["decimal"] if isinstance(exp["decimal"], list) else [exp["decimal"]]
