@@ -57,6 +57,10 @@ def value_status(computed: float, exact: mpmath.mpf, expected: float, fmt, budge
     ``mismatch`` (no rounding explains it there), anything else ``inaccurate``.
     """
     err = formats.ulp_error(computed, exact, fmt)
+    rel = None  # relative error between finite values (a zero exact value: against the least subnormal)
+    if mpmath.isfinite(exact) and math.isfinite(computed):
+        with mpmath.workprec(64):
+            rel = float(abs(mpmath.mpf(computed) - exact) / max(abs(exact), mpmath.mpf(fmt.min_subnormal)))
     detail = None
     if (math.isnan(computed) and math.isnan(expected)) or computed == expected:
         status = "exact"
@@ -68,19 +72,12 @@ def value_status(computed: float, exact: mpmath.mpf, expected: float, fmt, budge
         status, detail = "mismatch", "special-value"
     elif math.isnan(computed) or math.isinf(computed):
         status, detail = "inaccurate", ("invalid (NaN)" if math.isnan(computed) else "overflow")
+    # in float16/bfloat16 the framework's own arithmetic can lose percents: no convention call
+    elif typical and rel >= CONVENTION_REL and fmt.precision >= 24:
+        status, detail = "mismatch", "convention"
     else:
-        with mpmath.workprec(64):
-            rel = float(abs(mpmath.mpf(computed) - exact) / max(abs(exact), mpmath.mpf(fmt.min_subnormal)))
-        # in float16/bfloat16 the framework's own arithmetic can lose percents: no convention call
-        if typical and rel >= CONVENTION_REL and fmt.precision >= 24:
-            status, detail = "mismatch", "convention"
-        else:
-            status, detail = "inaccurate", "rounding"
-    rel_err = None
-    if mpmath.isfinite(exact) and math.isfinite(computed) and exact != 0:
-        with mpmath.workprec(64):
-            rel_err = float(abs(mpmath.mpf(computed) - exact) / abs(exact))
-    return {"status": status, "ulp": err, "rel": rel_err, "detail": detail}
+        status, detail = "inaccurate", "rounding"
+    return {"status": status, "ulp": err, "rel": rel, "detail": detail}
 
 
 def compare_output(expected: Dict[str, Any], got: Optional[Dict[str, Any]], fmt,
