@@ -158,6 +158,36 @@ def oracle_benchmarks(quick, repeat, results):
                   f"  speedup {row['speedup']:5.2f}  agree {agree}", flush=True)
 
 
+def primitive_benchmarks(results):
+    """Cost per element of the oracle's building blocks in mpmath and, when installed, in
+    gmpy2 (MPFR): what bounds any oracle that evaluates a loss's definition element by
+    element in multiple precision."""
+    a = np.random.default_rng(2).random(2000) + 0.5
+    backends = [("mpmath", mpmath.mpf, mpmath.log, mpmath.exp, lambda p: mpmath.workprec(p))]
+    try:
+        import gmpy2
+        backends.append(("gmpy2", gmpy2.mpfr, gmpy2.log, gmpy2.exp,
+                         lambda p: gmpy2.context(gmpy2.get_context(), precision=p)))
+    except ImportError:
+        pass
+    floats = a.tolist()
+    for name, conv, log, exp, prec in backends:
+        for bits in (64, 128, 166):
+            with prec(bits):
+                xs = [conv(v) for v in floats]
+                ops = {"from float": lambda: [conv(v) for v in floats],
+                       "x * y": lambda: [u * u for u in xs],
+                       "1 - x": lambda: [1 - u for u in xs],
+                       "log": lambda: list(map(log, xs)),
+                       "exp": lambda: list(map(exp, xs))}
+                row = {"backend": name, "bits": bits}
+                for op, fn in ops.items():
+                    row[op] = timed(fn, 5)["median_s"] / len(floats) * 1e6  # microseconds
+            results["oracle_primitives"].append(row)
+            print(f"  {name:7s} {bits:4d} bits  " + "  ".join(f"{k} {row[k]:5.2f}" for k in ops) + "  (us/element)",
+                  flush=True)
+
+
 def golden_benchmarks(quick, results):
     exe = [sys.executable, "-m", "lossref.cli", "golden"]
     extra = ["--loss", "mean_squared_error", "--loss", "binary_crossentropy"] if quick else []
@@ -199,7 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["reference", "oracle", "golden"], action="append")
     args = ap.parse_args(argv)
     parts = args.only or ["reference", "oracle", "golden"]
-    results = {"machine": machine(), "quick": args.quick, "reference": [], "oracle": [], "golden": []}
+    results = {"machine": machine(), "quick": args.quick, "reference": [], "oracle": [], "oracle_primitives": [],
+               "golden": []}
     repeat = 5
     print(f"lossref {lossref.__version__} on {results['machine'].get('cpu')} ({results['machine']['cpus']} cpus)")
     if "reference" in parts:
@@ -208,6 +239,8 @@ def main(argv=None) -> int:
     if "oracle" in parts:
         print("oracle vs naive mpmath (dps=50, no Ziv loop):")
         oracle_benchmarks(args.quick, repeat, results)
+        print("oracle building blocks (microseconds per element):")
+        primitive_benchmarks(results)
     if "golden" in parts:
         print("golden-vector generation:")
         golden_benchmarks(args.quick, results)
@@ -238,6 +271,12 @@ def summarise(results) -> None:
               f"all rounded results agree: {all(r['rounded_results_agree'] for r in ora)}")
         results["summary_oracle"] = {"speedup": tot_naive / tot_ours,
                                      "agree": all(r["rounded_results_agree"] for r in ora)}
+    prim = {(r["backend"], r["bits"]): r for r in results.get("oracle_primitives", [])}
+    if ("mpmath", 166) in prim and ("gmpy2", 64) in prim:
+        # the baseline's log against the cheapest multiple-precision log there is
+        bound = prim[("mpmath", 166)]["log"] / prim[("gmpy2", 64)]["log"]
+        print(f"oracle building blocks: a 166-bit mpmath log costs {bound:.1f}x a 64-bit MPFR log")
+        results.setdefault("summary_oracle", {})["mpmath166_over_mpfr64_log"] = bound
 
 
 if __name__ == "__main__":

@@ -110,6 +110,43 @@ def test_rowwise_structured_losses_are_evaluated_in_blocks_without_changing_valu
     assert np.array_equal(blocked, formats.to_format_array(whole, "float32"))
 
 
+@pytest.mark.parametrize("name", ["mean_squared_error", "binary_crossentropy", "hinge",
+                                  "sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_threads_do_not_change_values(name, monkeypatch):
+    import numpy as np
+    from lossref import registry
+
+    L = lossref.get(name)
+    rng = np.random.default_rng(3)
+    p = rng.random((640, 48)).astype(np.float32) + np.float32(0.01)
+    p /= p.sum(-1, keepdims=True)
+    if name == "sparse_categorical_crossentropy":
+        t = rng.integers(0, 48, 640).astype(np.float32)
+    elif name == "hinge":
+        t = np.where(rng.random(p.shape) > 0.5, 1, -1).astype(np.float32)
+    else:
+        t = (rng.random(p.shape) > 0.5).astype(np.float32)
+    monkeypatch.setattr(registry, "_CHUNK", 96)  # 2 rows a block, 320 blocks, 40 tasks
+    results = []
+    for n in ("1", "2", "3"):
+        monkeypatch.setenv("LOSSREF_THREADS", n)
+        assert registry.threads() == int(n)
+        results.append(L.per_sample(t, p))
+    monkeypatch.setattr(registry, "_CHUNK", 1 << 30)  # one block, no pool
+    whole = L.per_sample(t, p)
+    for r in results:
+        assert np.array_equal(r, whole)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+def test_bad_thread_count_is_an_error(bad, monkeypatch):
+    from lossref import registry
+
+    monkeypatch.setenv("LOSSREF_THREADS", bad)
+    with pytest.raises(ValueError, match="LOSSREF_THREADS must be a positive integer"):
+        registry.threads()
+
+
 def test_non_numeric_parameters_are_named_in_the_error():
     import numpy as np
     y = np.zeros((1, 2))
