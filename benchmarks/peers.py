@@ -99,6 +99,52 @@ class _Jax:
         return x.block_until_ready()
 
 
+class _Numpy:
+    """The same formulas in plain NumPy on float64 copies: the cost of the reference's
+    arithmetic contract (float64, one pass per operation) without its accuracy work."""
+
+    def __init__(self):
+        import numpy as np
+        from scipy.special import log_softmax as _lsm
+
+        self.np, self._lsm = np, _lsm
+        self.name = f"numpy {np.__version__} (float64, textbook)"
+
+    def asarray(self, a):
+        return a
+
+    def clip(self, x, lo, hi=None):
+        return self.np.clip(x, lo, hi)
+
+    def mean(self, x):
+        return x.mean(-1)
+
+    def sum(self, x, keep=False):
+        return x.sum(-1, keepdims=keep)
+
+    def max(self, x):
+        return x.max(-1)
+
+    def softplus(self, x):
+        return self.np.logaddexp(0.0, x)
+
+    def log_softmax(self, x):
+        return self._lsm(x, -1)
+
+    def take(self, x, labels):
+        return self.np.take_along_axis(x, labels.astype(self.np.intp)[..., None], -1)[..., 0]
+
+    def __getattr__(self, name):
+        return getattr(self.np, name)
+
+    def jit(self, f):
+        f64 = self.np.float64
+        return lambda y, p: f(y.astype(f64), p.astype(f64))
+
+    def block(self, x):
+        return x
+
+
 def _formulas(xp) -> Dict[str, Callable]:
     def cce_probs(y, p):
         p = xp.clip(p / xp.sum(p, keep=True), EPS, 1 - EPS)
@@ -133,10 +179,11 @@ def _formulas(xp) -> Dict[str, Callable]:
     }
 
 
-def peers() -> Dict[str, tuple]:
-    """{peer name: (shim, {loss: callable})} for every peer importable here."""
+def peers(floor: bool = False) -> Dict[str, tuple]:
+    """{peer name: (shim, {loss: callable})} for every peer importable here; with `floor`,
+    the plain-NumPy float64 formulas alone (not a peer: the floor of one pass per operation)."""
     out = {}
-    for cls in (_Torch, _Jax):
+    for cls in ((_Numpy,) if floor else (_Torch, _Jax)):
         try:
             xp = cls()
         except ImportError:

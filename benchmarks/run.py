@@ -78,7 +78,7 @@ def bench_losses():
 def reference_benchmarks(sizes, repeat, results):
     from peers import peers
 
-    peer_map = peers()
+    peer_map, floor_map = peers(), peers(floor=True)
     try:
         import keras
         keras_fns = keras.losses
@@ -109,6 +109,9 @@ def reference_benchmarks(sizes, repeat, results):
                         yy, pp = xp.asarray(y), xp.asarray(p)
                         f = fns[loss]
                         row["peers"][name] = timed(lambda: xp.block(f(yy, pp)), repeat)
+                for name, (xp, fns) in floor_map.items():
+                    if loss in fns:
+                        row["numpy_float64_textbook"] = timed(lambda: fns[loss](y, p), repeat)
                 if keras_fns is not None and hasattr(keras_fns, loss):
                     kf = getattr(keras_fns, loss)
                     row["peers"][peer_names[-1]] = timed(lambda: kf(y, p), repeat)
@@ -120,6 +123,8 @@ def reference_benchmarks(sizes, repeat, results):
 
 def _print_ref(row):
     peers = "  ".join(f"{k.split()[0]} {v['median_s'] * 1e3:7.1f}" for k, v in row["peers"].items())
+    if "numpy_float64_textbook" in row:
+        peers += f"  (numpy-f64 {row['numpy_float64_textbook']['median_s'] * 1e3:7.1f})"
     r = row["ratio_to_fastest_peer"]
     print(f"  {row['loss']:34s} {str(tuple(row['shape'])):18s} lossref {row['lossref']['median_s'] * 1e3:8.1f} ms"
           f"  ratio {r if r is None else f'{r:5.2f}'}  mem {row['peak_extra_ratio']:.2f}x  | {peers}", flush=True)

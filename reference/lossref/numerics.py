@@ -162,12 +162,19 @@ def log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def xmul(w: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v``, infinite ones included.
 
-    The ``0 log 0 = 0`` convention of cross-entropies for a log computed beforehand.
+    The ``0 log 0 = 0`` convention of cross-entropies for a log computed beforehand. A zero
+    result is +0.
     """
     w = np.asarray(w, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     with np.errstate(all="ignore"):
-        return np.where((w == 0) & ~np.isnan(v), 0.0, w * v)
+        # + 0.0 makes every zero product +0 and is exact otherwise; a select on w == 0 would
+        # branch unpredictably on labels of 0 and 1
+        out = w * v + 0.0
+        inf = np.isinf(v)
+        if np.any(inf):  # 0 * inf: rare, so only then a select
+            out = np.where(inf & (w == 0), 0.0, out)
+    return out
 
 
 # --- error-free transformations: compensated sums and dot products ------------------------------

@@ -47,9 +47,11 @@ def _sum_then_divide(x: np.ndarray, axis, n) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         q = s / n
         # A sum of finite terms can overflow although the quotient is finite: redo those scaled.
-        redo = np.isinf(s) & np.all(np.isfinite(x), axis=axis)
-        if np.any(redo):
-            q = np.where(redo, np.sum(x * _SCALE, axis=axis) / n / _SCALE, q)
+        redo = np.isinf(s)
+        if np.any(redo):  # rare: only then is the finiteness of the terms looked at
+            redo &= np.all(np.isfinite(x), axis=axis)
+            if np.any(redo):
+                q = np.where(redo, np.sum(x * _SCALE, axis=axis) / n / _SCALE, q)
     return q
 
 

@@ -16,11 +16,12 @@ from ..registry import LossDef, Param, positive_float, register
 def reference(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:
     """Elementwise value in float64."""
     a, half, over = abs_diff(y_pred, y_true)
-    # delta * (|e| - delta/2): one rounding fewer than delta|e| - delta^2/2
-    linear = delta * (a - 0.5 * delta)
+    # m (|e| - m/2), m = min(|e|, delta), is both pieces without a select: |e| (|e|/2) inside,
+    # delta (|e| - delta/2) outside, one rounding fewer than delta|e| - delta^2/2
+    m = np.minimum(a, delta)
+    out = m * (a - 0.5 * m)
     # |e| itself overflowed: delta|e| may still be finite for delta < 1, so use the exact half
-    linear = np.where(over, (2.0 * delta) * half - 0.5 * delta * delta, linear)
-    return np.where(a <= delta, 0.5 * np.square(a), linear)
+    return np.where(over, (2.0 * delta) * half - 0.5 * delta * delta, out)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""The benchmark suite runs end to end (``--quick``) and writes what the README promises.
+
+No timing is asserted: speed is measured by the suite, not tested.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import lossref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_run_writes_every_part(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    for key in ("platform", "cpus", "numpy", "mpmath", "torch", "jax", "keras"):
+        assert res["machine"][key]
+    benched = {n for n in lossref.names() if lossref.get(n).separable} | {
+        "categorical_crossentropy", "categorical_focal_crossentropy", "sparse_categorical_crossentropy"}
+    assert {r["loss"] for r in res["reference"]} == benched
+    for row in res["reference"]:
+        assert row["lossref"]["runs"] >= 5 and row["lossref"]["min_s"] <= row["lossref"]["median_s"]
+        assert len(row["peers"]) == 3 and row["ratio_to_fastest_peer"] > 0
+        assert row["peak_extra_bytes"] > 0 and "numpy_float64_textbook" in row
+    assert {(r["loss"], r["format"]) for r in res["oracle"]} == {(n, f) for n in benched for f in ("float64", "float32")}
+    assert all(r["rounded_results_agree"] for r in res["oracle"])
+    assert {(r["backend"], r["bits"]) for r in res["oracle_primitives"]} >= {("mpmath", 64), ("mpmath", 166)}
+    assert [g["jobs"] for g in res["golden"]] == [1, 2] and all(g["returncode"] == 0 for g in res["golden"])
+    # the printed table: one line per benchmarked loss and the summaries
+    assert proc.stdout.count("lossref ") >= len(benched)
+    assert "geometric-mean ratio" in proc.stdout and "naive baseline over the mix" in proc.stdout
