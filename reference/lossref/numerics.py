@@ -59,14 +59,16 @@ def abs_diff(a: np.ndarray, b: np.ndarray):
     """``|a - b|`` and, for entries where that overflows although a and b are finite,
     the exact half ``|a/2 - b/2|`` with a flag, so callers can finish the formula scaled.
 
-    Returns ``(d, half, overflowed)``.
+    Returns ``(d, half, overflowed)``; the last two are None when no entry overflowed.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     d = np.abs(a - b)
-    overflowed = np.isinf(d) & np.isfinite(a) & np.isfinite(b)
-    half = np.abs(0.5 * a - 0.5 * b)
-    return d, half, overflowed
+    overflowed = np.isinf(d)
+    if not np.any(overflowed):
+        return d, None, None
+    overflowed &= np.isfinite(a) & np.isfinite(b)
+    return d, np.abs(0.5 * a - 0.5 * b), overflowed
 
 
 def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -197,7 +199,13 @@ def two_sum(a: np.ndarray, b: np.ndarray):
     with np.errstate(invalid="ignore", over="ignore"):
         s = a + b
         bv = s - a
-        return s, (a - (s - bv)) + (b - bv)
+        if not isinstance(bv, np.ndarray):
+            return s, (a - (s - bv)) + (b - bv)
+        # the same operations, in place: two temporaries fewer on large arrays
+        av = s - bv
+        np.subtract(a, av, out=av)
+        np.subtract(b, bv, out=bv)
+        return s, np.add(av, bv, out=av)
 
 
 def two_product(a: np.ndarray, b: np.ndarray):
@@ -212,6 +220,9 @@ def two_product(a: np.ndarray, b: np.ndarray):
     b = np.asarray(b, dtype=np.float64)
     with np.errstate(all="ignore"):
         h = a * b
+        if _in_float32(a) and _in_float32(b):
+            # 24-bit significands in float32's range: the product is exact in float64
+            return h, np.zeros_like(h)
         ok = np.isfinite(h) & (np.abs(h) >= _TP_LO) & (np.abs(h) <= _TP_HI)
         a0, b0 = np.where(ok, a, 1.0), np.where(ok, b, 1.0)
         s = (np.frexp(a0)[1] - np.frexp(b0)[1]) // 2
@@ -224,6 +235,11 @@ def two_product(a: np.ndarray, b: np.ndarray):
         bl = b2 - bh
         low = ((ah * bh - h) + ah * bl + al * bh) + al * bl
         return h, np.where(ok, low, 0.0)
+
+
+def _in_float32(x: np.ndarray) -> bool:
+    """Whether every element of float64 `x` is a float32 value (NaN included)."""
+    return bool(np.array_equal(x.astype(np.float32).astype(np.float64), x, equal_nan=True))
 
 
 def one_minus_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarra
     # delta (|e| - delta/2) outside, one rounding fewer than delta|e| - delta^2/2
     m = np.minimum(a, delta)
     out = m * (a - 0.5 * m)
+    if over is None:
+        return out
     # |e| itself overflowed: delta|e| may still be finite for delta < 1, so use the exact half
     return np.where(over, (2.0 * delta) * half - 0.5 * delta * delta, out)
 
