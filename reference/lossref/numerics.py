@@ -91,16 +91,20 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     z = np.moveaxis(np.asarray(z, dtype=np.float64), axis, -1)
     with np.errstate(all="ignore"):
         m = np.max(z, axis=-1, keepdims=True)
-        d, e = two_sum(z, -np.where(np.isfinite(m), m, 0.0))
-        e = np.where(np.isfinite(e), e, 0.0)
-        ex = np.exp(d) * (1.0 + e)  # exp(d + e), e below half an ulp of d
+        finite = np.isfinite(m)
+        d, e = two_sum(z, -np.where(finite, m, 0.0))
+        np.copyto(e, 0.0, where=~np.isfinite(e))
+        ex = np.exp(d)
+        ex *= 1.0 + e  # exp(d + e), e below half an ulp of d
         top = np.argmax(z, axis=-1)[..., None]
         np.put_along_axis(ex, top, 0.0, axis=-1)  # one maximal term: exactly 1
         r = np.log1p(sum2(ex))[..., None]
-        logp = (d - r) + e
+        logp = np.subtract(d, r, out=d)
+        logp += e  # (d - r) + e, in place: temporaries are what large inputs pay for
         np.put_along_axis(logp, top, -r, axis=-1)  # the maximal entry: -log1p(rest) exactly
-        logp = np.where(m == np.inf, np.where(z == np.inf, np.nan, -np.inf), logp)
-        logp = np.where((m == -np.inf) | np.isnan(m), np.nan, logp)
+        if not np.all(finite):  # rows with an infinite or NaN maximum
+            logp = np.where(m == np.inf, np.where(z == np.inf, np.nan, -np.inf), logp)
+            logp = np.where((m == -np.inf) | np.isnan(m), np.nan, logp)
     return np.moveaxis(logp, -1, axis)
 
 
@@ -253,33 +257,116 @@ def one_minus_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (1.0 - h) - low
 
 
+# Rows of at least this length are summed by extraction, a fixed number of passes over
+# the whole row; shorter rows by the cascade, whose levels cost less there than extraction's
+# row-wise reductions.
+_EXTRACT_MIN = 256
+
+
+def _sum2_cascade(s: np.ndarray, err: "np.ndarray | None"):
+    """``(hi, lo)`` of the last axis of `s` (plus `err`) by a pairwise cascade of TwoSums."""
+    while s.shape[-1] > 1:  # ceil(log2 n) vectorised levels; an odd last term waits a level
+        n = s.shape[-1]
+        # neighbours paired: NumPy sweeps the even and the odd entries as single strided
+        # arrays, faster than contiguous half rows (a row-by-row iteration)
+        t, e = two_sum(s[..., 0:n - 1:2], s[..., 1::2])
+        if err is not None:
+            e = (err[..., 0:n - 1:2] + err[..., 1::2]) + e
+        if n % 2:
+            t = np.concatenate([t, s[..., -1:]], axis=-1)
+            last = np.zeros_like(t[..., -1:]) if err is None else err[..., -1:]
+            e = np.concatenate([e, last], axis=-1)
+        s, err = t, e
+    return two_sum(s[..., 0], 0.0 if err is None else err[..., 0])
+
+
+def _sum2_extract(terms: list):
+    """``(hi, lo)`` of the last axes of the arrays `terms`, summed together, by extraction.
+
+    Rump, Ogita and Oishi's ExtractVector: for ``sigma`` a power of two with
+    ``max|x| <= 2**-m sigma`` (``2**m >= n + 2``), ``q = (sigma + x) - sigma`` and
+    ``x - q`` are exact, every ``q`` lies on the grid ``2**-53 sigma`` and their sum is
+    exact in any order; the remainders are below ``2**-53 sigma``. Repeated with
+    ``sigma`` scaled by ``2**(m - 53)`` until ``n**2 u`` times the remainders is below
+    ``u**2 max|x|`` (two levels for up to 8190 terms), the last ones are summed plainly:
+    the error of ``hi + lo`` stays near ``u**2 (|exact| + max|x|)``.
+    """
+    n = terms[0].shape[-1] * len(terms)
+    m = (n + 1).bit_length()
+
+    def levels(gap):  # enough for rows whose max|x| is 2**-gap below the max behind sigma
+        k = 2
+        while 2 * np.log2(n) + (m - 53) * (k - 1) + m + 1 + gap > 0:
+            k += 1
+        return k
+
+    top = np.max([np.maximum(np.max(t, axis=-1, keepdims=True), -np.min(t, axis=-1, keepdims=True))
+                  for t in terms], axis=0)
+    e = np.frexp(top)[1]  # max|x| < 2**e
+    live = e[(top > 0) & (top < np.inf)]
+    e_max = int(live.max()) if live.size else 0
+    gap = e_max - int(live.min()) if live.size else 0
+    depth, k = levels(0), None
+    if e_max + m <= 1023 and levels(gap) <= depth + 1:
+        # one sigma for all rows: operations with a scalar run several times faster than with
+        # a column, so rows of smaller magnitude pay with a level more instead
+        depth, sigma = levels(gap), 2.0 ** (e_max + m)
+    else:
+        k = np.maximum(e + m - 1023, 0)  # rows whose sigma would overflow: scaled by 2**-k
+        if np.any(k):
+            terms = [t * np.ldexp(1.0, -k) for t in terms]
+        sigma = np.ldexp(1.0, e - k + m)
+    taus = []
+    for _ in range(depth):
+        tau, rest = 0.0, []
+        for t in terms:
+            q = t + sigma
+            q -= sigma
+            tau = tau + np.sum(q, axis=-1)
+            rest.append(np.subtract(t, q, out=q))
+        taus.append(tau)
+        terms, sigma = rest, sigma * 2.0 ** (m - 53)
+    hi, err = two_sum(taus[0], taus[1])
+    for tau in taus[2:]:
+        hi, e2 = two_sum(hi, tau)
+        err = err + e2
+    hi, low = two_sum(hi, err + sum(np.sum(t, axis=-1) for t in terms))
+    if k is not None and np.any(k):
+        f = np.ldexp(1.0, k[..., 0])
+        hi, low = hi * f, low * f
+    return hi, low
+
+
 def sum2_parts(x: np.ndarray, axis: int = -1, lo: "np.ndarray | None" = None):
-    """Sum over `axis` as if in twice the precision (pairwise cascade of TwoSums).
+    """Sum over `axis` as if in twice the precision.
 
     Returns ``(hi, lo)``: ``hi`` is the rounded sum and ``hi + lo`` carries the bits
     that a later cancellation would need. `lo` (same shape as `x`, optional) holds
     low-order parts added with the rounding errors, e.g. the ``l`` of
     :func:`two_product`. Error of ``hi + lo``:
     ``<= u**2 |exact| + 2 (ceil(log2 n) u)**2 sum|x|``. Where an input is infinite or
-    NaN, or the cascade overflows, ``hi`` is the plain sum (its IEEE value is the right
+    NaN, or the sum overflows, ``hi`` is the plain sum (its IEEE value is the right
     one there) and ``lo`` is 0.
+
+    Rows of fewer than 256 terms go through a pairwise cascade of TwoSums; longer ones
+    through error-free extraction (:func:`_sum2_extract`), whose error stays near
+    ``u**2 (|exact| + max|x|)``, well inside that bound.
     """
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
-    err = np.zeros_like(x) if lo is None else np.moveaxis(np.asarray(lo, dtype=np.float64), axis, -1)
+    low = None if lo is None else np.moveaxis(np.asarray(lo, dtype=np.float64), axis, -1)
     with np.errstate(all="ignore"):
-        plain = np.sum(x, axis=-1) + np.sum(err, axis=-1)
         if x.shape[-1] == 0:
+            plain = np.sum(x, axis=-1) + np.sum(x if low is None else low, axis=-1)
             return plain, np.zeros_like(plain)
-        s = x
-        while s.shape[-1] > 1:  # log2(n) vectorised levels
-            if s.shape[-1] % 2:
-                pad = [(0, 0)] * (s.ndim - 1) + [(0, 1)]
-                s, err = np.pad(s, pad), np.pad(err, pad)
-            s, e = two_sum(s[..., 0::2], s[..., 1::2])
-            err = (err[..., 0::2] + err[..., 1::2]) + e
-        hi, low = two_sum(s[..., 0], err[..., 0])
-        good = np.isfinite(hi) & np.isfinite(low)
-        return np.where(good, hi, plain), np.where(good, low, 0.0)
+        if x.shape[-1] < _EXTRACT_MIN:
+            hi, err = _sum2_cascade(x, low)
+        else:
+            hi, err = _sum2_extract([x] if low is None else [x, low])
+        good = np.isfinite(hi) & np.isfinite(err)
+        if not np.all(good):
+            plain = np.sum(x, axis=-1) + (0.0 if low is None else np.sum(low, axis=-1))
+            hi, err = np.where(good, hi, plain), np.where(good, err, 0.0)
+        return np.asarray(hi), np.asarray(err)
 
 
 def sum2(x: np.ndarray, axis: int = -1, lo: "np.ndarray | None" = None) -> np.ndarray:
@@ -399,36 +486,65 @@ __all__ += ["normalize_parts", "clip_parts"]
 _TWO_M1000 = 2.0 ** -1000
 
 
-def normalize_parts(x: np.ndarray):
+def normalize_parts(x: np.ndarray, *, at: "np.ndarray | None" = None):
     """``q = x / sum(x)`` over the last axis, with ``c = 1 - q`` and ``log q``, each accurate.
 
-    The sum ``S`` is carried as ``hi + lo`` (:func:`sum2` of the row, then of the row and
-    ``-hi``: the residual), so the complement of an entry above 1/2,
-    ``c = (S - x_i) / S = ((hi - x_i) + lo) / S``, has no cancellation left, and
-    ``log q = log1p(-c)`` keeps complements far below u that ``log(q)`` would round to 0.
-    A row whose largest magnitude passes 2**1000 is first scaled by a power of two (its
-    sum could overflow; the scaling is exact for every entry whose ratio is representable).
+    The sum ``S`` is carried as ``hi + lo`` (:func:`sum2_parts`), so the complement of an
+    entry above 1/2, ``c = (S - x_i) / S = ((hi - x_i) + lo) / S``, has no cancellation
+    left, and ``log q = log1p(-c)`` keeps complements far below u that ``log(q)`` would
+    round to 0.
+    A row of finite entries whose sum overflows is scaled by a power of two first (by
+    ``2**-k``, ``2**k`` above its largest magnitude; exact for every entry whose ratio
+    is representable).
     A quotient that underflows gets ``log x_i - log S`` instead (then ``|log q| > 690``:
     no cancellation). IEEE semantics otherwise: ``S = 0`` gives ±inf/NaN ratios (``S`` is
     taken as +0, the sign Keras's sum gives), NaN and inf entries give NaN.
+
+    `at` (integers, the shape of `x` without its last axis) asks for one entry per row,
+    ``x[..., at]``: the triple then has the shape of `at`; the sums still take whole rows.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim and x.shape[-1] == 0:
+        raise ValueError("normalize_parts: the last axis is empty (no ratio to form)")
     with np.errstate(all="ignore"):
-        big = np.max(np.abs(x), axis=-1, keepdims=True)
-        k = np.where(np.isfinite(big) & (big > 2.0 ** 1000), np.frexp(big)[1], 0)
-        xs = np.ldexp(x, -k)
-        hi = sum2(xs)[..., None]
-        lo = sum2(np.concatenate([xs, -hi], axis=-1))[..., None]  # exact sum - hi, accurately
-        lo = np.where(np.isfinite(lo), lo, 0.0)
+        xs, k = x, 0
+        hi, lo = sum2_parts(x)
+        over = ~np.isfinite(hi)  # an overflow, or inf/NaN entries
+        if np.any(over):
+            big = np.max(np.abs(x), axis=-1)
+            k = np.where(over & np.isfinite(big) & (big > 2.0 ** 1000), np.frexp(big)[1], 0)
+            k = k[..., None]
+            if np.any(k):
+                # a product with a power of two: the scaling of ldexp, which is slow on a column
+                xs = x * np.ldexp(1.0, -k)
+                hi, lo = sum2_parts(xs)
+        hi, lo = hi[..., None], lo[..., None]
         s = np.where(hi == 0, 0.0, hi)
+        if at is not None:
+            at = np.asarray(at)[..., None]
+            x, xs = np.take_along_axis(x, at, axis=-1), np.take_along_axis(xs, at, axis=-1)
         q = xs / s
-        d, r = two_sum(hi, -xs)
-        r = np.where(np.isfinite(r), r, 0.0)
-        c_dom = (d + (r + lo)) / s  # (S - x_i) / S from the unrounded sum
-        c = np.where(q > 0.5, c_dom, 1.0 - q)
-        logq = np.where(q > 0.5, np.log1p(-c_dom), np.log(q))
-        under = (q < _TWO_M1000) & (x > 0) & (s > 0) & np.isfinite(s)
-        logq = np.where(under, np.log(x) - (np.log(s) + k * LN2), logq)
+        c = 1.0 - q
+        logq = np.log(q)
+        # Entries above 1/2 (at most one per row of non-negative x) and underflowing ratios
+        # are few: their formulas run on those entries only. i: flat index, i // n: row.
+        n = q.shape[-1]
+        i = np.flatnonzero(q > 0.5)
+        if i.size:
+            d, r = two_sum(np.take(hi, i // n), -np.take(xs, i))
+            r = np.where(np.isfinite(r), r, 0.0)
+            # (S - x_i) / S from the unrounded sum
+            c_dom = (d + (r + np.take(lo, i // n))) / np.take(s, i // n)
+            np.put(c, i, c_dom)
+            np.put(logq, i, np.log1p(-c_dom))
+        i = np.flatnonzero(q < _TWO_M1000)
+        if i.size:
+            xi, si = np.take(x, i), np.take(s, i // n)
+            i = i[(xi > 0) & (si > 0) & np.isfinite(si)]
+            k = np.take(k, i // n) * LN2 if np.ndim(k) else 0.0
+            np.put(logq, i, np.log(np.take(x, i)) - (np.log(np.take(s, i // n)) + k))
+    if at is not None:
+        return q[..., 0], c[..., 0], logq[..., 0]
     return q, c, logq
 
 
@@ -437,10 +553,13 @@ def clip_parts(q: np.ndarray, c: np.ndarray, logq: np.ndarray, lo: float, top: f
 
     The upper bound is given by its complement `top` (``lo <= 1/2``, ``top <= 1/2``), so
     ``[eps, 1 - eps]`` is exact and "q > 1 - top" is decided on the accurate complement,
-    ``c < top``. NaN stays NaN, as ``np.clip``.
+    ``c < top``. NaN stays NaN, as ``np.clip``. Where nothing is clipped, the inputs
+    themselves are returned.
     """
     low = q < lo
     high = c < top
+    if not (np.any(low) or np.any(high)):
+        return q, c, logq
     with np.errstate(divide="ignore"):
         log_lo, log_hi = np.log(lo), np.log1p(-top)
     q = np.where(low, lo, np.where(high, 1.0 - top, q))

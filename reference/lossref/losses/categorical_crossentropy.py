@@ -65,20 +65,29 @@ def smooth_labels(y: np.ndarray, label_smoothing) -> np.ndarray:
 # --- reference: class probabilities as (p, 1 - p, log p) -----------------------------------------
 
 
-def class_parts(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tuple[float, float]]):
+def class_parts(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tuple[float, float]],
+                at: Optional[np.ndarray] = None, logp_only: bool = False):
     """``(p, 1 - p, log p)`` of the class probabilities along the last axis, in float64.
 
     Logits: :func:`log_softmax`, then ``1 - p = -expm1(log p)`` (the complement of p near
     1 without cancellation). Probabilities: renormalised with a compensated sum
     (:func:`~lossref.numerics.normalize_parts`). Then, unless `bounds` (``(lo, top)``,
     see :func:`clip_bounds_of`) is None, clipped to ``[lo, 1 - top]`` on all three.
+
+    `at` (integers, y_pred's shape without the class axis) asks for class ``at`` of each
+    row only: the parts then have the shape of `at`. With `logp_only`, ``p`` and ``1 - p``
+    of logits are not formed (None) unless the clip needs them.
     """
     if from_logits:
         logp = log_softmax(y_pred)
+        if at is not None:
+            logp = np.take_along_axis(logp, np.asarray(at)[..., None], axis=-1)[..., 0]
+        if logp_only and bounds is None:
+            return None, None, logp
         with np.errstate(all="ignore"):
             p, c = np.exp(logp), -np.expm1(logp)
     else:
-        p, c, logp = normalize_parts(y_pred)
+        p, c, logp = normalize_parts(y_pred, at=at)
     if bounds is not None:
         p, c, logp = clip_parts(p, c, logp, *bounds)
     return p, c, logp
@@ -88,7 +97,8 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_s
               epsilon) -> np.ndarray:
     """Elementwise ``-y'_i log p_i`` in float64 (summed over the last axis by stage 2)."""
     y = smooth_labels(y_true, label_smoothing)
-    _, _, logp = class_parts(y_pred, from_logits, None if from_logits else clip_bounds_of(epsilon))
+    _, _, logp = class_parts(y_pred, from_logits, None if from_logits else clip_bounds_of(epsilon),
+                             logp_only=True)
     return -xmul(y, logp)
 
 

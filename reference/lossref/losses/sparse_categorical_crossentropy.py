@@ -85,10 +85,11 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_
     """Per-sample ``-log p_y`` in float64; 0 where the label is `ignore_class`."""
     c = y_pred.shape[-1]
     idx, valid = class_indices(y_true, c, ignore_class, "y_true")
-    # large inputs arrive in blocks of rows (LossDef.rowwise)
-    _, _, logp = class_parts(y_pred.reshape(-1, c), from_logits, _bounds(from_logits, epsilon))
-    out = -np.take_along_axis(logp, idx.reshape(-1, 1), axis=-1)[:, 0]
-    return np.where(valid, out.reshape(idx.shape), 0.0)
+    # large inputs arrive in blocks of rows (LossDef.rowwise); only the labelled class of
+    # each row is formed, its row's sums aside
+    _, _, logp = class_parts(y_pred.reshape(-1, c), from_logits, _bounds(from_logits, epsilon),
+                             at=idx.reshape(-1), logp_only=True)
+    return np.where(valid, -logp.reshape(idx.shape), 0.0)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_class,

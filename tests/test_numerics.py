@@ -1,0 +1,90 @@
+"""The compensated sum against exact rational sums, on rows built to break it.
+
+``sum2_parts`` promises ``|hi + lo - S| <= u**2 |S| + 2 (ceil(log2 n) u)**2 sum|x|`` for the
+exact sum ``S`` of the row (and of `lo`, when given). Rows shorter than 256 terms take the
+pairwise cascade, longer ones the extraction: both are exercised at and around the switch.
+"""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from lossref.numerics import _EXTRACT_MIN, sum2_parts
+
+U = Fraction(1, 2 ** 53)
+
+
+def _exact(row) -> Fraction:
+    return sum((Fraction(float(v)) for v in row), Fraction(0))
+
+
+def _check(x: np.ndarray, lo=None):
+    hi, low = sum2_parts(x, lo=lo)
+    n = x.shape[-1]
+    rows = x.reshape(-1, n)
+    lows = None if lo is None else lo.reshape(-1, n)
+    for i, row in enumerate(rows):
+        terms = list(row) + ([] if lows is None else list(lows[i]))
+        s = _exact(terms)
+        mag = _exact(np.abs(terms))
+        got = Fraction(float(np.ravel(hi)[i])) + Fraction(float(np.ravel(low)[i]))
+        bound = U ** 2 * abs(s) + 2 * (math.ceil(math.log2(max(len(terms), 2))) * U) ** 2 * mag
+        assert abs(got - s) <= bound, (i, float(got - s), float(bound))
+        assert float(got) == float(np.ravel(hi)[i])  # hi is hi + lo rounded: |lo| <= ulp(hi) / 2
+
+
+def _adversarial(rng, rows, n, spread):
+    """Rows of mixed signs and exponents over `spread` binades, with planted cancellations."""
+    x = rng.standard_normal((rows, n)) * np.ldexp(1.0, rng.integers(-spread, spread + 1, (rows, n)))
+    x[:, 1::3] = -x[:, 0:-1:3][:, : x[:, 1::3].shape[1]]  # exact cancelling partners
+    x[:, 2::7] *= 2.0 ** -60  # tiny terms that survive only in lo
+    return x
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, _EXTRACT_MIN - 1, _EXTRACT_MIN, _EXTRACT_MIN + 1, 1000, 4099])
+@pytest.mark.parametrize("spread", [0, 40, 600])
+def test_sum2_parts_meets_its_bound(n, spread):
+    rng = np.random.default_rng(n * 1000 + spread)
+    _check(_adversarial(rng, 6, n, spread))
+
+
+@pytest.mark.parametrize("n", [5, _EXTRACT_MIN + 3])
+def test_sum2_parts_with_low_parts(n):
+    rng = np.random.default_rng(n)
+    x = _adversarial(rng, 4, n, 30)
+    lo = x * 2.0 ** -55 * rng.standard_normal(x.shape)
+    _check(x, lo)
+
+
+@pytest.mark.parametrize("n", [7, _EXTRACT_MIN * 2])
+def test_sum2_parts_near_overflow_and_in_the_subnormals(n):
+    rng = np.random.default_rng(5)
+    # sum|x| just below the largest float: no partial sum can overflow
+    big = rng.random((3, n)) * (1.7e308 / n) * np.where(rng.random((3, n)) < 0.5, -1, 1)
+    big[0] = np.abs(big[0])
+    _check(big)
+    over = np.full((1, n), 1.7e308)  # an exact sum beyond the range: not finite
+    assert not np.isfinite(sum2_parts(over)[0][0])
+    tiny = rng.integers(-2 ** 20, 2 ** 20, (3, n)) * 5e-324
+    _check(tiny)
+
+
+def test_rows_of_very_different_magnitude_in_one_block():
+    rng = np.random.default_rng(9)
+    x = _adversarial(rng, 4, _EXTRACT_MIN * 2, 10)
+    x[1] *= 2.0 ** -900
+    x[2] *= 2.0 ** 900
+    x[3] = 0.0
+    _check(x)
+
+
+def test_non_finite_rows_give_the_plain_sum():
+    x = np.ones((3, _EXTRACT_MIN + 1))
+    x[0, 5] = np.inf
+    x[1, 7] = np.nan
+    x[2, :2] = [np.inf, -np.inf]
+    hi, lo = sum2_parts(x)
+    assert hi[0] == np.inf and np.isnan(hi[1]) and np.isnan(hi[2])
+    assert np.all(lo == 0)
