@@ -88,3 +88,26 @@ def test_non_finite_rows_give_the_plain_sum():
     hi, lo = sum2_parts(x)
     assert hi[0] == np.inf and np.isnan(hi[1]) and np.isnan(hi[2])
     assert np.all(lo == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_product_is_exact(dtype):
+    """Both paths (float32-valued factors, whose product float64 holds, and Dekker's split)."""
+    from lossref.numerics import two_product
+
+    rng = np.random.default_rng(11)
+    a = (rng.standard_normal(500) * np.ldexp(1.0, rng.integers(-60, 60, 500))).astype(dtype)
+    b = (rng.standard_normal(500) * np.ldexp(1.0, rng.integers(-60, 60, 500))).astype(dtype)
+    a[:3] = [np.float32(1.4e-45), np.float32(3.4e38), -0.0]
+    h, lo = two_product(a.astype(np.float64), b.astype(np.float64))
+    for ai, bi, hi, li in zip(a, b, h, lo):
+        assert Fraction(float(hi)) + Fraction(float(li)) == Fraction(float(ai)) * Fraction(float(bi))
+
+
+def test_float32_value_test():
+    from lossref.numerics import _in_float32
+
+    f32 = np.array([1.0, np.nan, np.inf, -np.inf, -0.0, float(np.float32(1e-45)), float(np.float32(3.4e38))])
+    assert _in_float32(f32)
+    for v in (0.1, 1e39, 1e-46, 1 + 2.0 ** -30):
+        assert not _in_float32(np.append(f32, v))
