@@ -53,6 +53,8 @@ def adversarial_residual_pairs(fmt, rng) -> tuple:
     add([math.inf, 1.0, 0.0, 2.0], [1.0, 1.0, 0.0, 2.0])              # inf
     add([math.nan, 1.0, 0.0, 2.0], [1.0, 1.0, 0.0, 2.0])              # NaN
     add([0.5, 2.0, 2.0 ** (f.emin + 3), 1e-2], [0.25, 1.5, 2.0 ** (f.emin + 2), 1e-2 + 1e-4])
+    # large and far apart, yet with logs within a factor of two (log(1 + y) vs log(1 + p))
+    add([big ** 0.5, big ** 0.3, 2.0 ** (f.emax // 2), 50.0], [big ** 0.3, big ** 0.5, 2.0 ** (f.emax // 3), 9.0])
     r = rng.standard_normal((4, 4)) * np.exp(rng.uniform(-8, 8, (4, 4)))
     rows_t.extend((r * 0.9).tolist())
     rows_p.extend(r.tolist())

@@ -111,3 +111,31 @@ def test_float32_value_test():
     assert _in_float32(f32)
     for v in (0.1, 1e39, 1e-46, 1 + 2.0 ** -30):
         assert not _in_float32(np.append(f32, v))
+
+
+def _ulps(got, want):
+    from lossref.formats import ulp_error
+
+    return max(ulp_error(float(g), w, "float64") for g, w in zip(got, want))
+
+
+def test_log1p_diff_and_log_ratio_against_mpmath():
+    """Pairs near each other, far apart at every scale (logs within a factor of two, where
+    log1p((a - b) / (1 + b)) would near log1p(-1)), and quotients past float64's range."""
+    import mpmath
+
+    from lossref.numerics import log1p_diff, log_ratio
+
+    rng = np.random.default_rng(4)
+    a = np.exp(rng.uniform(-700, 700, 400))
+    b = np.concatenate([a[:100] * (1 + rng.standard_normal(100) * 1e-9), a[100:200] * np.exp(rng.uniform(-40, 40, 100)),
+                        rng.random(100), np.exp(rng.uniform(-700, 700, 100))])
+    with mpmath.workprec(400):
+        want_d = [mpmath.log1p(mpmath.mpf(x)) - mpmath.log1p(mpmath.mpf(y)) for x, y in zip(a, b)]
+        want_r = [mpmath.log(mpmath.mpf(x) / mpmath.mpf(y)) for x, y in zip(a, b)]
+    assert _ulps(log1p_diff(a, b), want_d) <= 2
+    assert _ulps(log_ratio(a, b), want_r) <= 2
+    assert _ulps(log_ratio(-a, -b), want_r) <= 2
+    with mpmath.workprec(200):  # a quotient past float64's range: the logs are subtracted
+        want = [mpmath.log1p(mpmath.mpf(1.7e308)) - mpmath.log1p(mpmath.mpf(-0.5))]
+    assert _ulps(log1p_diff(np.array([1.7e308]), np.array([-0.5])), want) <= 2

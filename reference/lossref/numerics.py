@@ -40,19 +40,25 @@ def log_cosh(x: np.ndarray) -> np.ndarray:
 
 
 def log1p_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``log1p(a) - log1p(b)`` for a, b > -1, accurate when the two logs nearly cancel.
+    """``log1p(a) - log1p(b)`` for a, b >= -1, accurate when the two logs nearly cancel.
 
-    When the logs are within a factor of two, the difference is computed as
-    ``log1p((a - b) / (1 + b))``, whose argument is formed without cancellation.
+    It is ``± log1p(|a - b| / (1 + min(a, b)))``: the quotient is ``(1 + max) / (1 + min) - 1
+    >= 0``, formed with three roundings and no cancellation, and log1p is well conditioned
+    on ``[0, inf)``. (The form ``log1p((a - b) / (1 + b))`` is not: for ``a << b`` its
+    argument nears -1.) Where that is not finite (a quotient past float64's range, then
+    ``|result| > 709`` and the logs do not cancel; -1, inf and NaN arguments) or an argument
+    is below -1, the two logs are subtracted as they are (IEEE results).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    la, lb = np.log1p(a), np.log1p(b)
-    d = la - lb
-    close = np.abs(d) < 0.5 * np.maximum(np.abs(la), np.abs(lb))
     with np.errstate(all="ignore"):
-        q = np.log1p((a - b) / (1.0 + b))
-    return np.where(close, q, d)
+        d = a - b
+        lo = np.minimum(a, b)
+        out = np.copysign(np.log1p(np.abs(d) / (1.0 + lo)), d)
+        edge = ~np.isfinite(out) | (lo < -1.0)
+        if np.any(edge):  # rare
+            out = np.where(edge, np.log1p(a) - np.log1p(b), out)
+    return out
 
 
 def abs_diff(a: np.ndarray, b: np.ndarray):
@@ -133,7 +139,6 @@ __all__ += ["logsumexp_parts"]
 
 __all__ += ["sigmoid", "log_ratio", "xmul"]
 
-_F64 = np.finfo(np.float64)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -150,19 +155,26 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``log(a / b)``, accurate near ``a = b`` and for ratios outside float64's range.
 
-    For ``a / b`` in [1/2, 2], ``a - b`` is exact (Sterbenz) and ``log1p((a - b) / b)`` keeps
-    the small log that ``log(a / b)`` would bury under the quotient's rounding. A quotient
-    that overflows or underflows is replaced by ``log|a| - log|b|`` (then ``|log(a/b)| > 700``,
-    so the difference does not cancel).
+    For a and b of one sign it is ``± log1p(||a| - |b|| / min(|a|, |b|))``: the quotient is
+    the larger magnitude over the smaller minus 1, ``>= 0``, with two roundings and no
+    cancellation (``log(a / b)`` near 1 would keep only the quotient's rounding error), and
+    log1p is well conditioned there. A quotient that overflows is replaced by
+    ``log|a| - log|b|`` (then ``|log(a/b)| > 700``: no cancellation). Zeros, infinities,
+    NaN and opposite signs get IEEE ``log(a / b)``.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     with np.errstate(all="ignore"):
-        r = a / b
-        out = np.where((r >= 0.5) & (r <= 2.0), np.log1p((a - b) / b), np.log(r))
-        same_sign = (np.sign(a) == np.sign(b)) & (a != 0) & np.isfinite(a) & np.isfinite(b)
-        wide = ((np.abs(r) > _F64.max) | (np.abs(r) < _F64.tiny)) & same_sign
-        return np.where(wide, np.log(np.abs(a)) - np.log(np.abs(b)), out)
+        ma, mb = np.abs(a), np.abs(b)
+        d = ma - mb
+        z = np.abs(d) / np.minimum(ma, mb)
+        out = np.copysign(np.log1p(z), d)
+        special = ~(z < np.inf) | ~(a * b > 0)  # rare: only then the exceptions are sorted out
+        if np.any(special):
+            same = (np.signbit(a) == np.signbit(b)) & (a != 0) & (b != 0) & np.isfinite(a) & np.isfinite(b)
+            wide = np.where(z < np.inf, out, np.log(ma) - np.log(mb))
+            out = np.where(special, np.where(same, wide, np.log(a / b)), out)
+    return out
 
 
 def xmul(w: np.ndarray, v: np.ndarray) -> np.ndarray:
