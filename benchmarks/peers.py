@@ -56,20 +56,13 @@ class _Torch:
         return x
 
 
-class _Jax:
-    def __init__(self):
-        import jax
-        import jax.numpy as jnp
+class _NumpyLike:
+    """The reductions and clip both NumPy-style namespaces (``self.xp``) spell alike."""
 
-        jax.config.update("jax_enable_x64", False)
-        self.jax, self.jnp = jax, jnp
-        self.name = f"jax {jax.__version__}"
-
-    def asarray(self, a):
-        return self.jax.device_put(a)
+    xp = None
 
     def clip(self, x, lo, hi=None):
-        return self.jnp.clip(x, lo, hi)
+        return self.xp.clip(x, lo, hi)
 
     def mean(self, x):
         return x.mean(-1)
@@ -79,6 +72,22 @@ class _Jax:
 
     def max(self, x):
         return x.max(-1)
+
+    def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
+        return getattr(self.xp, name)
+
+
+class _Jax(_NumpyLike):
+    def __init__(self):
+        import jax
+        import jax.numpy as jnp
+
+        jax.config.update("jax_enable_x64", False)
+        self.jax, self.xp = jax, jnp
+        self.name = f"jax {jax.__version__}"
+
+    def asarray(self, a):
+        return self.jax.device_put(a)
 
     def softplus(self, x):
         return self.jax.nn.softplus(x)
@@ -87,10 +96,7 @@ class _Jax:
         return self.jax.nn.log_softmax(x, -1)
 
     def take(self, x, labels):
-        return self.jnp.take_along_axis(x, labels.astype("int32")[..., None], -1)[..., 0]
-
-    def __getattr__(self, name):
-        return getattr(self.jnp, name)
+        return self.xp.take_along_axis(x, labels.astype("int32")[..., None], -1)[..., 0]
 
     def jit(self, f):
         return self.jax.jit(f)
@@ -99,46 +105,31 @@ class _Jax:
         return x.block_until_ready()
 
 
-class _Numpy:
+class _Numpy(_NumpyLike):
     """The same formulas in plain NumPy on float64 copies: the cost of the reference's
     arithmetic contract (float64, one pass per operation) without its accuracy work."""
 
     def __init__(self):
         import numpy as np
-        from scipy.special import log_softmax as _lsm
+        from scipy.special import log_softmax
 
-        self.np, self._lsm = np, _lsm
+        self.xp, self._log_softmax = np, log_softmax
         self.name = f"numpy {np.__version__} (float64, textbook)"
 
     def asarray(self, a):
         return a
 
-    def clip(self, x, lo, hi=None):
-        return self.np.clip(x, lo, hi)
-
-    def mean(self, x):
-        return x.mean(-1)
-
-    def sum(self, x, keep=False):
-        return x.sum(-1, keepdims=keep)
-
-    def max(self, x):
-        return x.max(-1)
-
     def softplus(self, x):
-        return self.np.logaddexp(0.0, x)
+        return self.xp.logaddexp(0.0, x)
 
     def log_softmax(self, x):
-        return self._lsm(x, -1)
+        return self._log_softmax(x, -1)
 
     def take(self, x, labels):
-        return self.np.take_along_axis(x, labels.astype(self.np.intp)[..., None], -1)[..., 0]
-
-    def __getattr__(self, name):
-        return getattr(self.np, name)
+        return self.xp.take_along_axis(x, labels.astype(self.xp.intp)[..., None], -1)[..., 0]
 
     def jit(self, f):
-        f64 = self.np.float64
+        f64 = self.xp.float64
         return lambda y, p: f(y.astype(f64), p.astype(f64))
 
     def block(self, x):
