@@ -157,3 +157,23 @@ def test_non_numeric_parameters_are_named_in_the_error():
     # a per-class list is still a valid alpha
     p = np.array([[0.2, 0.5, 0.3]])
     assert np.isfinite(K.categorical_focal_crossentropy(np.array([[0, 1.0, 0]]), p, alpha=[0.1, 0.2, 0.7])).all()
+
+
+def test_thread_pool_survives_a_fork(monkeypatch):
+    """A child forked after the parent used the pool gets a pool of its own (no deadlock)."""
+    import multiprocessing as mp
+
+    import numpy as np
+    from lossref import registry
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method here")
+    monkeypatch.setenv("LOSSREF_THREADS", "2")
+    monkeypatch.setattr(registry, "_CHUNK", 64)
+    t, p = np.ones((512, 32), np.float32), np.full((512, 32), 0.5, np.float32)
+    L = lossref.get("mean_squared_error")
+    want = L.per_sample(t, p)  # the parent's pool now exists
+    assert registry._POOLS
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(L.per_sample, (t, p)).get(timeout=60)
+    assert np.array_equal(got, want)

@@ -229,6 +229,8 @@ def _in_row_blocks(f: Callable[[np.ndarray, np.ndarray], np.ndarray], t: np.ndar
 
 _BLOCKS_PER_TASK = 8  # a task of several blocks keeps the pool's overhead below 1%
 _POOLS: Dict[int, Any] = {}
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's pool threads
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def threads() -> int:
