@@ -126,7 +126,7 @@ def test_threads_do_not_change_values(name, monkeypatch):
         t = np.where(rng.random(p.shape) > 0.5, 1, -1).astype(np.float32)
     else:
         t = (rng.random(p.shape) > 0.5).astype(np.float32)
-    monkeypatch.setattr(registry, "_CHUNK", 96)  # 2 rows a block, 320 blocks, 40 tasks
+    monkeypatch.setattr(registry, "_CHUNK", 96)  # 2 rows a block, 320 blocks: up to 20 threads
     results = []
     for n in ("1", "2", "3"):
         monkeypatch.setenv("LOSSREF_THREADS", n)
