@@ -139,3 +139,15 @@ def test_log1p_diff_and_log_ratio_against_mpmath():
     with mpmath.workprec(200):  # a quotient past float64's range: the logs are subtracted
         want = [mpmath.log1p(mpmath.mpf(1.7e308)) - mpmath.log1p(mpmath.mpf(-0.5))]
     assert _ulps(log1p_diff(np.array([1.7e308]), np.array([-0.5])), want) <= 2
+
+
+def test_xmul_zero_weights_and_signed_zeros():
+    """0 * v is +0 for every non-NaN v (inf included); no product comes out as -0, which
+    the cross-entropies rely on to sum their terms without a sign fix."""
+    from lossref.numerics import xmul
+
+    w = np.array([0.0, 0.0, -0.0, 1.0, -1.0, 0.0, 2.0, np.nan])
+    v = np.array([-5.0, -np.inf, np.inf, -0.0, 0.0, np.nan, np.inf, 1.0])
+    out = xmul(w, v)
+    assert np.array_equal(out[:5], np.zeros(5)) and not np.any(np.signbit(out[:5]))
+    assert np.isnan(out[5]) and out[6] == np.inf and np.isnan(out[7])

@@ -130,8 +130,8 @@ def surprisals(pred: np.ndarray, from_logits: bool, epsilon: Any) -> Tuple[np.nd
 
 def cross_entropy(y1: np.ndarray, y0: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``y' a + (1 - y') b`` with zero weights giving 0 against infinite surprisals."""
-    # + 0.0 turns a -0.0 (from -log 1) into +0.0 and is exact otherwise
-    return xmul(y1, a) + xmul(y0, b) + 0.0
+    # xmul gives +0, never -0, for a zero product (-log 1 is -0), so the sum is never -0
+    return xmul(y1, a) + xmul(y0, b)
 
 
 # --- oracle helpers (exact values) ------------------------------------------------------------------
