@@ -18,9 +18,6 @@ from ..registry import LossDef, Param, is_real, register
 from .sparse_categorical_crossentropy import check_label_inputs, class_indices, exact_labels
 
 
-_expm1 = np.frompyfunc(mpmath.expm1, 1, 1)
-
-
 def _check_q(v) -> Optional[str]:
     ok = is_real(v) and np.isfinite(v) and v != 0
     return None if ok else "expected a finite non-zero float (Keras's class requires 0 < q < 1)"
@@ -49,11 +46,10 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, q: float) -> np.ndarray:
     """The definition on exact values, with ``p^q = exp(q log p)`` for p > 0."""
     p = _pick(exact_labels(y_true), y_pred)
     qe = mpmath.mpf(float(q))
-    finite = np.array([bool(mpmath.isfinite(v)) for v in p.ravel()], dtype=bool).reshape(p.shape)
-    pos = np.asarray(p > 0, dtype=bool) & finite
+    pos = np.asarray(p > 0, dtype=bool) & x.isfinite(p)
     safe = x.where(pos, p, 1)
     # -expm1(q log p) is 1 - p^q with no cancellation left for the Ziv loop to resolve
-    near = -np.asarray(_expm1(qe * x.log(safe)), dtype=object)
+    near = -x.expm1(qe * x.log(safe))
     return x.where(pos, x.div(near, qe), x.div(1 - x.power(p, qe), qe))
 
 

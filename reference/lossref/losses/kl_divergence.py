@@ -18,9 +18,6 @@ from ..oracle import ops as x
 from ..registry import LossDef, Param, is_real, register
 
 
-_isnan = np.frompyfunc(mpmath.isnan, 1, 1)
-
-
 def _check_epsilon(v) -> Optional[str]:
     if v is None:
         return None
@@ -44,7 +41,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
         e = mpmath.mpf(float(epsilon))
         y_true = x.minimum(x.maximum(y_true, e), 1)
         y_pred = x.minimum(x.maximum(y_pred, e), 1)
-    zero = (y_true == 0) & ~np.asarray(_isnan(y_pred), dtype=bool)
+    zero = (y_true == 0) & ~x.isnan(y_pred)
     return x.where(zero, 0, y_true * x.log(x.div(y_true, y_pred)))
 
 

@@ -14,8 +14,8 @@ import numpy as np
 from ..formats import as_mpf
 
 __all__ = [
-    "NAN", "INF", "log", "log1p", "exp", "sqrt", "cosh", "maximum", "minimum", "div",
-    "fsum", "mean", "where",
+    "NAN", "INF", "log", "log1p", "exp", "expm1", "sqrt", "cosh", "maximum", "minimum", "div",
+    "fsum", "mean", "where", "isnan", "isfinite",
 ]
 
 NAN = mpmath.mpf("nan")
@@ -59,6 +59,7 @@ def _sqrt(x):
 log = _elementwise(_log)
 log1p = _elementwise(_log1p)
 exp = _elementwise(mpmath.exp)
+expm1 = _elementwise(mpmath.expm1)
 sqrt = _elementwise(_sqrt)
 cosh = _elementwise(mpmath.cosh)
 
@@ -112,6 +113,20 @@ def where(cond, a, b) -> np.ndarray:
     """``np.where`` for object arrays (conditions may be object arrays of bools)."""
     out = np.asarray(np.where(np.asarray(cond, dtype=bool), a, b), dtype=object)
     return np.asarray(_as_mpf_u(out), dtype=object).reshape(out.shape)
+
+
+_isnan_u = np.frompyfunc(mpmath.isnan, 1, 1)
+_isfinite_u = np.frompyfunc(mpmath.isfinite, 1, 1)
+
+
+def isnan(x) -> np.ndarray:
+    """Boolean array: where the exact values are NaN."""
+    return np.asarray(_isnan_u(np.asarray(x, dtype=object)), dtype=bool)
+
+
+def isfinite(x) -> np.ndarray:
+    """Boolean array: where the exact values are finite."""
+    return np.asarray(_isfinite_u(np.asarray(x, dtype=object)), dtype=bool)
 
 
 def fsum(x, axis=None) -> np.ndarray:
