@@ -423,14 +423,14 @@ def _cosine_independent(y, p, eps, prec):
             ym = [mpmath.mpf(float(v)) for v in yr]
             pm = [mpmath.mpf(float(v)) for v in pr]
             ny, np_ = (mpmath.sqrt(mpmath.fsum(v * v for v in vec)) for vec in (ym, pm))
-            dy, dp = (max(n, mpmath.mpf(eps)) if eps is not None else (n if n else mpmath.mpf(1))
+            dy, dp = (max(n, mpmath.mpf(eps)) if eps else (n if n else mpmath.mpf(1))
                       for n in (ny, np_))
             out.append(-mpmath.fsum((a / dy) * (b / dp) for a, b in zip(ym, pm)))
     return out
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("eps", [EPS, None])
+@pytest.mark.parametrize("eps", [EPS, None, 0.0])  # 0: no floor, a zero vector gives 0 as for None
 def test_cosine_accuracy(fmt, eps):
     L = lossref.get("cosine_similarity")
     y, p = cosine_rows(fmt)
@@ -441,7 +441,7 @@ def test_cosine_accuracy(fmt, eps):
         with mpmath.workprec(256):
             num = to_mpf(sum(abs(u * v) for u, v in zip(a, b)))
             d = [mpmath.sqrt(to_mpf(sum(u * u for u in vec))) for vec in (a, b)]
-            d = [max(x, mpmath.mpf(eps)) if eps is not None else (x or mpmath.mpf(1)) for x in d]
+            d = [max(x, mpmath.mpf(eps)) if eps else (x or mpmath.mpf(1)) for x in d]
             return num / (d[0] * d[1])
 
     assert_budget(per, ex, fmt, per_row(abs_terms, y, p, ok), 2 + 5, "cosine_similarity")
@@ -455,7 +455,7 @@ def test_cosine_accuracy(fmt, eps):
     assert float(per[9]) == 0.0 and np.signbit(per[9])  # zero vector: -0
     assert np.isnan(per[~ok].astype(np.float64)).all()
     # below the floor the vector is divided by eps: -y_0 / eps; without a floor, -1
-    want = round_fraction(-F(float(y[8, 0])) / F(EPS), fmt) if eps is not None else -1.0
+    want = round_fraction(-F(float(y[8, 0])) / F(EPS), fmt) if eps else -1.0
     assert float(per[8]) == want
 
 

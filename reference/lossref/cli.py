@@ -1,7 +1,7 @@
 """The ``lossref`` command.
 
-Exit codes: 0 success, 1 a check found a problem, 2 a usage error (bad loss name,
-parameter, array or dtype).
+Exit codes: 0 success, 1 a check found a problem, 2 a usage or input error (bad loss
+name, parameter, array, dtype or file), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -39,15 +40,25 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _parse_array(text: str, what: str) -> np.ndarray:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         try:
             value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise UsageError(f"{what}: cannot parse {text!r} as a (nested) list of numbers") from None
-    arr = np.asarray(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise UsageError(f"{what}: cannot parse {_short(text)} as a (nested) list of "
+                             "numbers") from None
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # NumPy refuses ragged nesting: rows of different lengths
+        raise UsageError(f"{what}: {_short(text)} is ragged: every row of a nesting level "
+                         "must have the same length") from None
     if arr.dtype.kind not in "biuf":
-        raise UsageError(f"{what}: expected numbers, got {text!r}")
+        raise UsageError(f"{what}: expected numbers, got {_short(text)}")
     return arr.astype(np.float64)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """`text` quoted for a one-line message, cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _parse_param(text: str):
@@ -139,6 +150,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args)
     except UsageError as e:
+        print(f"lossref {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # files are written atomically: nothing is left half-written
+        print(f"lossref {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`lossref ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 1
+    except OSError as e:  # a file or folder the command could not read or write
         print(f"lossref {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,7 @@
 """Cosine similarity loss. Spec: spec/losses/cosine_similarity.md.
 
 ``-sum(n(y) n(p))`` over `axis`, with ``n(v) = v / max(||v||_2, epsilon)`` along
-`axis`; ``epsilon=None`` gives ``v / ||v||`` with a zero vector left at zero. Perfect
+`axis`; ``epsilon=None`` or ``0`` gives ``v / ||v||`` with a zero vector left at zero. Perfect
 alignment gives -1, orthogonality 0, a zero vector 0. A structured loss.
 """
 
@@ -31,7 +31,7 @@ def _scaled(v: np.ndarray, epsilon):
     w = np.ldexp(v, -e)
     r = np.sqrt(np.sum(np.square(w), axis=-1, keepdims=True))
     with np.errstate(divide="ignore", over="ignore"):
-        if epsilon is None:
+        if not epsilon:  # no floor (None or 0): a zero vector stays zero instead of 0/0
             f = np.where(r > 0, 1.0 / r, 0.0)
         else:
             floor = np.ldexp(r, e) < epsilon
@@ -68,7 +68,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, axis: int, epsilon) -> np.nda
 
     def denominator(v):
         norm = x.sqrt(x.fsum(v * v, -1))
-        if epsilon is None:
+        if not epsilon:  # no floor: 0/0 of a zero vector is defined as 0, as for None
             return x.where(norm == 0, 1, norm)
         return x.maximum(norm, epsilon)
 
@@ -81,7 +81,7 @@ LOSS = register(LossDef(
     stage2="structured",
     params={
         "axis": Param(-1, "int: the feature axis (normalised and summed over)", _int_axis),
-        "epsilon": Param(1e-7, "None or float >= 0 (floor of the norms)", optional_nonneg_float),
+        "epsilon": Param(1e-7, "None or float >= 0 (floor of the norms; None and 0: no floor)", optional_nonneg_float),
     },
     per_sample_ref=reference,
     per_sample_exact=oracle,

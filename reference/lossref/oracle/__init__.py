@@ -149,7 +149,17 @@ class Exact:
         return np.asarray(out.astype(np.float64), dtype=np.float64).astype(f.dtype)
 
     def decimal(self, digits: int = 40) -> np.ndarray:
-        """Decimal strings of the exact values, correctly rounded to `digits` significant digits."""
+        """Decimal strings of the exact values, correctly rounded to `digits` significant digits.
+
+        Raises
+        ------
+        ValueError
+            If `digits` is not a positive integer.
+        """
+        if isinstance(digits, (bool, np.bool_)) or not isinstance(digits, (int, np.integer)) \
+                or digits < 1:
+            raise ValueError(f"digits must be a positive integer; got {digits!r}")
+        digits = int(digits)
         out = self._ziv(lambda x: _decimal(x, digits), f"{digits}-digit decimal")
         return np.asarray(out.astype(str))
 
