@@ -1,9 +1,11 @@
 """Worker processes that an interrupt cannot leave behind.
 
 Ctrl-C sends SIGINT to the whole process group: without care every pool worker prints its
-own ``KeyboardInterrupt`` traceback and the parent waits for their tasks. Workers made
-here ignore SIGINT, so only the parent sees it; on any exception the parent terminates
-them and drops the tasks not yet started.
+own ``KeyboardInterrupt`` traceback. Workers made here ignore SIGINT, so only the parent
+sees it. On an exception in the parent the tasks not yet started are dropped and the
+running ones finish (each is short: one file, one case); they are not killed, because a
+worker killed while it sends a result leaves half a message in the pool's pipe and the
+pool then never shuts down. A second Ctrl-C while they finish kills them.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ def _ignore_sigint() -> None:
 @contextmanager
 def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A ``ProcessPoolExecutor`` of `workers` processes that ignore SIGINT; on an exception
-    in the ``with`` block (Ctrl-C included) its workers are terminated, not awaited."""
+    in the ``with`` block (Ctrl-C included) the tasks not started are cancelled."""
     pool = ProcessPoolExecutor(max_workers=max(1, workers), initializer=_ignore_sigint)
     try:
         yield pool
     except BaseException:
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:  # impatient: stop the running tasks too
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()
         raise
     pool.shutdown(wait=True)

@@ -3,8 +3,9 @@
 ``spec/vectors/README.md`` is the normative description and ``spec/vectors/schema.json``
 the JSON Schema; this module writes exactly that, checks it without third-party packages
 (:func:`check_provenance`, :func:`check_case`; the checks a schema cannot express, such
-as "as many values as the shape says" and "every value exact in the dtype", included)
-and decodes it (:func:`load`).
+as "as many values as the shape says" and "every value exact in the dtype", included),
+checks that each expected ``hex`` is the rounding of its ``decimal``
+(:func:`check_values`) and decodes it (:func:`load`).
 
 Bytes are canonical: one JSON object per line, keys sorted, no spaces, ASCII only, no
 floating-point numbers outside the ``params`` (every value is a hex or decimal string),
@@ -19,23 +20,26 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
+import mpmath
 import numpy as np
 
 from .. import formats
 from ..formats import Format
 from .targets import DECIMAL_DIGITS, REDUCTIONS
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ID_STEP", "dumps", "case_id", "check_provenance",
-           "check_case", "decode_array", "Case", "VectorFile", "load", "canonical_dir",
-           "resolve", "parse_lines"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ID_STEP", "CATEGORIES", "dumps", "case_id",
+           "check_provenance", "check_case", "check_values", "decimal_mismatches", "decode_array",
+           "Case", "VectorFile", "load", "canonical_dir", "resolve", "parse_lines"]
 
 FORMAT_NAME = "lossref-golden-vectors"
 #: Bumped when a field is added, removed or changes meaning.
 FORMAT_VERSION = 1
 #: Case numbers step by this much, so a case can be inserted between two others later.
 ID_STEP = 10
+#: The category of a case, its first tag.
+CATEGORIES = ("random", "adversarial", "special", "edge-shape")
 
 HEX_RE = re.compile(r"^(-?(0x[01](\.[0-9a-f]*[1-9a-f])?p[+-][0-9]+|inf)|nan)$")
 DECIMAL_RE = re.compile(r"^(0|nan|-?inf|-?[1-9]\.[0-9]{%d}e[+-][0-9]+)$" % (DECIMAL_DIGITS - 1))
@@ -145,6 +149,9 @@ def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
     tags = obj["tags"]
     if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
         out.append("tags must be a non-empty list of strings")
+    elif tags[0] not in CATEGORIES:
+        out.append(f"tags: the first tag must be the category, one of {list(CATEGORIES)}; "
+                   f"got {tags[0]!r}")
     if out:
         return out
     fmt = formats.FORMATS[prov["dtype"]]
@@ -168,6 +175,99 @@ def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
         return out + [f"expected.reductions must have exactly {list(REDUCTIONS)}"]
     for r in REDUCTIONS:
         out += _check_array(red[r], f"expected.reductions.{r}", fmt, True)
+    if out:
+        return out
+    # a reduced value is a scalar, except where Keras returns an empty per-sample result as is
+    empty = [] if math.prod(ps["shape"]) else [ps["shape"]]
+    for r in REDUCTIONS:
+        if r != "none" and red[r]["shape"] != [] and red[r]["shape"] not in empty:
+            out.append(f"expected.reductions.{r}.shape: {red[r]['shape']} for a reduced value "
+                       f"(expected [] for per-sample shape {ps['shape']})")
+    return out
+
+
+#: Working precision of the exact decision in :func:`_admits`: its conversion errors
+#: (2**-320 of the value) stay far below its slack (2**-200), which stays far below half
+#: the last digit of a 40-digit decimal (about 2**-133).
+_WORK_BITS = 320
+
+
+def _admits(dec: str, have: float, fmt: Format) -> bool:
+    """Whether `have` is `fmt`'s correct rounding of some value that rounds to `dec` at
+    :data:`DECIMAL_DIGITS` significant digits (halfway away from zero).
+
+    The decimal is itself a rounding of the exact value: the exact value lies within half
+    a unit of its last digit, and where a rounding boundary of `fmt` lies in that interval
+    both neighbours are right. The interval is widened by 2**-200 of the value so that
+    the binary conversions here can never reject a right answer."""
+    if dec in ("0", "nan", "inf", "-inf"):  # these are exact
+        want = float(dec)
+        return (math.isnan(want) and math.isnan(have)) or (
+            want == have and math.copysign(1.0, want) == math.copysign(1.0, have))
+    if math.isnan(have):
+        return False
+    exp = int(dec.partition("e")[2])
+    with mpmath.workprec(_WORK_BITS):
+        d = mpmath.mpf(dec)
+        half = 5 * mpmath.mpf(10) ** (exp - DECIMAL_DIGITS)
+        slack = abs(d) * mpmath.ldexp(1, -200)
+        lo = formats.round_mpf(d - half - slack, fmt)
+        hi = formats.round_mpf(d + half + slack, fmt)
+    # the interval has the decimal's sign, so an underflow to zero keeps that sign (IEEE)
+    sign_ok = have != 0 or (math.copysign(1.0, have) < 0) == dec.startswith("-")
+    return lo <= have <= hi and sign_ok
+
+
+def decimal_mismatches(decimals: Sequence[str], hexes: Sequence[str], fmt: Format) -> List[int]:
+    """Indices of the values whose `hexes` entry is not the rounding into `fmt` of the
+    exact value that `decimals` gives to 40 digits (nan, ±inf and the sign of zero
+    included; subnormals and overflow by IEEE rules, ties to even).
+
+    Vectorised: Python's ``float`` rounds each decimal correctly to binary64, and rounding
+    that into `fmt` is the correct rounding of the decimal itself unless the binary64
+    value sits exactly on a rounding boundary of `fmt` (binary64 represents every
+    boundary of a narrower format, so it cannot land on the other side of one). Those and
+    the mismatches are decided exactly with mpmath (:func:`_admits`), which also accepts
+    both neighbours of a boundary that lies within the decimal's last half digit.
+    """
+    have = decode_hex(hexes)
+    x = np.array([float(s) for s in decimals], dtype=np.float64)
+    r = formats.round_array(x, fmt)
+    same = ((r == have) & (np.signbit(r) == np.signbit(have))) | (np.isnan(r) & np.isnan(have))
+    suspect = ~same
+    if fmt.precision < formats.FLOAT64.precision:
+        # a boundary is a value of one more bit of precision that fmt itself does not have
+        finer = Format(fmt.name, fmt.precision + 1, fmt.emin, fmt.emax)
+        suspect |= np.isfinite(x) & (r != x) & (formats.round_array(x, finer) == x)
+    return [int(i) for i in np.flatnonzero(suspect) if not _admits(decimals[i], have[i], fmt)]
+
+
+def check_values(obj: Mapping[str, Any], prov: Mapping[str, Any]) -> List[str]:
+    """Problems of the expected values of a case that passed :func:`check_case`: each
+    ``hex`` must be the correct rounding into its format of the value its ``decimal``
+    states (:func:`decimal_mismatches`). One message per array, naming the first value
+    that disagrees; a check of the file alone, without the oracle."""
+    exp = obj["expected"]
+    arrays = [("expected.per_sample", exp["per_sample"], exp["per_sample"]["dtype"])]
+    arrays += [(f"expected.reductions.{r}", exp["reductions"][r],
+                exp["reductions"][r].get("dtype", prov["dtype"])) for r in REDUCTIONS]
+    # one vectorised pass per format (a case has one or two) rather than one per array
+    bad_at: Dict[int, List[int]] = {}
+    for dtype in dict.fromkeys(a[2] for a in arrays):
+        members = [k for k, a in enumerate(arrays) if a[2] == dtype]
+        owner = [(k, i) for k in members for i in range(len(arrays[k][1]["hex"]))]
+        bad = decimal_mismatches([d for k in members for d in arrays[k][1]["decimal"]],
+                                 [h for k in members for h in arrays[k][1]["hex"]],
+                                 formats.FORMATS[dtype])
+        for j in bad:
+            bad_at.setdefault(owner[j][0], []).append(owner[j][1])
+    out = []
+    for k in sorted(bad_at):
+        where, arr, dtype = arrays[k]
+        i, n = bad_at[k][0], len(bad_at[k])
+        out.append(f"{where}[{i}]: hex {arr['hex'][i]} is not the {dtype} rounding of its "
+                   f"decimal {arr['decimal'][i]}"
+                   + (f" ({n} values of this array disagree)" if n > 1 else ""))
     return out
 
 
@@ -331,7 +431,8 @@ def load(path_or_name: Union[str, Path]) -> VectorFile:
     FileNotFoundError
         No such file or canonical name.
     ValueError
-        The file is truncated or a line breaks the format (the message names the line).
+        The file is truncated or a line breaks the format, or an expected hex is not the
+        rounding of its decimal (the message names the line).
     """
     path = resolve(path_or_name)
     lines = parse_lines(path.read_bytes())
@@ -343,7 +444,7 @@ def load(path_or_name: Union[str, Path]) -> VectorFile:
     prov = lines[0]["provenance"]
     cases = []
     for n, rec in enumerate(lines[1:], start=2):
-        probs = check_case(rec, prov)
+        probs = check_case(rec, prov) or check_values(rec, prov)
         if probs:
             raise ValueError(f"{path}: line {n}: {probs[0]}")
         cases.append(Case.from_record(rec))

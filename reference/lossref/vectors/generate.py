@@ -9,27 +9,37 @@ shapes, values and sample weight are drawn from the loss's domain
 (:func:`~lossref.vectors.targets.expected`). A draw the dialect refuses (a shape or
 domain that loss does not accept) is drawn again with the next attempt number; the
 provenance record counts those redraws.
+
+:func:`golden` writes a set and its manifest, and never puts a hash into the manifest
+for bytes it has not just written itself or found equal to the old manifest's hash; see
+its docstring for what it does with each file already in the folder.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import mpmath
 import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
+from .._procs import process_pool
 from . import domains
 from ._rng import Stream
 from .fileformat import (FORMAT_NAME, FORMAT_VERSION, ID_STEP, case_id, dumps, encode_array,
                          parse_lines)
-from .manifest import vector_files, write_atomic, write_manifest
+from .manifest import (MANIFEST, VectorSetError, check_readable, read_manifest,
+                       sha256_bytes, sha256_file, vector_files, write_atomic,
+                       write_manifest)
 from .targets import REDUCTIONS, KerasTarget, Rejected, expected, get_target, json_params, \
     keras_targets, per_sample_shape
 
@@ -184,11 +194,18 @@ def file_path(out: Path, dialect: str, loss: str, dtype: str) -> Path:
     return Path(out) / dialect / loss / f"{dtype}.jsonl"
 
 
-def _complete(path: Path, want: Dict[str, Any]) -> bool:
-    """Whether `path` is a whole file made with the same settings (resume skips it)."""
+def _unchanged(path: Path, listed: str, want: Dict[str, Any]) -> bool:
+    """Whether `path` holds exactly the bytes its manifest line `listed` vouches for and is
+    a whole file made with the settings `want` (then a run may skip it)."""
     try:
-        lines = parse_lines(path.read_bytes())
-    except (OSError, ValueError):
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if sha256_bytes(data) != listed:
+        return False
+    try:
+        lines = parse_lines(data)
+    except ValueError:
         return False
     if not lines or not isinstance(lines[0], dict):
         return False
@@ -197,13 +214,52 @@ def _complete(path: Path, want: Dict[str, Any]) -> bool:
     return have == want and len(lines) == want["cases"] + 1
 
 
-def _job(args) -> Tuple[str, float, int]:
-    out, dialect, loss, dtype, cases, seed = args
+def _job(args) -> Tuple[str, float, int, bytes]:
+    """Render one file: ``(relative path, seconds, redraws, bytes)``. Only the parent
+    writes into the set, so a worker stopped by an interrupt leaves nothing there."""
+    dialect, loss, dtype, cases, seed = args
     t0 = time.perf_counter()
     data = render_file(loss, dtype, cases, seed, dialect)
-    write_atomic(file_path(out, dialect, loss, dtype), data)
     redrawn = parse_lines(data.split(b"\n", 1)[0] + b"\n")[0]["provenance"]["redrawn"]
-    return f"{dialect}/{loss}/{dtype}.jsonl", time.perf_counter() - t0, redrawn
+    return f"{dialect}/{loss}/{dtype}.jsonl", time.perf_counter() - t0, redrawn, data
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C while a file and the manifest line naming it are written, and raise it
+    after: an interrupt never leaves a written file out of the manifest.
+
+    The Python-level handler is swapped (not the thread's signal mask: with a pool's
+    threads running, the kernel may deliver the signal to another thread, and Python
+    would still raise in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: List[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+def _probe_writable(out: Path) -> None:
+    """Create `out` and a temporary file in it, before any long work, so that a folder or
+    manifest that cannot be written is a one-line error and not a failure at the end."""
+    probe = out / f".{MANIFEST}.{os.getpid()}.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb"):
+            pass
+        probe.unlink()
+    except OSError as e:
+        raise VectorSetError(f"{e.filename or out}: cannot write the vector set there: "
+                             f"{e.strerror or e}") from None
 
 
 @dataclass
@@ -213,6 +269,9 @@ class GoldenReport:
     written: List[Tuple[str, float, int]] = field(default_factory=list)  # (file, seconds, redraws)
     skipped: List[str] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (file, error)
+    #: files of the set outside this run that its manifest cannot vouch for (each names
+    #: the file and what to do); the manifest keeps what it said about them, so verify fails
+    problems: List[str] = field(default_factory=list)
     manifest: Optional[Path] = None
     seconds: float = 0.0
 
@@ -238,15 +297,46 @@ def _progress(total: int, enabled: bool):
                 dynamic_ncols=True)
 
 
+def _outside_plan(out: Path, old: Dict[str, str], on_disk: Sequence[str],
+                  planned: AbstractSet[str]) -> List[str]:
+    """Problems of the set's files outside this run's plan: each must be listed, present
+    and match its line, or the manifest cannot vouch for it."""
+    found = []
+    for rel in sorted((set(old) | set(on_disk)) - planned):
+        parts = rel.split("/")
+        again = (f"regenerate it (lossref golden --loss {parts[1]} --dtype {Path(rel).stem} "
+                 "--out DIR) or remove it" if len(parts) == 3 else "remove it")
+        if rel not in old:
+            found.append(f"{rel}: not listed in {MANIFEST} and not made by this run, so "
+                         f"not added to it; {again}")
+        elif rel not in on_disk:
+            found.append(f"{rel}: listed in {MANIFEST} but missing; its line is kept; "
+                         f"{again} and its line")
+        elif sha256_file(out / rel) != old[rel]:
+            found.append(f"{rel}: SHA-256 differs from {MANIFEST} (changed since it was "
+                         f"listed); its old line is kept, so verify fails; {again}")
+    return found
+
+
 def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = None,
            dtypes: Optional[Sequence[str]] = None, cases: int = DEFAULT_CASES,
            seed: int = DEFAULT_SEED, jobs: Optional[int] = None, progress: bool = True,
            force: bool = False, log: Callable[[str], None] = lambda s: None) -> GoldenReport:
     """Generate the files of a vector set under `out` and write its manifest.
 
-    Files already complete with the same settings are skipped (an interrupted run resumes
-    where it stopped; `force` regenerates them). Each file is written atomically. The
-    manifest lists every ``*.jsonl`` under `out` afterwards.
+    The manifest is trusted, the bytes on disk are not. A file of this run's plan is
+    skipped only when its bytes match the hash the existing manifest has for it and it
+    is complete with the same settings; otherwise (no manifest, no line for it, another
+    hash, missing, other settings, or `force`) it is generated again. A file outside the
+    plan keeps its old manifest line as it is; when its bytes no longer match that line,
+    or it has no line, or it is listed but missing, it is reported in
+    :attr:`GoldenReport.problems` and not blessed: the manifest goes on saying what it
+    said, so ``lossref verify`` fails until the file is regenerated.
+
+    Each file is written atomically by this process, then its manifest line is written
+    (atomically too) before the next: an interrupted run leaves whole files, a manifest
+    that lists only files whose bytes it vouches for, and no temporary file, and a re-run
+    resumes with the files that run finished.
 
     Parameters
     ----------
@@ -262,57 +352,108 @@ def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = 
         Generator seed (with the lossref version it decides every byte).
     jobs : int, optional
         Worker processes (default: every core); 1 runs in this process.
+    force : bool
+        Regenerate the plan's files even where they match the manifest.
+
+    Raises
+    ------
+    ValueError
+        If `cases` is below 1.
+    KeyError, TypeError
+        For an unknown dialect, loss or format (:func:`plan`).
+    VectorSetError
+        Before any file is generated: `out` is a file, the manifest is malformed or
+        cannot be written, a vector file cannot be read; later: a file or the manifest
+        cannot be written.
     """
     t0 = time.perf_counter()
     out = Path(out)
     if cases < 1:
         raise ValueError(f"cases must be >= 1, got {cases}")
     pairs = plan(dialect, losses, dtypes)
+    mpath = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise VectorSetError(f"{out}: is a file, not a folder (--out names the folder of a "
+                             "vector set)")
+    if mpath.exists() and not mpath.is_file():
+        raise VectorSetError(f"{mpath}: is not a regular file, so the manifest cannot be written")
+    try:
+        old = read_manifest(out)
+    except FileNotFoundError:
+        old = {}
+    except ValueError as e:  # its lines are the only hashes golden may trust: never guess
+        raise VectorSetError(f"{e}; fix or delete {MANIFEST} (files it does not list are then "
+                             "generated again)") from None
+    on_disk = vector_files(out) if out.is_dir() else []
+    check_readable(out, on_disk)
+    _probe_writable(out)
+
     report = GoldenReport()
     todo = []
     for loss, dtype in pairs:
-        path = file_path(out, dialect, loss, dtype)
+        rel = f"{dialect}/{loss}/{dtype}.jsonl"
         want = provenance(get_target(dialect, loss), dtype, cases, seed, 0, dialect)["provenance"]
         want.pop("redrawn")
-        if not force and path.is_file() and _complete(path, want):
-            report.skipped.append(f"{dialect}/{loss}/{dtype}.jsonl")
+        if not force and rel in old and _unchanged(out / rel, old[rel], want):
+            report.skipped.append(rel)
         else:
-            todo.append((str(out), dialect, loss, dtype, cases, seed))
+            todo.append((dialect, loss, dtype, cases, seed))
+    report.problems = _outside_plan(out, old, on_disk,
+                                    {f"{dialect}/{loss}/{dtype}.jsonl" for loss, dtype in pairs})
+
+    # an old line stays until this run replaces it: for a file still to be generated it
+    # is what the manifest said before, never a hash of bytes nobody checked
+    entries: Dict[str, str] = dict(old)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     bar = _progress(len(todo), progress)
 
-    def done(name: str, result=None, error: Optional[BaseException] = None):
-        if error is not None:
-            report.failed.append((name, f"{type(error).__name__}: {error}"))
-            log(f"FAILED {name}: {type(error).__name__}: {error}")
-        else:
-            report.written.append(result)
-            if bar is None and progress:
-                log(f"wrote {result[0]} ({result[1]:.1f} s)")
+    def tick(name: str) -> None:
         if bar is not None:
             bar.set_postfix_str(name, refresh=False)
             bar.update(1)
 
-    names = {t: f"{t[1]}/{t[2]}/{t[3]}.jsonl" for t in todo}
+    def failed(name: str, error: BaseException) -> None:
+        report.failed.append((name, f"{type(error).__name__}: {error}"))
+        log(f"FAILED {name}: {type(error).__name__}: {error}")
+        tick(name)
+
+    def written(result: Tuple[str, float, int, bytes]) -> None:
+        rel, seconds, redrawn, data = result
+        with _sigint_held():
+            try:
+                write_atomic(out / rel, data)
+            except OSError as e:
+                raise VectorSetError(f"{out / rel}: cannot write: {e.strerror or e}") from None
+            entries[rel] = sha256_bytes(data)  # the bytes just written, not re-read
+            report.manifest = write_manifest(out, entries)
+        report.written.append((rel, seconds, redrawn))
+        if bar is None and progress:
+            log(f"wrote {rel} ({seconds:.1f} s)")
+        tick(rel)
+
+    names = {t: f"{t[0]}/{t[1]}/{t[2]}.jsonl" for t in todo}
     if jobs == 1:
         for t in todo:
             try:
-                done(names[t], _job(t))
+                result = _job(t)
             except Exception as e:  # one broken loss must not stop the others
-                done(names[t], error=e)
+                failed(names[t], e)
+                continue
+            written(result)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with process_pool(jobs) as pool:
             futures = {pool.submit(_job, t): t for t in todo}
             for fut in as_completed(futures):
-                t = futures[fut]
                 try:
-                    done(names[t], fut.result())
+                    result = fut.result()
                 except Exception as e:
-                    done(names[t], error=e)
+                    failed(names[futures[fut]], e)
+                    continue
+                written(result)
     if bar is not None:
         bar.close()
-    if vector_files(out):
-        report.manifest = write_manifest(out)
+    if entries:
+        report.manifest = write_manifest(out, entries)
     report.written.sort()
     report.seconds = time.perf_counter() - t0
     return report

@@ -2,22 +2,30 @@
 
 For a set's folder it checks, and reports every problem with the file, line and case:
 
-1. the manifest: every listed file exists, every ``*.jsonl`` file is listed, every
-   SHA-256 matches;
-2. every line of every file: the format (:func:`~.fileformat.check_case`), the case
-   ids, the case count of the provenance record, the final newline (a truncated file);
-3. a sample of cases (every case with ``all_cases``, and every case of a file whose hash
-   does not match, to name the corrupted one): the JSON Schema ``schema.json`` when the
-   ``jsonschema`` package is installed (a second opinion on the built-in checks, which
-   cover it), then the expectations re-derived with the oracle and compared digit for
-   digit.
+1. the manifest, which must be complete (:func:`~.manifest.listing_problems`): it lists
+   at least one file, every listed file exists, every ``*.jsonl`` file is listed, and
+   every SHA-256 matches. A missing, empty or malformed manifest is a problem, never a
+   reason to skip the hash checks;
+2. every line of every file, on every run (cheap checks, no sampling): canonical bytes,
+   the format (:func:`~.fileformat.check_case`: fields, shapes against value counts,
+   values exact in their format), each expected ``hex`` the correct rounding of its
+   ``decimal`` (:func:`~.fileformat.check_values`), case ids increasing (so unique), the
+   case count of the provenance record, the final newline (a truncated file);
+3. a sample of cases (every case with ``all_cases``; every case of a file whose hash
+   does not match, and every case whose hex and decimal disagree, to name what is
+   wrong): the JSON Schema ``schema.json`` when the ``jsonschema`` package is installed
+   (a second opinion on the built-in checks, which cover it), then the expectations
+   re-derived with the oracle and compared digit for digit.
+
+A folder that is not there, is a file, or holds a vector file that cannot be read raises
+:class:`~.manifest.VectorSetError` before any file is checked.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,8 +34,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
-from .fileformat import ID_RE, canonical_dir, check_case, check_provenance, decode_array
-from .manifest import MANIFEST, read_manifest, sha256_file, vector_files
+from .._procs import process_pool
+from .fileformat import (ID_RE, canonical_dir, check_case, check_provenance, check_values,
+                         decode_array, dumps)
+from .manifest import (MANIFEST, VectorSetError, check_readable, hash_problem,
+                       listing_problems, read_manifest, sha256_bytes, vector_files)
 from .targets import Rejected, expected, get_target
 
 __all__ = ["verify", "VerifyReport", "check_file", "rederive", "first_difference"]
@@ -114,15 +125,21 @@ def rederive(rec: Dict[str, Any]) -> Dict[str, Any]:
 
 def check_file(root: str, rel: str, listed: Optional[str], sample: int,
                all_cases: bool) -> Tuple[List[str], List[str], int, int]:
-    """Check one file: ``(problems, notes, cases, re-derived)``; see the module docstring."""
+    """Check one file: ``(problems, notes, cases, re-derived)``; see the module docstring.
+
+    `listed` is the file's SHA-256 in the manifest (None: not listed, which the caller
+    reports). Raises :class:`~.manifest.VectorSetError` if the file cannot be read.
+    """
     path = Path(root) / rel
     problems: List[str] = []
     notes: List[str] = []
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise VectorSetError(f"{path}: cannot read: {e.strerror or e}") from None
     deep = all_cases
-    if listed is not None and sha256_file(path) != listed:
-        problems.append(f"{rel}: SHA-256 differs from {MANIFEST}: the file was changed, "
-                        "corrupted or truncated")
+    if listed is not None and sha256_bytes(data) != listed:
+        problems.append(hash_problem(rel))
         deep = True
     lines = data.split(b"\n")
     if data and not data.endswith(b"\n"):
@@ -141,10 +158,19 @@ def check_file(root: str, rel: str, listed: Optional[str], sample: int,
     recs: List[Optional[Dict[str, Any]]] = []
     for n, line in enumerate(lines, start=1):
         try:
-            recs.append(json.loads(line))
+            rec = json.loads(line)
         except ValueError as e:
             problems.append(f"{rel}: line {n} is not valid JSON ({e})")
             recs.append(None)
+            continue
+        recs.append(rec)
+        try:
+            canonical = dumps(rec).encode("ascii") == line
+        except ValueError:  # a float params value that JSON cannot hold (nan)
+            canonical = False
+        if not canonical:
+            problems.append(f"{rel}: line {n} is not canonical JSON (keys sorted, no spaces, "
+                            "ASCII): equal content must give equal bytes")
     head = recs[0]
     bad = check_provenance(head) if head is not None else ["line 1 is not valid JSON"]
     if bad:
@@ -163,6 +189,7 @@ def check_file(root: str, rel: str, listed: Optional[str], sample: int,
         if err:
             problems.append(f"{rel}: line 1: {err}")
     good = []
+    suspect = set()  # cases whose own values disagree: re-derived whatever the sample
     last_num = 0
     for n, rec in enumerate(recs[1:], start=2):
         if rec is None:
@@ -175,8 +202,13 @@ def check_file(root: str, rel: str, listed: Optional[str], sample: int,
             continue
         num = int(ID_RE.match(cid).group(4))
         if num <= last_num:
-            problems.append(f"{where}: ids must increase through the file")
+            problems.append(f"{where}: ids must increase through the file (so be unique); "
+                            f"the case before has number {last_num:04d}")
         last_num = num
+        bad = check_values(rec, prov)
+        if bad:
+            problems += [f"{where}: {b}" for b in bad]
+            suspect.add(len(good))
         good.append((n, rec))
     ncases = len(recs) - 1
     if ncases != prov["cases"]:
@@ -185,8 +217,8 @@ def check_file(root: str, rel: str, listed: Optional[str], sample: int,
     if deep:
         chosen = good
     else:
-        pick = sorted(random.Random(rel).sample(range(len(good)), min(sample, len(good))))
-        chosen = [good[i] for i in pick]
+        pick = set(random.Random(rel).sample(range(len(good)), min(sample, len(good))))
+        chosen = [good[i] for i in sorted(pick | suspect)]
     if chosen and chosen[0][1].get("dtype") == "bfloat16" and not formats.has_ml_dtypes():
         # bfloat16 arrays need ml_dtypes to reach the dialect as bfloat16; the bytes, the
         # hashes and the format were checked above
@@ -232,45 +264,55 @@ def verify(root: Optional[Path] = None, sample: int = 2, all_cases: bool = False
     root : path, optional
         The set's folder (the one holding ``MANIFEST.sha256``).
     sample : int
-        Cases per file whose expectations are re-derived with the oracle.
+        Cases per file whose expectations are re-derived with the oracle (>= 0). Every
+        case gets the format and hex/decimal checks whatever the sample.
     all_cases : bool
         Re-derive every case.
     jobs : int
-        Worker processes.
+        Worker processes (>= 1).
 
     Raises
     ------
-    FileNotFoundError
-        If `root` is not a folder.
+    ValueError
+        If `sample` is negative or `jobs` is below 1.
+    VectorSetError
+        If `root` is not a folder, or a vector file or the manifest cannot be read; raised
+        before any file is checked.
     """
+    if sample < 0:
+        raise ValueError(f"sample must be >= 0, got {sample}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     root = Path(root) if root is not None else canonical_dir()
+    if root.exists() and not root.is_dir():
+        raise VectorSetError(f"{root}: is a file, not a folder (give the folder of a vector set, "
+                             f"the one holding {MANIFEST})")
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder (give the folder of a vector set)")
+        raise VectorSetError(f"{root}: no such folder (give the folder of a vector set)")
     rep = VerifyReport(root)
-    listed: Dict[str, Optional[str]] = {}
-    try:
-        listed = dict(read_manifest(root))
-    except (FileNotFoundError, ValueError) as e:
-        rep.problems.append(str(e).replace(str(root / MANIFEST), MANIFEST))
     on_disk = vector_files(root)
-    for rel in sorted(set(listed) - set(on_disk)):
-        rep.problems.append(f"{rel}: listed in {MANIFEST} but missing")
-    if listed:
-        for rel in sorted(set(on_disk) - set(listed)):
-            rep.problems.append(f"{rel}: not listed in {MANIFEST}")
+    check_readable(root, on_disk)
+    listed: Dict[str, str] = {}
+    try:
+        listed = read_manifest(root)
+    except (FileNotFoundError, ValueError) as e:
+        # no usable manifest: that is the one problem to report, not every file unlisted
+        rep.problems.append(str(e).replace(str(root / MANIFEST), MANIFEST))
+    else:
+        rep.problems += listing_problems(listed, on_disk)
     tasks = [(str(root), rel, listed.get(rel), sample, all_cases) for rel in on_disk]
     rep.files = len(tasks)
-    if not tasks and not rep.problems:
+    if not tasks:
         rep.problems.append(f"{root}: no *.jsonl files")
     bar = _progress(len(tasks), progress)
     results = []
-    if jobs <= 1 or len(tasks) <= 1:
+    if jobs == 1 or len(tasks) <= 1:
         for t in tasks:
             results.append(check_file(*t))
             if bar is not None:
                 bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        with process_pool(min(jobs, len(tasks))) as pool:
             futs = {pool.submit(check_file, *t): i for i, t in enumerate(tasks)}
             by_index = {}
             for f in as_completed(futs):
