@@ -12,6 +12,7 @@ import pytest
 
 from lossref.diff import cases as dcases
 from lossref.diff import compare, report, runner
+from lossref.vectors.fileformat import encode_array
 
 BACKENDS = ["numpy", "jax", "torch"]
 SCHEMA = os.path.join(os.path.dirname(__file__), "..", "spec", "report.schema.json")
@@ -36,16 +37,19 @@ def typical_cases():
     return out
 
 
-def _tamper(case, new_id, factor):
-    """A copy of `case` whose per-sample expectation is scaled by `factor` (or NaN)."""
+def _tamper(case, new_id, factor, keep_reductions=False):
+    """A copy of `case` whose per-sample expectation is scaled by `factor` (or NaN), in the
+    vector format (canonical hex, 40-digit decimals); without `keep_reductions` it has no
+    reductions (not a valid vector record then, but fine for the runner)."""
     c = json.loads(json.dumps(case))
     c["id"] = new_id
     per = c["expected"]["per_sample"]
     vals = compare.decode_hex(per["hex"])
     vals = np.full_like(vals, np.nan) if factor is None else (vals * factor).astype(np.float32).astype(np.float64)
-    per["hex"] = [("nan" if np.isnan(v) else float(v).hex()) for v in vals]
-    per["decimal"] = ["nan" if np.isnan(v) else repr(float(v)) for v in vals]
-    c["expected"]["reductions"] = {}
+    per["hex"] = encode_array(vals)["hex"]
+    per["decimal"] = ["nan" if np.isnan(v) else "0" if v == 0 else f"{v:.39e}" for v in vals]
+    if not keep_reductions:
+        c["expected"]["reductions"] = {}
     return c
 
 
@@ -140,7 +144,9 @@ def test_conformance_plugin(tmp_path, typical_cases):
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps(c) + "\n" for c in typical_cases[:2]))
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(_tamper(typical_cases[0], "keras/mean_squared_error/float32/0021", 2.0)) + "\n")
+    # a well-formed vector file (lossref diff checks every record) with a wrong expectation
+    bad.write_text(json.dumps(_tamper(typical_cases[0], "keras/mean_squared_error/float32/0021", 2.0,
+                                      keep_reductions=True)) + "\n")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "lossref.conformance",
            "--lossref-framework", "keras[numpy]"]
     r = subprocess.run(cmd + ["--lossref-vectors", str(good)], capture_output=True, text=True, cwd=tmp_path)

@@ -1,54 +1,140 @@
-"""The ``lossref diff`` subcommand."""
+"""The ``lossref diff`` subcommand: its options, the golden vectors it reads (each file
+checked first), the fresh cases and their cached expectations, and the reports."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
-import hashlib
-import json
+import math
 import os
 import shlex
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import SPEC_VERSION, formats
+from .. import formats
+from .._procs import process_pool
+from ..vectors.fileformat import check_provenance, parse_lines
+from ..vectors.targets import keras_targets
+from .cache import OracleCache, canonical_case, case_problem, default_cache_dir, payload_of
+
+__all__ = ["VectorFileError", "load_vector_cases", "with_expectations", "report_command",
+           "default_cache_dir", "register_commands"]
+
+
+class _NoBar:
+    """Stands in for a progress bar when tqdm is missing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def _progress(desc: str, total: int):
+    """A progress bar on stderr (only on a terminal); a context manager with ``update``."""
     try:
         from tqdm import tqdm
     except ImportError:  # progress bars are a nicety
-        return None
+        return _NoBar()
     return tqdm(total=total, desc=desc, unit="case", leave=False, disable=None)
 
 
+class VectorFileError(ValueError):
+    """A golden-vector file that cannot be used; the message names the file and line."""
+
+
+def _vector_files(path: str) -> List[str]:
+    if os.path.isfile(path):
+        return [path]
+    return sorted(glob.glob(os.path.join(path, "**", "*.jsonl"), recursive=True))
+
+
+def _case_problem(rec: Any, prov: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Why line `rec` is not a usable case (None: it is), against the file's provenance;
+    a file without one (a hand-made list of cases) checks each case against itself."""
+    if prov is None:
+        own = rec if isinstance(rec, dict) else {}
+        if "dtype" in own and not (isinstance(own["dtype"], str) and own["dtype"] in formats.FORMATS):
+            return f"dtype {own['dtype']!r} is not one of {sorted(formats.FORMATS)}"
+        prov = {k: own.get(k) for k in ("dialect", "loss", "dtype")}
+    problem = case_problem(rec, prov)
+    if problem:
+        return problem
+    if rec["dialect"] != "keras" or rec["loss"] not in keras_targets():
+        return f"{rec['dialect']}/{rec['loss']} is not a Keras loss lossref knows"
+    return None
+
+
+def _read_vector_file(fn: str, losses: Optional[Sequence[str]],
+                      dtypes: Optional[Sequence[str]]) -> List[Tuple[int, Dict[str, Any]]]:
+    """(line number, record) of every selected case of one file, each checked first."""
+    try:
+        with open(fn, "rb") as f:
+            lines = parse_lines(f.read())
+    except OSError as e:
+        raise VectorFileError(f"{fn}: cannot read: {e.strerror or e}") from None
+    except ValueError as e:  # names the broken or truncated line
+        raise VectorFileError(f"{fn}: {e}") from None
+    if not lines:
+        raise VectorFileError(f"{fn}: empty file")
+    prov, first = None, 1
+    if isinstance(lines[0], dict) and "provenance" in lines[0]:
+        probs = check_provenance(lines[0])
+        if probs:
+            raise VectorFileError(f"{fn}: line 1: {probs[0]}")
+        prov, first = lines[0]["provenance"], 2
+        # every case of a golden file has the provenance's loss and dtype (checked below
+        # when the file is used): a file the filters leave out is not read further
+        if (losses and prov["loss"] not in losses) or (dtypes and prov["dtype"] not in dtypes):
+            return []
+        if len(lines) - 1 != prov["cases"]:
+            raise VectorFileError(f"{fn}: {len(lines) - 1} cases, the provenance record says "
+                                  f"{prov['cases']} (truncated file?)")
+    out = []
+    for n, rec in enumerate(lines[first - 1:], start=first):
+        problem = _case_problem(rec, prov)
+        if problem:
+            raise VectorFileError(f"{fn}: line {n}: {problem}")
+        if (losses and rec["loss"] not in losses) or (dtypes and rec["dtype"] not in dtypes):
+            continue
+        out.append((n, rec))
+    return out
+
+
 def load_vector_cases(path: str, losses: Optional[Sequence[str]], dtypes: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
-    """Every case of the golden-vector files under `path` (a file or a folder)."""
-    files = [path] if os.path.isfile(path) else sorted(glob.glob(os.path.join(path, "**", "*.jsonl"), recursive=True))
-    cases = []
-    for fn in files:
-        with open(fn, encoding="utf-8") as f:
-            for line in f:
-                rec = json.loads(line)
-                if "expected" not in rec:  # the provenance record
-                    continue
-                if losses and rec["loss"] not in losses:
-                    continue
-                if dtypes and rec["dtype"] not in dtypes:
-                    continue
-                cases.append(rec)
+    """Every selected case of the golden-vector files under `path` (a file or a folder).
+
+    Each file is checked before any case is used: JSON lines, complete (the last line
+    ends, the provenance record's case count is met), every record a case of the format
+    (:func:`lossref.vectors.fileformat.check_case`) of a known Keras loss, no case id twice.
+
+    Raises
+    ------
+    VectorFileError
+        A file breaks one of these; the message names the file and the line.
+    """
+    cases: List[Dict[str, Any]] = []
+    seen: Dict[str, str] = {}
+    for fn in _vector_files(str(path)):
+        for n, rec in _read_vector_file(fn, losses, dtypes):
+            where = f"{fn}: line {n}"
+            if rec["id"] in seen:  # results are matched to cases by id
+                raise VectorFileError(f"{where}: case id {rec['id']!r} again (first at {seen[rec['id']]})")
+            seen[rec["id"]] = where
+            cases.append(rec)
     return cases
 
 
-def cache_key(spec: Dict[str, Any]) -> str:
-    """Hash of what decides a case's expectations: loss, dtype, params, inputs, spec version."""
-    blob = json.dumps({k: spec[k] for k in ("loss", "dtype", "params", "inputs", "reductions")},
-                      sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256((SPEC_VERSION + "\n" + blob).encode()).hexdigest()
-
-
 def _expect_one(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """The case of `spec` with the oracle's expectations (run in a pool worker)."""
     from .cases import make_case
     from .compare import decode_hex
 
@@ -60,45 +146,95 @@ def _expect_one(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], jobs: int) -> List[Dict[str, Any]]:
-    """Cases for input specs, the oracle's expectations computed in parallel and cached."""
+    """Cases for input specs, the oracle's expectations computed in parallel and cached.
+
+    Parameters
+    ----------
+    specs : list of dict
+        Fresh case specs (:func:`lossref.vectors.fresh_specs`).
+    cache_dir : str or None
+        The oracle cache (:class:`lossref.diff.cache.OracleCache`); None: no cache.
+    jobs : int
+        Processes for the oracle (1: in this process).
+
+    Returns
+    -------
+    list of dict
+        One case per spec, in order; a cached and a computed case are identical dicts.
+    """
+    cache = OracleCache(cache_dir) if cache_dir else None
     out: Dict[int, Dict[str, Any]] = {}
-    todo = []
     for i, s in enumerate(specs):
-        path = os.path.join(cache_dir, cache_key(s) + ".json") if cache_dir else None
-        if path and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                out[i] = dict(json.load(f), id=s["id"], tags=s.get("tags", []))
-        else:
-            todo.append((i, s, path))
-    bar = _progress("oracle", len(todo)) if todo else None
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as ex:
-        for (i, s, path), case in zip(todo, ex.map(_expect_one, [t[1] for t in todo], chunksize=4)):
-            out[i] = case
-            if path:
-                os.makedirs(cache_dir, exist_ok=True)
-                tmp = path + ".tmp"
-                with open(tmp, "w", encoding="utf-8") as f:
-                    json.dump(case, f, sort_keys=True)
-                os.replace(tmp, path)
-            if bar:
-                bar.update(1)
-    if bar:
-        bar.close()
+        hit = cache.get(s) if cache else None
+        if hit is not None:
+            out[i] = hit
+    todo = [i for i in range(len(specs)) if i not in out]
+    serial = jobs <= 1 or len(todo) <= 1  # a pool costs more than it saves here
+    with contextlib.ExitStack() as stack:
+        mapper = map if serial else stack.enter_context(process_pool(jobs)).map
+        bar = stack.enter_context(_progress("oracle", len(todo)) if todo else _NoBar())
+        for i, case in zip(todo, mapper(_expect_one, [specs[i] for i in todo])):
+            payload = payload_of(case)
+            if cache:
+                cache.put(specs[i], payload)
+            out[i] = canonical_case(payload, specs[i])
+            bar.update(1)
     return [out[i] for i in range(len(specs))]
 
 
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "lossref", "oracle")
+#: Options that change how a run is done, not what it reports: left out of the
+#: report's ``command``, so the same run gives the same bytes (DESIGN.md, "Integrity").
+_EXECUTION_ONLY = {"jobs", "cache_dir", "no_cache"}
+
+
+def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The command line recorded in the report.
+
+    `args` rendered as canonical options in the parser's order (abbreviations and
+    ``--opt=value`` forms written out), leaving out the execution-only ones (``--jobs``,
+    ``--cache-dir``, ``--no-cache``) and those at their default.
+    """
+    words = ["lossref", "diff", args.framework]
+    for action in parser._actions:  # noqa: SLF001 (argparse has no public list of options)
+        dest = action.dest
+        if not action.option_strings or dest in _EXECUTION_ONLY or dest == "help":
+            continue
+        value, flag = getattr(args, dest, None), action.option_strings[-1]
+        if value is None or value is False or value == action.default:
+            continue
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list):
+            for v in value:
+                words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _out_problem(out: str) -> Optional[str]:
+    """Why the report folder `out` cannot be written (None: it can), without creating it."""
+    p = os.path.abspath(out)
+    if os.path.exists(p):
+        if not os.path.isdir(p):
+            return "exists and is not a folder"
+        return None if os.access(p, os.W_OK | os.X_OK) else "the folder is not writable"
+    parent = os.path.dirname(p)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot be created: {parent} is not a folder"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created: {parent} is not writable"
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from . import runner, report
+    from . import report, runner
 
     def usage(msg: str) -> int:
         print(f"lossref diff: error: {msg}", file=sys.stderr)
         return 2
 
+    # every usage error is found before any work (oracle, backends) starts
     if args.framework != "keras":
         return usage(f"framework {args.framework!r} is not supported yet (keras)")
     for d in args.dtype or []:
@@ -107,41 +243,45 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         except TypeError as e:
             return usage(f"--dtype: {e}")
     if args.loss:
-        from ..vectors.targets import keras_targets
         unknown = sorted(set(args.loss) - set(keras_targets()))
         if unknown:
             return usage(f"--loss: unknown loss {', '.join(map(repr, unknown))}; known: "
                          f"{', '.join(sorted(keras_targets()))}")
     if args.cases < 0:
         return usage(f"--cases must be >= 0; got {args.cases}")
+    if args.jobs < 0:
+        return usage(f"--jobs must be >= 0 (0: every core); got {args.jobs}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        return usage(f"--timeout must be a positive number of seconds; got {args.timeout:g}")
     if args.vectors is not None and not os.path.exists(args.vectors):
         return usage(f"--vectors: {args.vectors}: no such file or folder")
+    problem = _out_problem(args.out)
+    if problem:
+        return usage(f"--out {args.out}: {problem}")
     backends = args.backend or runner.installed_backends()
     if not backends:
-        print("lossref diff: error: no Keras backend is installed (pip install 'lossref[keras]')", file=sys.stderr)
-        return 2
-    cases: List[Dict[str, Any]] = []
+        return usage("no Keras backend is installed (pip install 'lossref[keras]')")
     vec = args.vectors
     if vec is None:
         from ..vectors import canonical_dir  # the committed set, when this is a source checkout
         vec = canonical_dir()
-    if vec and os.path.exists(vec):
-        cases += load_vector_cases(vec, args.loss, args.dtype)
+    try:
+        cases = load_vector_cases(str(vec), args.loss, args.dtype) if os.path.exists(vec) else []
+    except VectorFileError as e:
+        return usage(str(e))
     if args.cases:
         from ..vectors import fresh_specs
         specs = fresh_specs(args.cases, args.seed, losses=args.loss, dtypes=args.dtype)
         cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
         cases += with_expectations(specs, cache, args.jobs or os.cpu_count() or 1)
     if not cases:
-        print("lossref diff: error: no cases (no vectors found and --cases 0)", file=sys.stderr)
-        return 2
+        return usage("no cases (no vectors found and --cases 0)")
     reports = runner.run(cases, backends, timeout=args.timeout,
                          progress_factory=lambda b, n: _progress(f"keras[{b}]", n))
     plots = {}
     if not args.no_plots:
         plots = _sweep_plots(reports, args.out, backends, args.timeout)
-    command = "lossref " + " ".join(shlex.quote(a) for a in (args.argv or []))
-    doc = report.combine(reports, command)
+    doc = report.combine(reports, report_command(args, args.diff_parser))
     paths = report.write_all(doc, args.out, plots)
     n_find = len(doc["findings"])
     for b in doc["backends"]:
@@ -197,8 +337,9 @@ def register_commands(sub) -> None:
     p.add_argument("--dtype", action="append", help="only this dtype (repeatable)")
     p.add_argument("--jobs", type=int, default=0, help="processes for the oracle (default: all cores)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per case before it is an error")
-    p.add_argument("--cache-dir", default=None, help="oracle cache (default: ~/.cache/lossref/oracle)")
+    p.add_argument("--cache-dir", default=None,
+                   help="oracle cache (default: $XDG_CACHE_HOME/lossref/oracle or ~/.cache/lossref/oracle)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the oracle cache")
     p.add_argument("--no-plots", action="store_true", help="skip the sweep plots")
     p.add_argument("--out", required=True, help="folder for the reports")
-    p.set_defaults(func=_cmd_diff)
+    p.set_defaults(func=_cmd_diff, diff_parser=p)

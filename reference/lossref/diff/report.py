@@ -10,9 +10,11 @@ import html
 import json
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .. import SPEC_VERSION, __version__
+from ..vectors.manifest import write_atomic
 from . import compare
 
 SCHEMA_ID = "lossref-diff-report/1"
@@ -68,7 +70,7 @@ def _cell_status(rs: List[Dict[str, Any]]) -> Optional[str]:
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
 
-def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> None:
+def render_markdown(doc: Dict[str, Any], max_findings: int = 60) -> str:
     """``report.md``: a status table per backend, then the findings (worst first) with
     their reproducers, at most `max_findings` of them."""
     out = [f"# lossref differential report: {doc['framework']}", "",
@@ -96,19 +98,22 @@ def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> No
         out += [f"### {f['backend']}: {f['summary']}", "",
                 f"kind **{f['kind']}** ({f.get('detail')}), {f['cases']} case(s), {f.get('param_sets', 1)} "
                 f"parameter set(s), outputs {', '.join(f.get('outputs', []))}; worst case `{f['case_id']}` "
-                f"with params `{json.dumps(f['params'])}`", "", "```python", f["reproducer"].rstrip(), "```", ""]
+                f"with params `{json.dumps(f['params'], sort_keys=True)}`", "", "```python", f["reproducer"].rstrip(), "```", ""]
     if len(fs) > max_findings:
         out.append(f"… {len(fs) - max_findings} more in report.json.")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(out) + "\n")
+    return "\n".join(out) + "\n"
+
+
+def render_json(doc: Dict[str, Any]) -> str:
+    """``report.json``: keys sorted, so equal documents give equal bytes."""
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
 _STATUS_COLOUR = {"exact": "#c8e6c9", "faithful": "#dcedc8", "within-budget": "#f0f4c3",
                   "inaccurate": "#ffe0b2", "mismatch": "#ffcdd2", "error": "#e1bee7"}
 
 
-def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] = None,
-               max_findings: int = 60) -> None:
+def render_html(doc: Dict[str, Any], plots: Optional[Dict[str, str]] = None, max_findings: int = 60) -> str:
     """The Markdown report's content as a page, with the sweep plots (PNG files) inline."""
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'>",
@@ -137,7 +142,7 @@ def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] =
         parts.append("</table>")
     if plots:
         parts.append("<h2>Where it breaks: ulp error along one-dimensional sweeps</h2>")
-        for title, png in plots.items():
+        for title, png in sorted(plots.items()):
             parts.append(f"<h3>{e(title)}</h3><img src='{e(png)}' alt='{e(title)}'>")
     fs = doc["findings"]
     parts.append(f"<h2>Findings ({len(fs)}), worst first</h2>")
@@ -146,18 +151,29 @@ def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] =
                      f"<p>kind <b>{e(f['kind'])}</b> ({e(str(f.get('detail')))}), {f['cases']} case(s), "
                      f"worst case <code>{e(f['case_id'])}</code></p><pre>{e(f['reproducer'])}</pre>")
     parts.append("</body></html>")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(parts) + "\n")
+    return "\n".join(parts) + "\n"
+
+
+def write_markdown(doc: Dict[str, Any], path: str, max_findings: int = 60) -> None:
+    """Write :func:`render_markdown` to `path`, atomically."""
+    write_atomic(Path(path), render_markdown(doc, max_findings).encode("utf-8"))
+
+
+def write_html(doc: Dict[str, Any], path: str, plots: Optional[Dict[str, str]] = None,
+               max_findings: int = 60) -> None:
+    """Write :func:`render_html` to `path`, atomically."""
+    write_atomic(Path(path), render_html(doc, plots, max_findings).encode("utf-8"))
 
 
 def write_all(doc: Dict[str, Any], out_dir: str, plots: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Write report.json, report.md and index.html into `out_dir`; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {k: os.path.join(out_dir, v) for k, v in
-             (("json", "report.json"), ("md", "report.md"), ("html", "index.html"))}
-    with open(paths["json"], "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-    write_markdown(doc, paths["md"])
-    write_html(doc, paths["html"], plots)
+    """Write report.json, report.md and index.html into `out_dir`; returns their paths.
+
+    Each file is written to a temporary name and renamed into place, and all three are
+    rendered before the first is written: an interrupted run leaves whole files only.
+    """
+    names = (("json", "report.json"), ("md", "report.md"), ("html", "index.html"))
+    paths = {k: os.path.join(out_dir, v) for k, v in names}
+    texts = {"json": render_json(doc), "md": render_markdown(doc), "html": render_html(doc, plots)}
+    for k, _ in names:
+        write_atomic(Path(paths[k]), texts[k].encode("utf-8"))
     return paths

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
-from ..vectors.targets import call_params, keras_targets
+from ..vectors.targets import REDUCTIONS, call_params, keras_targets
 from . import compare
 
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")
@@ -54,15 +55,35 @@ def _n_terms(case: Dict[str, Any], output: str) -> int:
 # --- running a backend ---------------------------------------------------------------------
 
 
+def _read_results(path: str) -> List[Dict[str, Any]]:
+    """The worker's result lines, up to the first incomplete one (a worker killed while
+    writing leaves a partial last line; that case counts as not done)."""
+    out: List[Dict[str, Any]] = []
+    if not os.path.exists(path):
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break
+    return out
+
+
 def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0,
                 workdir: Optional[str] = None, progress=None) -> Dict[str, Any]:
     """Run `cases` through Keras on `backend`; returns header info and results by id.
 
     A worker that dies (segfault, out of memory) is restarted after the case it was on,
-    which is recorded as an ``error``.
+    which is recorded as an ``error``. Without `workdir` the worker's files go to a
+    temporary folder that is removed afterwards, also on Ctrl-C.
     """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="lossref-diff-") as tmp:
+            return run_backend(backend, cases, timeout, tmp, progress)
     targets = keras_targets()
-    workdir = workdir or tempfile.mkdtemp(prefix="lossref-diff-")
     results: Dict[str, Dict[str, Any]] = {}
     header: Dict[str, Any] = {}
     todo = [dict(c, keras={"function": targets[c["loss"]].function_name,
@@ -77,13 +98,12 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
                 f.write(json.dumps(c) + "\n")
         env = dict(os.environ, KERAS_BACKEND=backend, PYTHONWARNINGS="ignore")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # output captured: a worker's noise (or its traceback on Ctrl-C) never reaches the
+        # terminal; on an exception here (Ctrl-C included) subprocess.run kills the worker
         proc = subprocess.run([sys.executable, "-m", "lossref.diff.worker", "--backend", backend,
                                "--cases", cin, "--out", cout, "--timeout", str(timeout)],
-                              env=env, capture_output=True, text=True)
-        lines = []
-        if os.path.exists(cout):
-            with open(cout, encoding="utf-8") as f:
-                lines = [json.loads(x) for x in f if x.strip()]
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        lines = _read_results(cout)
         if not lines or "error" in lines[0] and lines[0].get("header"):
             why = lines[0]["error"] if lines else (proc.stderr.strip().splitlines() or ["no output"])[-1]
             return {"header": {"backend": backend, "error": why}, "results": {}}
@@ -109,6 +129,26 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
 
 # --- comparison and grouping -----------------------------------------------------------------
 
+#: An object's address in an exception message (``<function f at 0x7f...>``) differs run
+#: to run; reports say ``0x…`` instead, so the same run gives the same bytes.
+_ADDRESS_RE = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+
+
+def _stable_text(text: str) -> str:
+    return _ADDRESS_RE.sub("0x…", text)
+
+
+def output_names(case: Dict[str, Any]) -> List[str]:
+    """The outputs of a case in canonical order: per_sample, then the reductions in the
+    order of :data:`~lossref.vectors.targets.REDUCTIONS` (any other name after, sorted),
+    whatever the order of the keys in the record (a cached case's are sorted)."""
+    reds = case["expected"].get("reductions", {})
+    return ["per_sample"] + [r for r in REDUCTIONS if r in reds] + sorted(set(reds) - set(REDUCTIONS))
+
+
+def _output_rank(case: Dict[str, Any], output: str) -> int:
+    return output_names(case).index(output)
+
 
 def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
     """One record per (case, output): status, ulp error and the summary of the worst value."""
@@ -116,19 +156,17 @@ def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) ->
     for case in cases:
         res = results.get(case["id"], {"error": "no result", "kind": "crash"})
         fmt = formats.get_format(case["dtype"])
-        outputs = {"per_sample": case["expected"]["per_sample"]}
-        for r, exp in case["expected"].get("reductions", {}).items():
-            outputs[r] = exp
-        for name, exp in outputs.items():
+        for name in output_names(case):
+            exp = _expected_of(case, name)
             base = {"case": case, "output": name}
             if "error" in res:
                 records.append({**base, "status": "error", "kind": res.get("kind", "exception"),
-                                "summary": res["error"], "ulp": None})
+                                "summary": _stable_text(res["error"]), "ulp": None})
                 continue
             got = res["per_sample"] if name == "per_sample" else res.get("reductions", {}).get(name)
             if got is not None and "error" in got:  # this output raised; the others may not have
                 records.append({**base, "status": "error", "kind": got.get("kind", "exception"),
-                                "summary": got["error"], "ulp": None})
+                                "summary": _stable_text(got["error"]), "ulp": None})
                 continue
             typical = compare.case_class(case.get("tags")) == "typical"
             cmp = compare.compare_output(exp, got, fmt, expected_dtype(case, name), _n_terms(case, name),
@@ -178,25 +216,35 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) 
         c = r["case"]
         groups[(c["loss"], c["dtype"], r["status"], r.get("kind") or r["status"])].append(r)
     findings = []
-    for (loss, dtype, status, kind), rs in groups.items():
-        worst = max(rs, key=lambda r: (r["ulp"] if r.get("ulp") is not None else math.inf))
+    for (loss, dtype, status, kind), rs in sorted(groups.items()):
+        # the largest error; among equal ones (aliases such as mean and sum_over_batch_size
+        # give equal values) the first case by id, then the first output in canonical order
+        worst = min(rs, key=lambda r: (-_sort_ulp(r.get("ulp")), r["case"]["id"],
+                                       _output_rank(r["case"], r["output"])))
         c, output = worst["case"], worst["output"]
+        params = _sorted_params(c)
         findings.append({
             "loss": loss, "dtype": dtype, "kind": status, "detail": kind,
             "reduction": None if output == "per_sample" else output,
             "outputs": sorted({r["output"] for r in rs}),
-            "params": c.get("params") or {},
+            "params": params,
             "param_sets": len({_params_key(r["case"].get("params")) for r in rs}),
             "cases": len({r["case"]["id"] for r in rs}),
             "max_ulp": _json_num(worst.get("ulp")),
             "summary": f"{loss} {dtype} {output}: {worst.get('summary', status)}",
             "case_id": c["id"],
-            "worst_case": {"inputs": c["inputs"], "params": c.get("params") or {},
+            "worst_case": {"inputs": c["inputs"], "params": params,
                            "output": output, "expected": _expected_of(c, output)},
             "reproducer": reproducer(c, output, backend),
         })
+    # worst first; equal ones in a fixed order (groups are sorted, sort is stable)
     findings.sort(key=lambda f: (compare.RANK[f["kind"]], _sort_ulp(f["max_ulp"])), reverse=True)
     return findings
+
+
+def _sorted_params(case: Dict[str, Any]) -> Dict[str, Any]:
+    """The case's parameters with their names sorted (reproducers, reports)."""
+    return dict(sorted((case.get("params") or {}).items()))
 
 
 def _sort_ulp(u) -> float:
@@ -223,7 +271,7 @@ def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     for k in ("y_true", "y_pred", "sample_weight"):
         a = ins.get(k)
         lines.append(f"{k} = None" if a is None else f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r})")
-    params = call_params(case.get("params") or {})  # JSON lists are axis tuples
+    params = call_params(_sorted_params(case))  # JSON lists are axis tuples
     if output == "per_sample":  # the function takes only the parameters in its signature
         kw = "".join(f", {k}={v!r}" for k, v in params.items() if k in target.function_params)
         lines.append(f"out = keras.losses.{target.function_name}(y_true, y_pred{kw})")

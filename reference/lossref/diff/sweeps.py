@@ -7,11 +7,14 @@ column, the other input is fixed. The plot shows the framework's ulp error again
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .. import formats
+from ..vectors.manifest import write_atomic
 
 # which input moves and what the fixed partner is, by the kind of input the loss takes
 _REGRESSION = {"mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
@@ -62,8 +65,10 @@ def plot_sweep(x: np.ndarray, ulps: np.ndarray, title: str, xlabel: str, path: s
     ax.set_ylabel("error (ulp of exact)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    write_atomic(Path(path), buf.getvalue())  # an interrupted run leaves no half a PNG
     return True
 
 

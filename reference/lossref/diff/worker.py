@@ -113,6 +113,15 @@ def _alarm(signum, frame):  # pragma: no cover - only on timeouts
 
 
 def main(argv=None) -> int:
+    """Run the cases of ``--cases``, one result line each to ``--out``; 130 on Ctrl-C,
+    quietly (the parent reports the interruption and kills a worker still running)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lossref.diff.worker")
     ap.add_argument("--framework", default="keras")
     ap.add_argument("--backend", required=True)
