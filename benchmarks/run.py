@@ -1,10 +1,14 @@
-"""lossref benchmarks: the reference against real peers, the oracle against a naive
-baseline, and golden-vector generation — all in one process, one table.
+"""lossref benchmarks: the reference against real peers, the Keras dialect against the
+reference, the oracle against a naive baseline, and golden-vector generation — all in one
+process, one table.
 
     python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|oracle|golden]
 
 Every timing is the median of at least five runs (min and max are recorded too). Ratios
-are the reference's time over the fastest peer's, on the same arrays.
+are the reference's time over the fastest peer's, on the same arrays. Beside each
+reference time, the Keras dialect's class call and function on the same arrays
+(``keras_dialect``: times interleaved with the reference's, see ``dialect.py``); the
+dialect's other losses (the structured ones) follow at the largest size.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 
 os.environ.setdefault("KERAS_BACKEND", "numpy")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,44 +30,12 @@ import mpmath  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lossref  # noqa: E402
+from cases import CATEGORICAL, inputs_for, peak_extra_bytes, timed  # noqa: E402
+from dialect import dialect_row, keras_callables, shape_for  # noqa: E402
 from lossref import formats  # noqa: E402
 from lossref.oracle import to_exact  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-#: separable losses and the categorical family, with the inputs each expects
-CATEGORICAL = ("categorical_crossentropy", "categorical_focal_crossentropy", "sparse_categorical_crossentropy")
-
-
-def timed(fn, repeat: int) -> dict:
-    fn()  # warm-up (JIT compilation, caches)
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "runs": repeat}
-
-
-def inputs_for(loss: str, shape: tuple, rng: np.random.Generator):
-    """float32 (y_true, y_pred) of `shape` in the loss's natural domain."""
-    u = lambda: rng.random(shape, dtype=np.float32)  # noqa: E731
-    if loss in ("binary_crossentropy", "binary_focal_crossentropy"):
-        return (u() > 0.5).astype(np.float32), np.clip(u(), 1e-6, 1 - 1e-6)
-    if loss in ("kl_divergence", "poisson"):
-        return u(), u() + np.float32(1e-3)
-    if loss in ("hinge", "squared_hinge"):
-        return np.where(u() > 0.5, 1, -1).astype(np.float32), rng.standard_normal(shape, dtype=np.float32)
-    if loss in CATEGORICAL:
-        p = u() + np.float32(1e-3)
-        p /= p.sum(-1, keepdims=True)
-        labels = rng.integers(0, shape[-1], shape[:-1])
-        if loss == "sparse_categorical_crossentropy":
-            return labels.astype(np.float32), p
-        return np.eye(shape[-1], dtype=np.float32)[labels], p
-    y = rng.standard_normal(shape, dtype=np.float32)
-    return y, y + rng.standard_normal(shape, dtype=np.float32)
-
 
 def bench_losses():
     out = []
@@ -97,10 +68,7 @@ def reference_benchmarks(sizes, repeat, results):
                 row = {"loss": loss, "shape": list(shape), "elements": int(np.prod(shape)),
                        "input_bytes": int(y.nbytes + p.nbytes)}
                 row["lossref"] = timed(lambda: L.per_sample(y, p), repeat)
-                tracemalloc.start()
-                L.per_sample(y, p)
-                _, peak = tracemalloc.get_traced_memory()
-                tracemalloc.stop()
+                peak = peak_extra_bytes(lambda: L.per_sample(y, p))
                 row["peak_extra_bytes"] = int(peak)
                 row["peak_extra_ratio"] = peak / row["input_bytes"]
                 row["peers"] = {}
@@ -117,8 +85,29 @@ def reference_benchmarks(sizes, repeat, results):
                     row["peers"][peer_names[-1]] = timed(lambda: kf(y, p), repeat)
                 fastest = min((v["median_s"] for v in row["peers"].values()), default=None)
                 row["ratio_to_fastest_peer"] = row["lossref"]["median_s"] / fastest if fastest else None
+                row["keras_dialect"] = dialect_row(loss, y, p, repeat)
                 results["reference"].append(row)
                 _print_ref(row)
+    # the other losses of the Keras dialect (structured ones among them), at the largest size
+    log2n = max(sizes)
+    for loss in sorted(set(keras_callables()) - set(bench_losses())):
+        shape = shape_for(loss, log2n)
+        y, p = inputs_for(loss, shape, rng)
+        row = {"loss": loss, "shape": list(shape), "elements": int(np.prod(shape)),
+               "keras_dialect": dialect_row(loss, y, p, repeat)}
+        results["dialect"].append(row)
+        _print_dialect(row)
+
+
+def _dialect_text(d: dict) -> str:
+    return (f"keras class {d['class']['ratio_to_catalogue']:4.2f}x fn {d['function']['ratio_to_catalogue']:4.2f}x"
+            f" mem {d['class']['peak_extra_ratio']:.2f}x")
+
+
+def _print_dialect(row):
+    d = row["keras_dialect"]
+    print(f"  {row['loss']:34s} {str(tuple(row['shape'])):18s} lossref {d['catalogue']['median_s'] * 1e3:8.1f} ms"
+          f"  mem {d['catalogue']['peak_extra_ratio']:.2f}x  | {_dialect_text(d)}", flush=True)
 
 
 def _print_ref(row):
@@ -127,7 +116,8 @@ def _print_ref(row):
         peers += f"  (numpy-f64 {row['numpy_float64_textbook']['median_s'] * 1e3:7.1f})"
     r = row["ratio_to_fastest_peer"]
     print(f"  {row['loss']:34s} {str(tuple(row['shape'])):18s} lossref {row['lossref']['median_s'] * 1e3:8.1f} ms"
-          f"  ratio {r if r is None else f'{r:5.2f}'}  mem {row['peak_extra_ratio']:.2f}x  | {peers}", flush=True)
+          f"  ratio {r if r is None else f'{r:5.2f}'}  mem {row['peak_extra_ratio']:.2f}x  | {peers}"
+          f"  | {_dialect_text(row['keras_dialect'])}", flush=True)
 
 
 def oracle_benchmarks(quick, repeat, results):
@@ -239,12 +229,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["reference", "oracle", "golden"], action="append")
     args = ap.parse_args(argv)
     parts = args.only or ["reference", "oracle", "golden"]
-    results = {"machine": machine(), "quick": args.quick, "reference": [], "oracle": [], "oracle_primitives": [],
-               "golden": []}
+    results = {"machine": machine(), "quick": args.quick, "reference": [], "dialect": [], "oracle": [],
+               "oracle_primitives": [], "golden": []}
     repeat = 5
     print(f"lossref {lossref.__version__} on {results['machine'].get('cpu')} ({results['machine']['cpus']} cpus)")
     if "reference" in parts:
-        print("reference vs peers (float32 inputs; times are medians):")
+        print("reference vs peers, and the Keras dialect (class call and function) over the reference "
+              "(float32 inputs; times are medians):")
         reference_benchmarks([16] if args.quick else [20, 24], repeat, results)
     if "oracle" in parts:
         print("oracle vs naive mpmath (dps=50, no Ziv loop):")
@@ -273,6 +264,17 @@ def summarise(results) -> None:
               f"{max(r['peak_extra_ratio'] for r in ref):.2f}x inputs")
         results["summary_reference"] = {"elements": big, "geomean_ratio": g,
                                         "worst": worst["loss"], "worst_ratio": worst["ratio_to_fastest_peer"]}
+    # the dialect at the largest size: the reference rows there and the other Keras losses
+    big = max((r["elements"] for r in results["reference"]), default=0)
+    rows = [r for r in results["reference"] if r["elements"] == big] + results["dialect"]
+    if rows:
+        calls = [(r["loss"], k, r["keras_dialect"]) for r in rows for k in ("class", "function")]
+        loss, kind, d = max(calls, key=lambda c: c[2][c[1]]["ratio_to_catalogue"])
+        extra = max(d2[k]["peak_extra_ratio"] - d2["catalogue"]["peak_extra_ratio"] for _, k, d2 in calls)
+        print(f"keras dialect: worst time over the reference {d[kind]['ratio_to_catalogue']:.2f} ({loss} {kind}); "
+              f"most peak memory beyond the reference's {extra:+.2f}x inputs")
+        results["summary_dialect"] = {"worst": f"{loss} {kind}", "worst_ratio": d[kind]["ratio_to_catalogue"],
+                                      "max_extra_memory_ratio": extra}
     ora = results["oracle"]
     if ora:
         tot_ours = sum(r["lossref"]["median_s"] for r in ora)

@@ -32,6 +32,19 @@ def test_quick_run_writes_every_part(tmp_path):
         assert row["lossref"]["runs"] >= 5 and row["lossref"]["min_s"] <= row["lossref"]["median_s"]
         assert len(row["peers"]) == 3 and row["ratio_to_fastest_peer"] > 0
         assert row["peak_extra_bytes"] > 0 and "numpy_float64_textbook" in row
+    # the Keras dialect beside the reference, and its other losses on their own rows
+    from lossref.keras import losses as K
+
+    classes = [c for c in vars(K).values() if isinstance(c, type) and issubclass(c, K.LossFunctionWrapper)]
+    keras_losses = {c().fn._loss_name for c in classes if c is not K.LossFunctionWrapper}
+    assert {r["loss"] for r in res["dialect"]} == keras_losses - benched
+    for row in res["reference"] + res["dialect"]:
+        d = row["keras_dialect"]
+        for call in ("catalogue", "class", "function"):
+            assert d[call]["runs"] >= 5 and d[call]["min_s"] <= d[call]["median_s"]
+            assert d[call]["peak_extra_ratio"] > 0
+        assert d["class"]["ratio_to_catalogue"] > 0 and d["function"]["ratio_to_catalogue"] > 0
+    assert res["summary_dialect"]["worst_ratio"] > 0
     assert {(r["loss"], r["format"]) for r in res["oracle"]} == {(n, f) for n in benched for f in ("float64", "float32")}
     assert all(r["rounded_results_agree"] and r["lossref"]["runs"] >= 5 and r["naive_dps50"]["runs"] >= 5
                for r in res["oracle"])
@@ -41,3 +54,9 @@ def test_quick_run_writes_every_part(tmp_path):
     # the printed table: one line per benchmarked loss and the summaries
     assert proc.stdout.count("lossref ") >= len(benched)
     assert "geometric-mean ratio" in proc.stdout and "naive baseline over the mix" in proc.stdout
+    assert proc.stdout.count("keras class ") == len(res["reference"]) + len(res["dialect"])
+    assert "keras dialect: worst time over the reference" in proc.stdout
+    # the README's tables come out of the file
+    table = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table.py"), str(out)],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and "lossref.keras class / function" in table.stdout

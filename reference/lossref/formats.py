@@ -30,6 +30,9 @@ __all__ = [
     "round_mpf",
     "round_array",
     "to_format_array",
+    "as_format",
+    "casts_exactly",
+    "cast_probes",
     "ulp",
     "ulp_error",
     "ulp_steps",
@@ -224,6 +227,92 @@ def to_format_array(x64: np.ndarray, fmt: FormatLike) -> np.ndarray:
     """Round float64 values into `fmt` and return them in that format's dtype."""
     f = get_format(fmt)
     return round_array(x64, f).astype(f.dtype)
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
+def as_format(x: Any, fmt: FormatLike) -> np.ndarray:
+    """`x` (a real array) rounded to nearest-even into `fmt`, in that format's dtype.
+
+    An array that already holds `fmt` (its dtype is the format's own) comes back as it
+    is, without a copy. A float array of another format is cast directly where NumPy's
+    cast rounds once to nearest-even like :func:`round_array` (see :func:`casts_exactly`),
+    which needs no float64 copy; the other casts go through float64 and
+    :func:`round_array`. Integers are widened to float64 first (exact up to 2**53, one
+    rounding beyond), booleans cast directly. The values are the same on every path.
+    """
+    f = get_format(fmt)
+    x = np.asarray(x)
+    if x.dtype.kind == "b":
+        return x.astype(f.dtype)  # 0 and 1 are values of every format
+    if not _is_float(x.dtype):
+        x = x.astype(np.float64)  # an integer cast to a narrow format may round twice
+    if x.dtype == f.dtype and get_format(x.dtype) is f:  # bfloat16 in float32 needs rounding
+        return x
+    if casts_exactly(x.dtype, f):
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are the right values
+            return x.astype(f.dtype)
+    return to_format_array(x.astype(np.float64), f)
+
+
+_CASTS: dict = {}
+
+
+def casts_exactly(src: Any, fmt: FormatLike) -> bool:
+    """Whether ``astype`` from float dtype `src` to `fmt`'s dtype rounds like :func:`round_array`.
+
+    True without a check where `fmt` holds every value of `src`. Otherwise the cast is
+    compared once, bit for bit, with :func:`round_array` on :func:`cast_probes` (ties,
+    near-ties, subnormals, the overflow threshold, specials): NumPy casts float64 and
+    float32 in one rounding, but a library cast may go through float32 and round twice,
+    and then :func:`as_format` keeps to :func:`round_array`.
+    """
+    f, s = get_format(fmt), get_format(src)
+    key = (np.dtype(src).name, f.name, f.dtype.name)
+    if key not in _CASTS:
+        if get_format(f.dtype) is not f:
+            _CASTS[key] = False  # bfloat16 held in float32 (no ml_dtypes): round_array's job
+        elif s.precision <= f.precision and s.emin >= f.emin and s.emax <= f.emax:
+            _CASTS[key] = True
+        else:
+            x = cast_probes(s, f).astype(np.dtype(src))
+            with np.errstate(all="ignore"):
+                got = x.astype(f.dtype).astype(np.float64)
+                want = round_array(x.astype(np.float64), f)
+            same = ((got == want) & (np.signbit(got) == np.signbit(want))) | (np.isnan(got) & np.isnan(want))
+            _CASTS[key] = bool(np.all(same))
+    return _CASTS[key]
+
+
+def cast_probes(src: FormatLike, dst: FormatLike, seed: int = 0) -> np.ndarray:
+    """float64 values of `src` where rounding into `dst` is hardest, and a few random ones.
+
+    Per binade of `dst` from below half its smallest subnormal to past its overflow
+    threshold, each sign: random kept bits followed by an exact tie, ties off by one
+    unit of `src` either way, quarter points, and random tails. Plus ±0, ±inf, NaN,
+    the largest finite value of `dst` and the overflow threshold itself.
+    """
+    s, d = get_format(src), get_format(dst)
+    rng = np.random.default_rng(seed)
+    lead = np.arange(max(d.emin - d.precision - 2, s.emin - s.precision + 1), min(d.emax, s.emax) + 2)
+    quantum = np.maximum(lead, d.emin) - (d.precision - 1)  # exponent of dst's last kept bit
+    top = np.ldexp(1.0, lead - quantum)  # the leading bit in units of the quantum
+    parts = []
+    for _ in range(4):
+        # random kept bits under the leading one (none below the smallest subnormal)
+        m = np.where(top >= 1, np.floor(top * (1.0 + rng.random(lead.size))), 0.0)
+        unit = np.ldexp(1.0, np.maximum(lead, s.emin) - (s.precision - 1) - quantum)  # src ulp / quantum
+        for frac in (0.5, 0.25, 0.75, rng.random(lead.size)):
+            for off in (-1.0, 0.0, 1.0):
+                with np.errstate(over="ignore"):  # past float64's range: inf, a probe as good
+                    parts.append(np.ldexp(m + frac + off * unit, quantum))
+    v = np.concatenate(parts)
+    threshold = math.ldexp(2.0 - 2.0 ** -d.precision, d.emax) if d.emax < 1023 else d.max
+    v = np.concatenate([v, -v, [0.0, -0.0, np.inf, -np.inf, np.nan, d.max, -d.max, threshold, -threshold]])
+    with np.errstate(over="ignore"):  # values past the range of src become inf
+        return round_array(v, s)
 
 
 # --- ulp and error ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _DEFAULT = "sum_over_batch_size"
+_BLOCK = 1 << 16  # elements per step of the hinge label check
 
 
 # --- shared input handling ------------------------------------------------------------------------
@@ -51,10 +52,19 @@ def _broadcast(fn: str, t: np.ndarray, p: np.ndarray):
 
 
 def _hinge_labels(t: np.ndarray) -> np.ndarray:
-    """Keras's label rule: 0/1 labels become -1/+1, decided once for the whole tensor."""
-    if np.all((t == 0) | (t == 1)):
-        return 2.0 * t - 1.0
-    return t
+    """Keras's label rule: 0/1 labels become -1/+1, decided once for the whole tensor.
+
+    The check runs a block at a time and stops at the first other label, so -1/+1 labels
+    cost one block and no full-size temporaries; ``2 y - 1`` is exact in every format.
+    """
+    flat = t.reshape(-1)
+    for i in range(0, flat.size, _BLOCK):
+        b = flat[i:i + _BLOCK]
+        if not np.all((b == 0) | (b == 1)):
+            return t
+    out = t * 2
+    out -= 1
+    return out
 
 
 def _hinge_inputs(fn: str, y_true, y_pred) -> Prepared:

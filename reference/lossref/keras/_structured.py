@@ -76,7 +76,6 @@ def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal
         raise ValueError(f"circle: batch sizes differ: y_true shape {np.shape(y_true)}, "
                          f"y_pred shape {p.shape}")
     ref_t, _ = _circle.references(t, p, r_lab, r_emb)
-    pos, neg = _circle.pair_masks(t, ref_t, bool(remove_diagonal))
     params = {
         "gamma": weak(gamma, fmt),
         "margin": weak(margin, fmt),
@@ -87,9 +86,25 @@ def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal
         "ref_labels": r_lab,
         "ref_embeddings": r_emb,
     }
-    # Keras masks anchors whose loss is 0: exactly those without a positive or a negative
-    mask = pos.any(axis=1) & neg.any(axis=1)
-    return Prepared(t, p, fmt, params, mask)
+    return Prepared(t, p, fmt, params, _anchor_mask(t, ref_t, bool(remove_diagonal)))
+
+
+def _anchor_mask(labels: np.ndarray, ref_labels: np.ndarray, remove_diagonal: bool) -> np.ndarray:
+    """Keras's mask: the anchors whose loss is not 0, which are exactly those with a
+    positive and a negative pair (:func:`lossref.losses.circle.pair_masks`).
+
+    Counted per anchor from the sorted references, so no (B, R) matrix is formed.
+    """
+    ref = np.sort(ref_labels)
+    same = np.searchsorted(ref, labels, "right") - np.searchsorted(ref, labels, "left")
+    n_ref = ref_labels.shape[0]
+    if remove_diagonal:  # the pair (i, i) of Keras's eye(B, R) is no positive
+        i = np.arange(min(labels.shape[0], n_ref))
+        same_pos = same.copy()
+        same_pos[i] -= labels[i] == ref_labels[i]
+    else:
+        same_pos = same
+    return (same_pos > 0) & (same < n_ref)
 
 
 class _Float32Function(KerasFunction):
@@ -119,7 +134,7 @@ def _ctc_prepare(y_true, y_pred):
         raise TypeError(f"ctc: y_true must hold integer labels; got dtype {t.dtype}")
     labels, _ = _ctc.check_inputs("ctc", t, p)
     # every backend computes CTC in float32 (tf.nn.ctc_loss's dtype), float64 included
-    return Prepared(labels, formats.round_array(p, FLOAT32), FLOAT32)
+    return Prepared(labels, formats.as_format(p, FLOAT32), FLOAT32)
 
 
 _ctc_prepare.__name__ = _ctc_prepare.__qualname__ = "ctc"

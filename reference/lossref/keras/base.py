@@ -16,7 +16,7 @@ import functools
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import mpmath
 import numpy as np
@@ -47,9 +47,12 @@ def clip_bounds(fmt: Format) -> tuple:
 
 
 def convert(x: Any, name: str, fmt: Optional[Format] = None):
-    """`x` as float64 values of `fmt`, and the format (``ops.convert_to_tensor`` rules).
+    """`x` as an array of `fmt` in that format's dtype, and the format
+    (``ops.convert_to_tensor`` rules).
 
-    Without `fmt`, float arrays keep their format and everything else becomes floatx.
+    Without `fmt`, float arrays keep their format and everything else becomes floatx. An
+    array that already has the format comes back without a copy; other floats are cast
+    with one rounding to nearest-even (:func:`lossref.formats.as_format`).
     Raises ``TypeError`` naming `name` for strings, objects and complex numbers.
     """
     if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
@@ -65,14 +68,16 @@ def convert(x: Any, name: str, fmt: Optional[Format] = None):
         is_float = arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"
         from_list = not isinstance(x, np.ndarray) and not isinstance(x, np.generic)
         fmt = formats.get_format(arr.dtype) if is_float and not from_list else FLOATX
-    return formats.round_array(arr.astype(np.float64), fmt), fmt
+    return formats.as_format(arr, fmt), fmt
 
 
 @dataclass
 class Prepared:
     """Inputs of one loss evaluation after the dialect's conversions.
 
-    `y_true`/`y_pred` are float64 arrays holding values of `fmt`; `params` are the
+    `y_true`/`y_pred` hold values of `fmt`, in its dtype as :func:`convert` returns them
+    (float64 for class labels), possibly as broadcast views: the catalogue widens them a
+    block at a time, so no full-size float64 copy is made. `params` are the
     LossDef parameters (constants already rounded the Keras way); `mask` marks the
     per-sample entries that count (``_keras_mask`` set by the function), or None.
     """
@@ -111,10 +116,12 @@ class KerasFunction:
     the catalogue loss that computes the values.
     """
 
-    def __init__(self, prepare: Callable[..., Prepared], loss: str) -> None:
+    def __init__(self, prepare: Callable[..., Prepared], loss: str,
+                 arrays: Tuple[str, ...] = ()) -> None:
         functools.update_wrapper(self, prepare)
         self._prepare = prepare
         self._loss_name = loss
+        self._array_params = frozenset(arrays)
         self.__signature__ = inspect.signature(prepare)
         # the exact twin carries the function's own signature (help(), inspect, IDEs)
         exact = functools.partial(KerasFunction._exact, self)
@@ -128,16 +135,20 @@ class KerasFunction:
         return get(self._loss_name)
 
     def _check_numbers(self, kwargs) -> None:
-        """A parameter whose default is a float takes real numbers (or a sequence of them):
-        a clear error naming it, instead of a failed conversion deep inside."""
+        """A parameter whose default is a float takes a real number, and a sequence of them
+        only where the Keras docs say so (`arrays`, e.g. focal CE's per-class alpha): a
+        clear error naming it, instead of a failed conversion deep inside."""
         for name, value in kwargs.items():
             p = self.__signature__.parameters.get(name)
-            if p is None or not isinstance(p.default, float):
+            if p is None or not isinstance(p.default, float) or is_real(value):
                 continue
-            ok = is_real(value) or (isinstance(value, (list, tuple, np.ndarray))
-                                 and all(is_real(v) for v in np.ravel(np.asarray(value, dtype=object))))
-            if not ok:
-                raise TypeError(f"{self.__name__}: {name} must be a real number; got {value!r}")
+            if name in self._array_params:
+                if isinstance(value, (list, tuple, np.ndarray)) and \
+                        all(is_real(v) for v in np.ravel(np.asarray(value, dtype=object))):
+                    continue
+                raise TypeError(f"{self.__name__}: {name} must be a real number or a sequence of "
+                                f"them; got {value!r}")
+            raise TypeError(f"{self.__name__}: {name} must be a real number (a scalar); got {value!r}")
 
     def prepare(self, y_true, y_pred, **kwargs) -> Prepared:
         self._check_numbers(kwargs)
@@ -205,9 +216,10 @@ _ORACLE_CACHE: Dict[tuple, Any] = {}  # oldest entry evicted first
 _ORACLE_CACHE_SIZE = 64
 
 
-def keras_function(loss: str) -> Callable[[Callable[..., Prepared]], KerasFunction]:
-    """Decorator: a preparer with the Keras signature becomes a :class:`KerasFunction`."""
-    return lambda prepare: KerasFunction(prepare, loss)
+def keras_function(loss: str, arrays: Tuple[str, ...] = ()) -> Callable[[Callable[..., Prepared]], KerasFunction]:
+    """Decorator: a preparer with the Keras signature becomes a :class:`KerasFunction`;
+    `arrays` names the float parameters that may also be sequences."""
+    return lambda prepare: KerasFunction(prepare, loss, arrays)
 
 
 def _snake(name: str) -> str:
@@ -282,16 +294,18 @@ class LossFunctionWrapper(Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if not isinstance(fn, KerasFunction):
             raise TypeError("fn must be a lossref.keras.losses function")
+        fn._check_numbers(kwargs)  # a bad parameter fails here, not at the first call
         self.fn = fn
         self._fn_kwargs = kwargs
         for k, v in kwargs.items():  # Keras's classes expose their arguments (loss.axis, ...)
             setattr(self, k, v)
 
     def _prepared(self, y_true, y_pred):
-        # y_true/y_pred are float64 values of self._fmt; hand them to the function in a
-        # container it reads as that format (bfloat16 without ml_dtypes: the values are exact)
+        # y_true/y_pred are arrays of self._fmt, which the function reads as that format and
+        # keeps as they are (bfloat16 without ml_dtypes is float32 there: the values are exact
+        # and the format is set back below)
         t, p = squeeze_or_expand_to_same_rank(y_true, y_pred)
-        pr = self.fn.prepare(_as_fmt(t, self._fmt), _as_fmt(p, self._fmt), **self._fn_kwargs)
+        pr = self.fn.prepare(t, p, **self._fn_kwargs)
         pr.fmt = self._fmt
         return pr, self.fn
 
@@ -303,7 +317,3 @@ class LossFunctionWrapper(Loss):
     def get_config(self) -> dict:
         """The base configuration plus the function's keyword arguments."""
         return {**super().get_config(), **self._fn_kwargs}
-
-
-def _as_fmt(x64: np.ndarray, fmt: Format) -> np.ndarray:
-    return np.asarray(x64).astype(fmt.dtype)

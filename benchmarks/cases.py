@@ -1,0 +1,75 @@
+"""What the benchmark scripts share: the timer, the peak-memory probe and the inputs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+from typing import Callable, Tuple
+
+import numpy as np
+
+#: the categorical family, whose inputs are probabilities and labels
+CATEGORICAL = ("categorical_crossentropy", "categorical_focal_crossentropy", "sparse_categorical_crossentropy")
+#: losses whose y_true are class indices with y_pred's shape minus its last axis
+SPARSE = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy")
+
+
+def timed(fn: Callable[[], object], repeat: int) -> dict:
+    """Median, min and max seconds of `repeat` calls of `fn` after one warm-up call."""
+    fn()  # warm-up (JIT compilation, caches)
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return summary(ts)
+
+
+def summary(ts: list) -> dict:
+    """The timing record of a list of seconds."""
+    return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "runs": len(ts)}
+
+
+def peak_extra_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated during one call of `fn` (NumPy reports its buffers to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return int(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()
+
+
+def inputs_for(loss: str, shape: tuple, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """float32 (y_true, y_pred) of `shape` in the loss's natural domain.
+
+    Sparse losses get float class indices of ``shape[:-1]``; ``circle`` integer labels
+    ``shape[:1]`` and unit embeddings; ``ctc`` labels ``(shape[0], 20)`` for logits of `shape`.
+    """
+    u = lambda: rng.random(shape, dtype=np.float32)  # noqa: E731
+    if loss in ("binary_crossentropy", "binary_focal_crossentropy"):
+        return (u() > 0.5).astype(np.float32), np.clip(u(), 1e-6, 1 - 1e-6)
+    if loss in ("kl_divergence", "poisson"):
+        return u(), u() + np.float32(1e-3)
+    if loss in ("hinge", "squared_hinge"):
+        return np.where(u() > 0.5, 1, -1).astype(np.float32), rng.standard_normal(shape, dtype=np.float32)
+    if loss in ("dice", "tversky"):
+        return (u() > 0.5).astype(np.float32), u()
+    if loss in CATEGORICAL + SPARSE:
+        p = u() + np.float32(1e-3)
+        p /= p.sum(-1, keepdims=True)
+        labels = rng.integers(0, shape[-1], shape[:-1])
+        if loss in SPARSE:
+            return labels.astype(np.float32), p
+        return np.eye(shape[-1], dtype=np.float32)[labels], p
+    if loss == "circle":
+        e = rng.standard_normal(shape, dtype=np.float32)
+        return rng.integers(0, 64, shape[:1]), e / np.linalg.norm(e, axis=-1, keepdims=True)
+    if loss == "ctc":
+        labels = rng.integers(1, shape[-1], (shape[0], 20))
+        labels[:, 15:] *= rng.random((shape[0], 5)) < 0.5  # some padding
+        labels[:, 15:] = np.where(np.cumprod(labels[:, 15:] != 0, axis=1) > 0, labels[:, 15:], 0)
+        return labels, rng.standard_normal(shape, dtype=np.float32)
+    y = rng.standard_normal(shape, dtype=np.float32)
+    return y, y + rng.standard_normal(shape, dtype=np.float32)
