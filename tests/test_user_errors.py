@@ -93,3 +93,25 @@ def test_cosine_epsilon_zero_in_eval(capsys):
     assert rc == 0, err
     exact = [ln.split()[1] for ln in out.splitlines() if ln.startswith("exact")]
     assert exact == ["0", "-7.071067811865475244008443621048490392848e-1"]  # -1/sqrt(2)
+
+
+# --- non-scalar parameters ------------------------------------------------------------------------
+
+
+def test_non_scalar_parameter_is_a_clear_error_naming_it():
+    """``Huber(delta=[1., 2.])`` used to fail inside ``float()`` at the first call; now the
+    constructor and the function refuse it with a TypeError naming the parameter."""
+    from lossref.keras import losses
+    y = np.zeros((2, 2), np.float32)
+    with pytest.raises(TypeError, match=r"huber: delta must be a real number \(a scalar\); got \[1.0, 2.0\]"):
+        losses.Huber(delta=[1.0, 2.0])
+    with pytest.raises(TypeError, match="huber: delta must be a real number"):
+        losses.huber(y, y, delta=np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="binary_crossentropy: label_smoothing must be a real number"):
+        losses.BinaryCrossentropy(label_smoothing=[0.1])
+    # the one documented sequence: focal CE's per-class alpha
+    with pytest.raises(TypeError, match="alpha must be a real number or a sequence of them"):
+        losses.CategoricalFocalCrossentropy(alpha=["a", "b"])
+    per_class = losses.categorical_focal_crossentropy(np.eye(2), np.full((2, 2), 0.5), alpha=[0.25, 0.5])
+    # -alpha_k (1 - 1/2)^2 log(1/2) for the labelled class k
+    np.testing.assert_allclose(per_class, np.array([0.25, 0.5]) * 0.25 * np.log(2), rtol=1e-15)

@@ -145,21 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``lossref`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+    command = "lossref"
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        command = f"lossref {args.command}"
         return args.func(args)
     except UsageError as e:
-        print(f"lossref {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # files are written atomically: nothing is left half-written
-        print(f"lossref {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`lossref ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 1
     except OSError as e:  # a file or folder the command could not read or write
-        print(f"lossref {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {e}", file=sys.stderr)
         return 2
 
 

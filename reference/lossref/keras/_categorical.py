@@ -123,7 +123,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
                      "epsilon": clip_bounds(fmt)})
 
 
-@keras_function("categorical_focal_crossentropy")
+@keras_function("categorical_focal_crossentropy", arrays=("alpha",))
 def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
                                    label_smoothing=0.0, axis=-1):
     """Per-sample ``sum(alpha (1 - p)^gamma (-y log p))`` over the class `axis`.
