@@ -177,3 +177,22 @@ def test_thread_pool_survives_a_fork(monkeypatch):
     with mp.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(L.per_sample, (t, p)).get(timeout=60)
     assert np.array_equal(got, want)
+
+
+def test_exact_twin_cache_tells_large_parameter_arrays_apart():
+    """Two per-class alpha arrays whose NumPy repr is the same (the middle is elided) must
+    not share a cached oracle evaluation."""
+    import numpy as np
+
+    k = 2000
+    y = np.zeros((1, k))
+    y[0, 1000] = 1
+    p = np.full((1, k), 1 / k)
+    a1 = np.full(k, 0.25)
+    a2 = a1.copy()
+    a2[1000] = 0.5
+    assert repr(a1) == repr(a2)
+    e1 = K.categorical_focal_crossentropy.exact(y, p, alpha=a1).round("float64")
+    e2 = K.categorical_focal_crossentropy.exact(y, p, alpha=a2).round("float64")
+    # alpha of the labelled class doubles, and so does the loss (a stale cache hit gives 1)
+    assert abs(e2[0] / e1[0] - 2) < 1e-12

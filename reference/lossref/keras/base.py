@@ -173,7 +173,7 @@ class KerasFunction:
         """
         t, p = to_exact(pr.y_true), to_exact(pr.y_pred)
         key = (self._loss_name, np.asarray(pr.y_true, np.float64).tobytes(), np.shape(pr.y_true),
-               np.asarray(pr.y_pred, np.float64).tobytes(), np.shape(pr.y_pred), repr(sorted(pr.params.items())))
+               np.asarray(pr.y_pred, np.float64).tobytes(), np.shape(pr.y_pred), _params_key(pr.params))
 
         def evaluate():
             k = key + (mpmath.mp.prec,)
@@ -210,6 +210,18 @@ class KerasFunction:
 
     def __repr__(self) -> str:
         return f"<lossref.keras.losses.{self.__name__}>"
+
+
+def _params_key(value: Any) -> Any:
+    """A hashable key that tells any two parameter values apart: arrays by dtype, shape and
+    bytes (their ``repr`` elides the middle of a large array, so it cannot serve)."""
+    if isinstance(value, dict):
+        return tuple((k, _params_key(v)) for k, v in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(_params_key(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    return (type(value).__name__, repr(value))
 
 
 _ORACLE_CACHE: Dict[tuple, Any] = {}  # oldest entry evicted first
