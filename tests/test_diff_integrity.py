@@ -142,6 +142,13 @@ def test_cold_and_warm_cache_and_any_job_count_give_the_same_bytes(setup, clean,
             assert got[name] == clean["reports"][name], (extra, name)
     doc = json.loads(clean["reports"]["report.json"])
     assert "--jobs" not in doc["command"] and "--cache-dir" not in doc["command"]
+    # another report folder: the same bytes there too (where a report lives is not in it)
+    elsewhere = tmp_path / "elsewhere"
+    argv = [str(elsewhere) if a == str(setup["out"]) else a for a in setup["argv"]]
+    argv += ["--cache-dir", str(cache)]
+    assert _run(argv, capsys)[0] == clean["rc"]
+    assert _reports(elsewhere) == clean["reports"]
+    assert "--out" not in doc["command"]
 
 
 def test_unwritable_cache_folder_is_one_warning_and_the_run_goes_on(setup, clean, tmp_path, capsys):

@@ -182,9 +182,10 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
     return [out[i] for i in range(len(specs))]
 
 
-#: Options that change how a run is done, not what it reports: left out of the
-#: report's ``command``, so the same run gives the same bytes (DESIGN.md, "Integrity").
-_EXECUTION_ONLY = {"jobs", "cache_dir", "no_cache"}
+#: Options that change how or where a run is done, not what it reports: left out of the
+#: report's ``command``, so the same run gives the same bytes in any folder (DESIGN.md,
+#: "Integrity").
+_EXECUTION_ONLY = {"jobs", "cache_dir", "no_cache", "out"}
 
 
 def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -192,7 +193,7 @@ def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
     `args` rendered as canonical options in the parser's order (abbreviations and
     ``--opt=value`` forms written out), leaving out the execution-only ones (``--jobs``,
-    ``--cache-dir``, ``--no-cache``) and those at their default.
+    ``--cache-dir``, ``--no-cache``, ``--out``) and those at their default.
     """
     words = ["lossref", "diff", args.framework]
     for action in parser._actions:  # noqa: SLF001 (argparse has no public list of options)
