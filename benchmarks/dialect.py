@@ -11,7 +11,6 @@ as a multiple of the input bytes. The classes run with their default reduction.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -30,18 +29,11 @@ from cases import SPARSE, inputs_for, peak_extra_bytes, summary  # noqa: E402
 FUNCTION_KWARGS = {"categorical_generalized_cross_entropy": {"q": 0.5}}
 
 
-@functools.lru_cache(maxsize=None)
 def keras_callables() -> Dict[str, Tuple[type, Callable]]:
     """Catalogue name -> (Keras class, Keras function) for every class of the dialect."""
-    from lossref.keras import losses as K
+    from lossref.vectors.targets import keras_targets
 
-    out = {}
-    for name in K.__all__:
-        obj = getattr(K, name)
-        if isinstance(obj, type) and issubclass(obj, K.LossFunctionWrapper) and obj is not K.LossFunctionWrapper:
-            loss = obj().fn._loss_name
-            out[loss] = (obj, getattr(K, loss))
-    return out
+    return {n: (t.cls, t.function) for n, t in keras_targets().items()}
 
 
 def shape_for(loss: str, log2n: int) -> tuple:
