@@ -118,3 +118,36 @@ def assert_sum_bound(computed, exact, abs_terms, fmt, k, what=""):
     """``|computed - exact| <= k * u * abs_terms + ulp/2`` elementwise (float64 stage 2/3
     budget, u of `fmt`); special values must match exactly."""
     assert_within(computed, exact, fmt, 0.5, abs_terms, k * formats.get_format(fmt).eps, what=what)
+
+
+def interrupt_when(argv, ready, env=None, settle: float = 0.3, timeout: float = 60.0):
+    """Run ``lossref ARGV`` in a process group of its own, send the group SIGINT (what
+    Ctrl-C sends) once ``ready()`` is true, and return ``(exit code, stdout, stderr)``.
+
+    The child gets SIGINT's default action back (a background child may inherit it
+    ignored); `settle` seconds after `ready` the interrupt lands inside the work itself,
+    not in Python's start-up.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "lossref.cli", *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, "the work never started"
+            time.sleep(0.02)
+        time.sleep(settle)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, out, err

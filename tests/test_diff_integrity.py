@@ -10,9 +10,6 @@ dtype, and a two-case vector file.
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from lossref import cli
 from lossref.diff import cases as dcases
 from lossref.diff import report, runner
 from lossref.vectors import canonical_dir
+from tests.support import interrupt_when
 
 REPORTS = ("report.json", "report.md", "index.html")
 LOSSES = ("mean_absolute_error", "sparse_categorical_crossentropy", "dice")
@@ -270,24 +268,11 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary_files(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp), LOSSREF_DIFF_TEST_HANG=first)
-    proc = subprocess.Popen([sys.executable, "-m", "lossref.cli", "diff", "keras", "--backend", "numpy",
-                             "--vectors", str(vec), "--no-plots", "--out", str(tmp_path / "out")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,  # its own group, and SIGINT not ignored
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 60
-        # the worker has written its header line: it is now inside the hanging case
-        while not any(p.stat().st_size for p in tmp.glob("lossref-diff-*/numpy-results-*.jsonl")):
-            assert time.monotonic() < deadline and proc.poll() is None, "the worker never started"
-            time.sleep(0.1)
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130
+    # ready once the worker has written its header line: it is then inside the hanging case
+    rc, _, err = interrupt_when(
+        ["diff", "keras", "--backend", "numpy", "--vectors", vec, "--no-plots", "--out", tmp_path / "out"],
+        lambda: any(p.stat().st_size for p in tmp.glob("lossref-diff-*/numpy-results-*.jsonl")), env)
+    assert rc == 130
     assert err.strip() == "lossref diff: interrupted", err
     assert list(tmp.iterdir()) == []
     assert not (tmp_path / "out").exists()

@@ -11,10 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +18,7 @@ import pytest
 from lossref import cli
 from lossref.vectors import fileformat, manifest
 from lossref.formats import FORMATS
+from tests.support import interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
 CANON = ROOT / "spec" / "vectors"
@@ -427,24 +424,10 @@ def test_interrupted_golden_leaves_a_set_that_verifies(tmp_path, jobs):
     130, one line, no traceback from the parent or its workers, no temporary file, and
     a manifest that lists exactly the whole files on disk."""
     out = tmp_path / "set"
-    cmd = [sys.executable, "-m", "lossref.cli", "golden", "--out", str(out), "--dtype",
-           "float32", "float64", "--jobs", jobs, "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "reference"))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            start_new_session=True)
-    try:
-        t0 = time.monotonic()
-        while not manifest.vector_files(out) and time.monotonic() - t0 < 60:
-            time.sleep(0.02)  # interrupt the generation itself, not Python's start-up
-        time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    err = err.decode()
-    assert proc.returncode == 130, err
+    rc, _, err = interrupt_when(["golden", "--out", out, "--dtype", "float32", "float64", "--jobs",
+                                 jobs, "--quiet"], lambda: manifest.vector_files(out), env, 0.5)
+    assert rc == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "lossref golden: interrupted"
     assert not [p for p in out.rglob(".*")], "temporary files left behind"
     on_disk = manifest.vector_files(out)
