@@ -1,9 +1,11 @@
-"""Stage 2 helpers and stage 3 (batch reduction) with Keras semantics.
+"""Stage 2 helpers and stage 3 (batch reduction) of every dialect.
 
-The stage-3 rules (rank fix, mask weights, divisors, early returns) are written once in
-:func:`reduce_weighted_values` against a tiny arithmetic interface; :data:`FLOAT64`
-runs them in NumPy float64 for the reference and :data:`EXACT` in mpmath for the
-oracle, so the two cannot disagree about a rule. ``spec/pipeline.md`` states them.
+Each dialect's stage-3 rules are written once against a tiny arithmetic interface:
+Keras's (rank fix, mask weights, divisors, early returns) in
+:func:`reduce_weighted_values`, PyTorch's (numel mean, weighted mean, batchmean) in
+:func:`reduce_torch`. :data:`FLOAT64` runs them in NumPy float64 for the reference and
+:data:`EXACT` in mpmath for the oracle, so the two cannot disagree about a rule.
+``spec/pipeline.md`` states them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Tuple
 import numpy as np
 
 from . import formats
+from .numerics import dot2, sum2
 from .oracle import Exact, start_precision, to_exact
 from .oracle import ops as xops
 
@@ -26,6 +29,9 @@ __all__ = [
     "stage2_sum",
     "FLOAT64",
     "EXACT",
+    "TORCH_REDUCTIONS",
+    "torch_reduction",
+    "reduce_torch",
 ]
 
 #: Every ``reduction`` value Keras accepts.
@@ -126,6 +132,34 @@ class _Float64:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(b == 0, 0.0, a / np.where(b == 0, 1.0, b))
 
+    def divide(self, a, b):
+        """IEEE ``a / b`` (0/0 is NaN, x/0 is ±inf)."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            return np.asarray(np.asarray(a, dtype=np.float64) / np.asarray(b, dtype=np.float64))
+
+    def multiply(self, a, b):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.asarray(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64))
+
+    def total(self, x, w=None):
+        """``Σ x`` (``Σ w·x`` with a weight broadcast against `x`) over every element,
+        compensated: as accurate as a sum in twice the precision (:func:`numerics.sum2`,
+        :func:`numerics.dot2` with exact products)."""
+        x = np.asarray(x, dtype=np.float64)
+        if w is None:
+            return np.asarray(sum2(x.reshape(-1), 0))
+        x, w = np.broadcast_arrays(x, np.asarray(w, dtype=np.float64))
+        return np.asarray(dot2(w.reshape(-1), x.reshape(-1), 0))
+
+    def mean_of_total(self, x, w, n):
+        """``total(x, w) / n``; a total that overflows although its terms and the quotient
+        are finite is formed again scaled down (``n`` is a count or a weight sum >= 1)."""
+        s = self.total(x, w)
+        q = self.divide(s, n)
+        if np.isinf(s) and np.all(np.isfinite(x)) and (w is None or np.all(np.isfinite(w))):
+            q = self.divide(self.total(np.asarray(x, dtype=np.float64) * _SCALE, w), n) / _SCALE
+        return np.asarray(q)
+
 
 class _Exact:
     """Oracle arithmetic: mpmath object arrays at the current working precision."""
@@ -144,6 +178,19 @@ class _Exact:
         a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
         zero = np.asarray(b == 0, dtype=bool)
         return xops.where(zero, 0, xops.div(a, np.where(zero, 1, b)))
+
+    def divide(self, a, b):
+        return xops.div(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+
+    def multiply(self, a, b):
+        return np.asarray(self.asarray(a) * self.asarray(b), dtype=object)
+
+    def total(self, x, w=None):
+        x = self.asarray(x)
+        return xops.fsum(x if w is None else self.multiply(x, w))
+
+    def mean_of_total(self, x, w, n):
+        return self.divide(self.total(x, w), n)
 
 
 FLOAT64 = _Float64()
@@ -194,6 +241,81 @@ def reduce_weighted_values(values, reduction="sum_over_batch_size", sample_weigh
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         return ar.divide_no_nan(ar.sum_all(values), ar.sum_all(sample_weight))
     return ar.mean_all(values, int(np.prod(values.shape)))
+
+
+# --- PyTorch stage 3 --------------------------------------------------------------------------------
+
+#: The ``reduction`` strings PyTorch's loss functions accept.
+TORCH_REDUCTIONS = ("none", "mean", "sum")
+#: The rules :func:`reduce_torch` applies: the strings above and the variants of ``'mean'``
+#: some functions use instead of the element count.
+TORCH_RULES = TORCH_REDUCTIONS + ("weighted_mean", "batchmean")
+
+
+def torch_reduction(reduction="mean", size_average=None, reduce=None, *, extra=(),
+                    aliases: bool = True) -> str:
+    """The reduction a PyTorch loss function applies, from its arguments.
+
+    The legacy ``size_average``/``reduce`` decide when either is given, as
+    ``torch.nn._reduction.legacy_get_string`` maps them (None counts as True; both true
+    gives ``'mean'``, ``reduce`` alone ``'sum'``, else ``'none'``); no deprecation
+    warning is emitted. Otherwise `reduction` must be one of :data:`TORCH_REDUCTIONS` or
+    `extra` (``'batchmean'`` of ``kl_div``); `aliases` admits ``'elementwise_mean'``,
+    the old name of ``'mean'`` that torch still maps where it converts the string itself.
+
+    Raises
+    ------
+    ValueError
+        ``"<reduction> is not a valid value for reduction"``, as torch says it.
+    """
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        return "mean" if size_average and reduce else "sum" if reduce else "none"
+    if aliases and isinstance(reduction, str) and reduction == "elementwise_mean":
+        return "mean"
+    if not isinstance(reduction, str) or reduction not in TORCH_REDUCTIONS + tuple(extra):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def reduce_torch(values, reduction="mean", weight=None, arith=FLOAT64, *, batch_size=None):
+    """PyTorch's stage 3 in the given arithmetic.
+
+    Parameters
+    ----------
+    values : array
+        Elementwise losses (stage 1; torch has no per-sample stage).
+    reduction : {"none", "sum", "mean", "weighted_mean", "batchmean"}
+        ``'mean'`` divides ``Σ w·ℓ`` by the element count of ``w·ℓ`` (NaN when empty),
+        ``'weighted_mean'`` by ``Σ w`` (``l1_loss``/``mse_loss`` with a weight) and
+        ``'batchmean'`` by `batch_size` (``kl_div``: ``input.size(0)``; a 0-d input is not
+        divided). ``'none'`` returns ``w·ℓ``.
+    weight : array, optional
+        Multiplies the values (broadcast against them).
+    arith : FLOAT64 or EXACT
+        The reference arithmetic (compensated float64 sums: within about one rounding of
+        the exact sum) or the oracle's (exact sums).
+    batch_size : int, optional
+        Divisor of ``'batchmean'``; default the first dimension of `values`.
+    """
+    ar = arith
+    values = ar.asarray(values)
+    w = None if weight is None else ar.asarray(weight)
+    if reduction == "none":
+        return values if w is None else ar.multiply(values, w)
+    if reduction == "sum":
+        return ar.total(values, w)
+    if reduction == "mean":
+        shape = values.shape if w is None else np.broadcast_shapes(values.shape, w.shape)
+        return ar.mean_of_total(values, w, int(np.prod(shape)))
+    if reduction == "weighted_mean":
+        return ar.divide(ar.total(values, w), ar.total(w))
+    if reduction == "batchmean":
+        if batch_size is None:
+            batch_size = values.shape[0] if values.ndim else 1
+        return ar.mean_of_total(values, w, batch_size)
+    raise ValueError(f"reduction {reduction!r} is not one of {TORCH_RULES}")
 
 
 def _result_format(values) -> formats.Format:

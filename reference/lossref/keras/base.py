@@ -12,21 +12,21 @@ Keras semantics modelled here (spec/pipeline.md states each with its source):
 
 from __future__ import annotations
 
-import functools
-import inspect
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from .. import formats
+from ..dialect import DialectFunction, Prepared, as_array, is_float
+from ..dialect import convert as _to_format
 from ..formats import Format
 from ..oracle import Exact, start_precision, to_exact
 from ..reduction import (EXACT, FLOAT64, reduce_weighted_values, squeeze_or_expand_to_same_rank,
                          standardize_reduction)
-from ..registry import LossDef, get, is_real
+
+__all__ = ["EPSILON", "FLOATX", "weak", "clip_bounds", "convert", "Prepared", "standard_inputs",
+           "KerasFunction", "keras_function", "Loss", "LossFunctionWrapper"]
 
 #: ``keras.config.epsilon()`` default.
 EPSILON = 1e-7
@@ -55,38 +55,11 @@ def convert(x: Any, name: str, fmt: Optional[Format] = None):
     with one rounding to nearest-even (:func:`lossref.formats.as_format`).
     Raises ``TypeError`` naming `name` for strings, objects and complex numbers.
     """
-    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
-        try:
-            arr = np.asarray(x)
-        except ValueError as e:  # ragged nested lists
-            raise ValueError(f"{name} is not a rectangular array: {e}") from None
-    else:
-        arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
-        raise TypeError(f"{name} must be numeric (bool, int or float); got dtype {arr.dtype}")
+    arr = as_array(x, name)
     if fmt is None:
-        is_float = arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"
         from_list = not isinstance(x, np.ndarray) and not isinstance(x, np.generic)
-        fmt = formats.get_format(arr.dtype) if is_float and not from_list else FLOATX
-    return formats.as_format(arr, fmt), fmt
-
-
-@dataclass
-class Prepared:
-    """Inputs of one loss evaluation after the dialect's conversions.
-
-    `y_true`/`y_pred` hold values of `fmt`, in its dtype as :func:`convert` returns them
-    (float64 for class labels), possibly as broadcast views: the catalogue widens them a
-    block at a time, so no full-size float64 copy is made. `params` are the
-    LossDef parameters (constants already rounded the Keras way); `mask` marks the
-    per-sample entries that count (``_keras_mask`` set by the function), or None.
-    """
-
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    fmt: Format
-    params: Dict[str, Any] = field(default_factory=dict)
-    mask: Optional[np.ndarray] = None
+        fmt = formats.get_format(arr.dtype) if is_float(arr.dtype) and not from_list else FLOATX
+    return _to_format(arr, fmt), fmt
 
 
 def standard_inputs(y_true, y_pred, *, broadcast: bool = True, rank_fix: bool = True, name: str = ""):
@@ -109,50 +82,18 @@ def standard_inputs(y_true, y_pred, *, broadcast: bool = True, rank_fix: bool = 
     return t, p, fmt
 
 
-class KerasFunction:
+class KerasFunction(DialectFunction):
     """A Keras loss function: ``f(y_true, y_pred, **kw)`` and ``f.exact(...)``.
 
     Built from a *preparer* with the Keras signature that returns :class:`Prepared`, and
-    the catalogue loss that computes the values.
+    the catalogue loss whose per-sample values (stages 1 and 2) it returns.
     """
 
-    def __init__(self, prepare: Callable[..., Prepared], loss: str,
-                 arrays: Tuple[str, ...] = ()) -> None:
-        functools.update_wrapper(self, prepare)
-        self._prepare = prepare
-        self._loss_name = loss
-        self._array_params = frozenset(arrays)
-        self.__signature__ = inspect.signature(prepare)
-        # the exact twin carries the function's own signature (help(), inspect, IDEs)
-        exact = functools.partial(KerasFunction._exact, self)
-        functools.update_wrapper(exact, KerasFunction._exact)
-        exact.__signature__ = self.__signature__
-        exact.__doc__ = f"Exact twin of {prepare.__name__}: same signature, returns lossref.Exact."
-        self.exact = exact
-
-    @property
-    def loss(self) -> LossDef:
-        return get(self._loss_name)
-
-    def _check_numbers(self, kwargs) -> None:
-        """A parameter whose default is a float takes a real number, and a sequence of them
-        only where the Keras docs say so (`arrays`, e.g. focal CE's per-class alpha): a
-        clear error naming it, instead of a failed conversion deep inside."""
-        for name, value in kwargs.items():
-            p = self.__signature__.parameters.get(name)
-            if p is None or not isinstance(p.default, float) or is_real(value):
-                continue
-            if name in self._array_params:
-                if isinstance(value, (list, tuple, np.ndarray)) and \
-                        all(is_real(v) for v in np.ravel(np.asarray(value, dtype=object))):
-                    continue
-                raise TypeError(f"{self.__name__}: {name} must be a real number or a sequence of "
-                                f"them; got {value!r}")
-            raise TypeError(f"{self.__name__}: {name} must be a real number (a scalar); got {value!r}")
+    namespace = "lossref.keras.losses"
+    dialect = "keras"
 
     def prepare(self, y_true, y_pred, **kwargs) -> Prepared:
-        self._check_numbers(kwargs)
-        pr = self._prepare(y_true, y_pred, **kwargs)
+        pr = super().prepare(y_true, y_pred, **kwargs)
         pr.params = self.loss.bind(pr.params)
         if self.loss.check_inputs is not None:  # domain checks of structured losses
             self.loss.check_inputs(self.loss.name, pr.y_true, pr.y_pred)
@@ -163,69 +104,8 @@ class KerasFunction:
     def values64(self, pr: Prepared) -> np.ndarray:
         return self.loss.per_sample64(pr.y_true, pr.y_pred, pr.params)
 
-    def values_exact(self, pr: Prepared) -> Callable[[], np.ndarray]:
-        """The per-sample oracle at the current working precision, as a closure.
-
-        Evaluations are shared through a small cache keyed by the exact inputs, the
-        parameters and the precision: the function's twin and each reduction's twin of one
-        case (as golden vectors and ``lossref diff`` evaluate them) then run the oracle
-        once per precision instead of once per twin.
-        """
-        t, p = to_exact(pr.y_true), to_exact(pr.y_pred)
-        key = (self._loss_name, np.asarray(pr.y_true, np.float64).tobytes(), np.shape(pr.y_true),
-               np.asarray(pr.y_pred, np.float64).tobytes(), np.shape(pr.y_pred), _params_key(pr.params))
-
-        def evaluate():
-            k = key + (mpmath.mp.prec,)
-            hit = _ORACLE_CACHE.get(k)
-            if hit is None:
-                hit = self.loss.per_sample_exact_values(t, p, pr.params)
-                if len(_ORACLE_CACHE) >= _ORACLE_CACHE_SIZE:
-                    _ORACLE_CACHE.pop(next(iter(_ORACLE_CACHE)))
-                _ORACLE_CACHE[k] = hit
-            return np.array(hit, dtype=object, copy=True) if isinstance(hit, np.ndarray) else hit
-
-        return evaluate
-
-    def _keywords(self, args, kwargs) -> dict:
-        """Parameters given by position (Keras allows ``f(y_true, y_pred, 0.5)``) as keywords."""
-        names = list(self.__signature__.parameters)[2:]
-        if len(args) > len(names):
-            raise TypeError(f"{self.__name__}() takes at most {len(names) + 2} positional "
-                            f"arguments ({len(args) + 2} given)")
-        twice = set(names[:len(args)]) & set(kwargs)
-        if twice:
-            raise TypeError(f"{self.__name__}() got multiple values for {sorted(twice)}")
-        return {**dict(zip(names, args)), **kwargs}
-
-    def __call__(self, y_true, y_pred, *args, **kwargs) -> np.ndarray:
-        pr = self.prepare(y_true, y_pred, **self._keywords(args, kwargs))
-        return np.asarray(formats.to_format_array(self.values64(pr), pr.fmt))
-
-    def _exact(self, y_true, y_pred, *args, **kwargs) -> Exact:
-        """The exact twin: same signature, returns :class:`lossref.Exact`."""
-        pr = self.prepare(y_true, y_pred, **self._keywords(args, kwargs))
-        return Exact(self.values_exact(pr), start_prec=start_precision(pr.y_true, pr.y_pred),
-                     dtype=pr.fmt, label=f"keras.{self.__name__}")
-
-    def __repr__(self) -> str:
-        return f"<lossref.keras.losses.{self.__name__}>"
-
-
-def _params_key(value: Any) -> Any:
-    """A hashable key that tells any two parameter values apart: arrays by dtype, shape and
-    bytes (their ``repr`` elides the middle of a large array, so it cannot serve)."""
-    if isinstance(value, dict):
-        return tuple((k, _params_key(v)) for k, v in sorted(value.items()))
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__,) + tuple(_params_key(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
-    return (type(value).__name__, repr(value))
-
-
-_ORACLE_CACHE: Dict[tuple, Any] = {}  # oldest entry evicted first
-_ORACLE_CACHE_SIZE = 64
+    def oracle(self, pr: Prepared) -> np.ndarray:
+        return self.loss.per_sample_exact_values(to_exact(pr.y_true), to_exact(pr.y_pred), pr.params)
 
 
 def keras_function(loss: str, arrays: Tuple[str, ...] = ()) -> Callable[[Callable[..., Prepared]], KerasFunction]:

@@ -8,6 +8,10 @@ With the smoothed label ``y' = s y + h`` (``s = 1 - ls``, ``h = ls / 2``):
 
 mean over the last axis. A zero weight times an infinite log is 0 (``0 log 0 = 0``).
 
+PyTorch's forms sit beside it: probabilities with each log clamped below at -100 instead
+of a clip (:func:`log_clamped_reference`), and logits with a weight on the positive term
+(:func:`pos_weighted_reference`).
+
 The helpers below (label smoothing, clip bounds, the two "surprisals" ``-log pc`` and
 ``-log(1 - pc)``) are shared with the focal loss, which is built on the same terms.
 """
@@ -199,6 +203,39 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_smoo
     y = exact_smoothed(y_true, label_smoothing)
     a, b = exact_surprisals(y_pred, from_logits, None if from_logits else epsilon)
     return x.xmul(y, a) + x.xmul(1 - y, b)
+
+
+# --- PyTorch's forms ---------------------------------------------------------------------------------
+
+
+def log_clamped_reference(y_true: np.ndarray, y_pred: np.ndarray, log_floor: float = -100.0) -> np.ndarray:
+    """``-(y max(log p, f) + (1 - y) max(log(1 - p), f))`` in float64, ``f = log_floor``
+    (PyTorch's ``binary_cross_entropy``: ``f = -100``, so every term is finite)."""
+    a, b = surprisals(y_pred, False, None)
+    return cross_entropy(y_true, 1.0 - y_true, np.minimum(a, -log_floor), np.minimum(b, -log_floor))
+
+
+def log_clamped_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_floor: float = -100.0) -> np.ndarray:
+    """The definition on exact values."""
+    a, b = exact_surprisals(y_pred, False, None)
+    cap = -mpmath.mpf(log_floor)
+    return x.xmul(y_true, x.minimum(a, cap)) + x.xmul(1 - y_true, x.minimum(b, cap))
+
+
+def pos_weighted_reference(y_true: np.ndarray, y_pred: np.ndarray, pos_weight=None) -> np.ndarray:
+    """``w_p y softplus(-z) + (1 - y) softplus(z)`` in float64: ``-(w_p y log sigmoid(z) +
+    (1 - y) log sigmoid(-z))`` for logits z (PyTorch's ``binary_cross_entropy_with_logits``;
+    `pos_weight` None is 1, broadcast against y)."""
+    a, b = surprisals(y_pred, True, None)
+    y1 = y_true if pos_weight is None else pos_weight * y_true
+    return cross_entropy(y1, 1.0 - y_true, a, b)
+
+
+def pos_weighted_oracle(y_true: np.ndarray, y_pred: np.ndarray, pos_weight=None) -> np.ndarray:
+    """The definition on exact values (`pos_weight` exact too)."""
+    a, b = exact_surprisals(y_pred, True, None)
+    y1 = y_true if pos_weight is None else pos_weight * y_true
+    return x.xmul(y1, a) + x.xmul(1 - y_true, b)
 
 
 LOSS = register(LossDef(

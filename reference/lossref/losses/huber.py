@@ -2,10 +2,14 @@
 
 With ``e = p - y``: ``e^2 / 2`` where ``|e| <= delta``, else ``delta |e| - delta^2 / 2``;
 mean over the last axis.
+
+PyTorch's smooth L1 loss is the same function scaled, ``huber_beta / beta``
+(:func:`smooth_l1_reference`, :func:`smooth_l1_oracle`).
 """
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 
 from ..numerics import abs_diff
@@ -31,6 +35,31 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, delta: float) -> np.ndarray:
     e = y_pred - y_true
     a = np.abs(e)
     return x.where(a <= delta, e * e / 2, delta * a - x.div(delta * delta, 2))
+
+
+def smooth_l1_reference(y_true: np.ndarray, y_pred: np.ndarray, beta: float) -> np.ndarray:
+    """PyTorch's smooth L1 elementwise in float64: ``e^2 / (2 beta)`` where ``|e| < beta``,
+    else ``|e| - beta/2`` (``huber_beta / beta``); ``beta = 0`` gives ``|e|``."""
+    a, half, over = abs_diff(y_pred, y_true)
+    if beta == 0:
+        return a
+    m = np.minimum(a, beta)
+    # (m / beta)(|e| - m/2): inside, (|e|/beta)(|e|/2) never squares |e| (no underflow of
+    # e^2 for tiny beta); outside, m / beta = 1 and |e| - beta/2 is rounded once
+    out = (m / beta) * (a - 0.5 * m)
+    if over is None:
+        return out
+    # |e| overflowed: |e| - beta/2 may still be finite for beta near the maximum
+    return np.where(over, 2.0 * (half - 0.25 * beta), out)
+
+
+def smooth_l1_oracle(y_true: np.ndarray, y_pred: np.ndarray, beta: float) -> np.ndarray:
+    """The literal definition on exact values."""
+    a = np.abs(y_pred - y_true)
+    if beta == 0:
+        return a
+    b = mpmath.mpf(beta)
+    return x.where(a < b, x.div(a * a, 2 * b), a - b / 2)
 
 
 LOSS = register(LossDef(

@@ -3,6 +3,9 @@
 ``sum(y log(y / p))`` over the last axis after clipping BOTH arguments to
 ``[epsilon, 1]``; ``epsilon=None`` drops the clip. A zero ``y`` contributes 0 for every
 non-NaN ``p``, 0 included (``0 log(0 / p) = 0``).
+
+PyTorch's ``kl_div`` takes the prediction as log-probabilities and no clip
+(:func:`log_space_reference`, :func:`log_space_oracle`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,28 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
         y_pred = x.minimum(x.maximum(y_pred, e), 1)
     zero = (y_true == 0) & ~x.isnan(y_pred)
     return x.where(zero, 0, y_true * x.log(x.div(y_true, y_pred)))
+
+
+def log_space_reference(y_true: np.ndarray, y_pred: np.ndarray, log_target: bool = False) -> np.ndarray:
+    """``y (log y - l)`` in float64 for ``l = y_pred = log q`` (PyTorch's ``kl_div``), or
+    ``e^t (t - l)`` for a log target ``t = y_true`` (``log_target=True``).
+
+    A zero target gives ``0 - 0·l`` (xlogy: 0 for finite l, NaN for infinite or NaN l).
+    The difference ``log y - l`` is not compensated: near ``l = log y`` the error is
+    ``u·y·(|log y| + |l|)`` (spec/losses/kl_divergence.md).
+    """
+    with np.errstate(all="ignore"):
+        if log_target:
+            return np.exp(y_true) * (y_true - y_pred)
+        out = y_true * (np.log(y_true) - y_pred)
+        return np.where(y_true == 0, 0.0 - y_true * y_pred, out)
+
+
+def log_space_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_target: bool = False) -> np.ndarray:
+    """The literal definition on exact values."""
+    if log_target:
+        return x.exp(y_true) * (y_true - y_pred)
+    return x.where(y_true == 0, 0 - y_true * y_pred, y_true * (x.log(y_true) - y_pred))
 
 
 LOSS = register(LossDef(

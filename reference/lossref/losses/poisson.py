@@ -3,6 +3,9 @@
 ``p - y log(p + epsilon)``, mean over the last axis; ``epsilon=None`` (or 0) gives the
 Poisson negative log-likelihood up to ``log y!``. A zero ``y`` contributes ``p`` for every
 non-NaN log (``0 log 0 = 0``).
+
+PyTorch's ``poisson_nll_loss`` adds the log-rate form ``exp(l) - y l`` and the Stirling
+term of ``log y!`` (:func:`nll_reference`, :func:`nll_oracle`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,37 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
     """The literal definition on exact values."""
     e = 0 if epsilon is None else mpmath.mpf(float(epsilon))
     return y_pred - x.xmul(y_true, x.log(y_pred + e))
+
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def stirling_reference(y: np.ndarray) -> np.ndarray:
+    """``y log y - y + log(2 pi y) / 2`` (Stirling's ``log y!``) where ``y > 1``, else 0."""
+    with np.errstate(all="ignore"):
+        ly = np.log(y)
+        # log(2 pi) + log y: 2 pi y would overflow for y near the maximum
+        return np.where(y > 1, (y * ly - y) + 0.5 * (_LOG_2PI + ly), 0.0)
+
+
+def nll_reference(y_true: np.ndarray, y_pred: np.ndarray, log_input: bool = True, full: bool = False,
+                  epsilon: float = 1e-8) -> np.ndarray:
+    """PyTorch's Poisson negative log-likelihood in float64: ``exp(l) - y l`` for a log-rate
+    ``l`` (`log_input`), else ``p - y log(p + epsilon)``; `full` adds
+    :func:`stirling_reference`. ``0 l`` is 0 for infinite ``l`` (``0 log 0 = 0``)."""
+    with np.errstate(all="ignore"):
+        out = np.exp(y_pred) - xmul(y_true, y_pred) if log_input else reference(y_true, y_pred, epsilon)
+        return out + stirling_reference(y_true) if full else out
+
+
+def nll_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_input: bool = True, full: bool = False,
+               epsilon: float = 1e-8) -> np.ndarray:
+    """The literal definition on exact values."""
+    out = x.exp(y_pred) - x.xmul(y_true, y_pred) if log_input else oracle(y_true, y_pred, epsilon)
+    if not full:
+        return out
+    y = y_true
+    return out + x.where(y > 1, y * x.log(y) - y + x.log(2 * mpmath.pi * y) / 2, 0)
 
 
 LOSS = register(LossDef(

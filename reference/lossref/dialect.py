@@ -1,0 +1,257 @@
+"""What every dialect needs, once: the function object with its exact twin, input
+conversion, parameter checks and the oracle cache.
+
+A dialect package (``lossref.keras``, ``lossref.torch``) holds only its framework's
+conventions: how arguments are converted and checked (a *preparer* with the framework's
+signature that returns :class:`Prepared`), which catalogue values it evaluates, and its
+stage 3. :class:`DialectFunction` turns a preparer into a callable ``f(...)`` that
+returns a NumPy array and ``f.exact(...)``, the same signature returning
+:class:`lossref.Exact`; the two run one rule set (``finish``) in two arithmetics.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import mpmath
+import numpy as np
+
+from . import formats
+from .formats import Format
+from .oracle import Exact, start_precision, to_exact
+from .reduction import EXACT, FLOAT64
+from .registry import LossDef, get, is_real
+
+__all__ = ["Prepared", "DialectFunction", "as_array", "is_float", "convert", "check_bool",
+           "params_key", "exact_params"]
+
+
+# --- input conversion ---------------------------------------------------------------------------
+
+
+def is_float(dtype: np.dtype) -> bool:
+    """Whether `dtype` is a binary float type (bfloat16 included)."""
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
+def as_array(x: Any, name: str) -> np.ndarray:
+    """`x` as a NumPy array of numbers (an array comes back as it is, without a copy).
+
+    Raises ``TypeError`` naming `name` for strings, objects and complex numbers, and
+    ``ValueError`` for ragged nested lists.
+    """
+    try:
+        arr = np.asarray(x)
+    except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{name} is not a rectangular array: {e}") from None
+    if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
+        raise TypeError(f"{name} must be numeric (bool, int or float); got dtype {arr.dtype}")
+    return arr
+
+
+def convert(arr: np.ndarray, fmt: Format) -> np.ndarray:
+    """`arr` in `fmt`'s dtype: no copy when it already is, else one rounding to nearest-even
+    (:func:`lossref.formats.as_format`)."""
+    return formats.as_format(arr, fmt)
+
+
+def check_bool(fn: str, name: str, value: Any) -> bool:
+    """`value` if it is a Python or NumPy bool, else a ``TypeError`` naming it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+# --- one evaluation -----------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Inputs of one loss evaluation after the dialect's conversions.
+
+    `y_true`/`y_pred` hold the values the catalogue reads (PyTorch: target and input),
+    possibly as broadcast views: the catalogue widens them a block at a time, so no
+    full-size float64 copy is made. `fmt` is the result's format. `params` are the
+    catalogue function's parameters; `mask` marks the per-sample entries that count
+    (Keras's ``_keras_mask``), or None. `stage3` holds what the dialect's own stage 3
+    needs (reduction, weights); its arrays take part in the oracle's start precision.
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    fmt: Format
+    params: Dict[str, Any] = field(default_factory=dict)
+    mask: Optional[np.ndarray] = None
+    stage3: Dict[str, Any] = field(default_factory=dict)
+
+
+def params_key(value: Any) -> Any:
+    """A hashable key that tells any two parameter values apart: arrays by dtype, shape and
+    bytes (their ``repr`` elides the middle of a large array, so it cannot serve)."""
+    if isinstance(value, dict):
+        return tuple((k, params_key(v)) for k, v in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(params_key(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    return (type(value).__name__, repr(value))
+
+
+# Evaluations of the oracle shared between twins: a function's twin and each reduction's
+# twin of one case (as golden vectors and ``lossref diff`` evaluate them) run the oracle once
+# per precision instead of once per twin. Oldest entry evicted first.
+_ORACLE_CACHE: Dict[tuple, Any] = {}
+_ORACLE_CACHE_SIZE = 64
+
+
+def _cached(key: tuple, compute: Callable[[], Any]) -> Callable[[], Any]:
+    """``compute`` behind the cache, keyed by `key` and the working precision."""
+
+    def evaluate():
+        k = key + (mpmath.mp.prec,)
+        hit = _ORACLE_CACHE.get(k)
+        if hit is None:
+            hit = compute()
+            if len(_ORACLE_CACHE) >= _ORACLE_CACHE_SIZE:
+                _ORACLE_CACHE.pop(next(iter(_ORACLE_CACHE)))
+            _ORACLE_CACHE[k] = hit
+        # a copy: callers (stage 3) may not change the cached array
+        return np.array(hit, dtype=object, copy=True) if isinstance(hit, np.ndarray) else hit
+
+    return evaluate
+
+
+def _exact_bytes(a: np.ndarray) -> tuple:
+    return np.asarray(a, np.float64).tobytes(), np.shape(a)
+
+
+class DialectFunction:
+    """A framework's loss function: ``f(y_true_or_input, ..., **kw)`` and ``f.exact(...)``.
+
+    Built from a *preparer* with the framework's signature that returns :class:`Prepared`,
+    and the catalogue loss it evaluates. Subclasses say how a :class:`Prepared` is
+    checked (:meth:`prepare`), evaluated (:meth:`values64`, :meth:`oracle`) and finished
+    (:meth:`finish`, the stage 3 written once for both arithmetics).
+
+    Parameters
+    ----------
+    prepare : callable
+        The preparer; its name, docstring and signature become the function's.
+    loss : str
+        Catalogue name of the loss.
+    arrays : tuple of str
+        Float parameters that may also be sequences (all other float-default parameters
+        take a real scalar).
+    """
+
+    #: where the dialect's functions live, for ``repr``
+    namespace = "lossref"
+    #: prefix of the exact twins' labels
+    dialect = ""
+
+    def __init__(self, prepare: Callable[..., Prepared], loss: str,
+                 arrays: Tuple[str, ...] = ()) -> None:
+        functools.update_wrapper(self, prepare)
+        self._prepare = prepare
+        self._loss_name = loss
+        self._array_params = frozenset(arrays)
+        self.__signature__ = inspect.signature(prepare)
+        # the exact twin carries the function's own signature (help(), inspect, IDEs)
+        exact = functools.partial(type(self)._exact, self)
+        functools.update_wrapper(exact, type(self)._exact)
+        exact.__signature__ = self.__signature__
+        exact.__doc__ = f"Exact twin of {prepare.__name__}: same signature, returns lossref.Exact."
+        self.exact = exact
+
+    @property
+    def loss(self) -> LossDef:
+        return get(self._loss_name)
+
+    # -- arguments ------------------------------------------------------------------------------
+    def _check_numbers(self, kwargs) -> None:
+        """A parameter whose default is a float takes a real number, and a sequence of them
+        only where the framework documents one (`arrays`): a clear error naming it, instead
+        of a failed conversion deep inside."""
+        for name, value in kwargs.items():
+            p = self.__signature__.parameters.get(name)
+            if p is None or not isinstance(p.default, float) or is_real(value):
+                continue
+            if name in self._array_params:
+                if isinstance(value, (list, tuple, np.ndarray)) and \
+                        all(is_real(v) for v in np.ravel(np.asarray(value, dtype=object))):
+                    continue
+                raise TypeError(f"{self.__name__}: {name} must be a real number or a sequence of "
+                                f"them; got {value!r}")
+            raise TypeError(f"{self.__name__}: {name} must be a real number (a scalar); got {value!r}")
+
+    def _arguments(self, args, kwargs) -> tuple:
+        """``(a, b, keywords)``: the two inputs and the parameters, each given by position
+        or by name as the signature allows (``f(a, b, 0.5)``, ``f(input=a, target=b)``)."""
+        names = list(self.__signature__.parameters)
+        if len(args) > len(names):
+            raise TypeError(f"{self.__name__}() takes at most {len(names)} positional "
+                            f"arguments ({len(args)} given)")
+        twice = set(names[:len(args)]) & set(kwargs)
+        if twice:
+            raise TypeError(f"{self.__name__}() got multiple values for {sorted(twice)}")
+        given = {**dict(zip(names, args)), **kwargs}
+        missing = [n for n in names[:2] if n not in given]
+        if missing:
+            raise TypeError(f"{self.__name__}() missing required argument(s) {missing}")
+        return given.pop(names[0]), given.pop(names[1]), given
+
+    def prepare(self, a, b, **kwargs) -> Prepared:
+        """The :class:`Prepared` of one call (parameters checked)."""
+        self._check_numbers(kwargs)
+        return self._prepare(a, b, **kwargs)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def values64(self, pr: Prepared) -> np.ndarray:
+        """The catalogue's values in float64, before :meth:`finish`."""
+        raise NotImplementedError
+
+    def oracle(self, pr: Prepared) -> Any:
+        """The catalogue's exact values at the current working precision (uncached)."""
+        raise NotImplementedError
+
+    def finish(self, pr: Prepared, values, arith):
+        """The dialect's last stage in `arith` (:data:`~lossref.reduction.FLOAT64` or
+        :data:`~lossref.reduction.EXACT`); the values as they are by default."""
+        return values
+
+    def values_exact(self, pr: Prepared) -> Callable[[], Any]:
+        """:meth:`oracle` as a closure behind the cache, keyed by the exact inputs, the
+        parameters and the precision."""
+        key = (self.dialect, self.__name__, self._loss_name, *_exact_bytes(pr.y_true),
+               *_exact_bytes(pr.y_pred), params_key(pr.params))
+        return _cached(key, lambda: self.oracle(pr))
+
+    def start_precision(self, pr: Prepared) -> int:
+        """First working precision of the Ziv loop for this evaluation."""
+        extra = [v for v in pr.stage3.values() if isinstance(v, np.ndarray)]
+        return start_precision(pr.y_true, pr.y_pred, *extra)
+
+    def __call__(self, *args, **kwargs) -> np.ndarray:
+        a, b, kw = self._arguments(args, kwargs)
+        pr = self.prepare(a, b, **kw)
+        out = self.finish(pr, self.values64(pr), FLOAT64)
+        return np.asarray(formats.to_format_array(out, pr.fmt))
+
+    def _exact(self, *args, **kwargs) -> Exact:
+        """The exact twin: same signature, returns :class:`lossref.Exact`."""
+        a, b, kw = self._arguments(args, kwargs)
+        pr = self.prepare(a, b, **kw)
+        values = self.values_exact(pr)
+        return Exact(lambda: self.finish(pr, values(), EXACT), start_prec=self.start_precision(pr),
+                     dtype=pr.fmt, label=f"{self.dialect}.{self.__name__}")
+
+    def __repr__(self) -> str:
+        return f"<{self.namespace}.{self.__name__}>"
+
+
+def exact_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    """`params` with every float array taken exactly (object arrays of mpmath numbers)."""
+    return {k: to_exact(v) if isinstance(v, np.ndarray) else v for k, v in params.items()}

@@ -1,0 +1,227 @@
+"""Mirror of the loss functions of ``torch.nn.functional`` (PyTorch 2.13): same names,
+signatures, defaults, dtype rules and errors; NumPy arrays in and out.
+
+Every function has an ``.exact`` twin with the same signature that returns a
+:class:`lossref.Exact`. Each preparer below states what torch does with its arguments;
+the elementwise values are the catalogue's (``lossref.losses``), the reduction is
+:func:`lossref.reduction.reduce_torch`.
+
+>>> import numpy as np
+>>> from lossref.torch.nn import functional as F
+>>> F.mse_loss(np.array([1., 2., 4.], np.float32), np.array([0., 0., 0.], np.float32))
+array(7., dtype=float32)
+>>> F.binary_cross_entropy(np.array([0., 0.5]), np.array([1., 1.]), reduction="none")
+array([100.        ,   0.69314718])
+"""
+
+from __future__ import annotations
+
+import warnings
+import numpy as np
+
+from ...dialect import check_bool, is_float
+from ...losses import binary_crossentropy as _bce
+from ...losses import huber as _huber
+from ...losses import kl_divergence as _kl
+from ...losses import mean_absolute_error as _mae
+from ...losses import mean_squared_error as _mse
+from ...losses import poisson as _poisson
+from ...reduction import torch_reduction
+from .._base import (Prepared, TorchDtypeError, TorchRuntimeError, as_tensor, broadcast, expands_to,
+                     float_format, result_format, result_type, torch_function)
+
+__all__ = ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss"]
+
+
+# --- shared input handling ------------------------------------------------------------------------
+
+
+def _pointwise(fn: str, input, target, reduction: str, weight, *, params=None, keep_input_dtype=False,
+               weight_divides=True) -> Prepared:
+    """l1, mse, smooth L1, Huber: broadcast with a warning, torch's result dtype, and the
+    optional `weight` of the input's size (``'mean'`` divides by its sum where
+    `weight_divides`, else by the element count)."""
+    i, t = as_tensor(input, "input"), as_tensor(target, "target")
+    ib, tb = broadcast(fn, i, t, warn=True)
+    if keep_input_dtype:  # huber_loss computes in the input's dtype
+        fmt = float_format(fn, i, "input")
+    else:
+        fmt = result_format(fn, (i.dtype, ib.ndim), (t.dtype, ib.ndim))
+    stage3 = {"reduction": torch_reduction(reduction)}
+    if weight is not None:
+        w = as_tensor(weight, "weight")
+        if w.shape != i.shape:
+            raise ValueError(f"{fn}: weights and input must have the same size; got weight "
+                             f"{w.shape} and input {i.shape}")
+        red = torch_reduction(reduction, aliases=False)
+        fmt = result_format(fn, (fmt.dtype, ib.ndim), (w.dtype, w.ndim))
+        stage3 = {"reduction": "weighted_mean" if red == "mean" and weight_divides else red, "weight": w}
+    return Prepared(tb, ib, fmt, params or {}, stage3=stage3)
+
+
+def _legacy(size_average, reduce, reduction):
+    return torch_reduction(reduction, size_average, reduce) if size_average is not None \
+        or reduce is not None else reduction
+
+
+# --- regression -----------------------------------------------------------------------------------
+
+
+@torch_function("mean_absolute_error", _mae.reference, _mae.oracle)
+def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
+            weight=None):
+    """``|input - target|``, reduced; with `weight` (the input's shape) ``'mean'`` is
+    ``Σ w|d| / Σ w``."""
+    return _pointwise("l1_loss", input, target, _legacy(size_average, reduce, reduction), weight)
+
+
+@torch_function("mean_squared_error", _mse.reference, _mse.oracle)
+def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
+             weight=None):
+    """``(input - target)^2``, reduced; with `weight` ``'mean'`` is ``Σ w d^2 / Σ w``."""
+    return _pointwise("mse_loss", input, target, _legacy(size_average, reduce, reduction), weight)
+
+
+@torch_function("huber", _huber.reference, _huber.oracle)
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
+    """``d^2/2`` where ``|d| < delta``, else ``delta (|d| - delta/2)``, in the input's dtype;
+    with `weight` ``'mean'`` is ``mean(w ℓ)`` (the element count, not ``Σ w``)."""
+    if delta <= 0:
+        raise TorchRuntimeError("huber_loss does not support non-positive values for delta.")
+    return _pointwise("huber_loss", input, target, reduction, weight, params={"delta": float(delta)},
+                      keep_input_dtype=True, weight_divides=False)
+
+
+@torch_function("huber", _huber.smooth_l1_reference, _huber.smooth_l1_oracle)
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0):
+    """``d^2 / (2 beta)`` where ``|d| < beta``, else ``|d| - beta/2`` (``beta = 0``: ``|d|``)."""
+    if beta < 0:
+        raise TorchRuntimeError("smooth_l1_loss does not support negative values for beta.")
+    return _pointwise("smooth_l1_loss", input, target, _legacy(size_average, reduce, reduction), None,
+                      params={"beta": float(beta)})
+
+
+# --- binary cross-entropy -------------------------------------------------------------------------
+
+
+def _in_unit_interval(fn: str, arr: np.ndarray, name: str) -> None:
+    if not np.all((arr >= 0) & (arr <= 1)):  # NaN fails too, as in torch
+        raise TorchRuntimeError(f"{fn}: all elements of {name} should be between 0 and 1")
+
+
+def _weights(fn: str, shape: tuple, **arrays) -> dict:
+    """Optional weight arrays that must broadcast to the loss's `shape`, by name."""
+    return {k: None if v is None else expands_to(fn, k, as_tensor(v, k), shape) for k, v in arrays.items()}
+
+
+@torch_function("binary_crossentropy", _bce.log_clamped_reference, _bce.log_clamped_oracle)
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction: str = "mean"):
+    """``-w (y max(log x, -100) + (1 - y) max(log(1 - x), -100))`` of probabilities x.
+
+    Input and target must have equal shapes (``ValueError``), the same float dtype and
+    values in [0, 1] (``RuntimeError``); `weight` broadcasts to the target's shape.
+    """
+    fn = "binary_cross_entropy"
+    red = torch_reduction(reduction, size_average, reduce)
+    i, t = as_tensor(input, "input"), as_tensor(target, "target")
+    if t.shape != i.shape:
+        raise ValueError(f"{fn}: using a target size {t.shape} that is different to the input "
+                         f"size {i.shape} is deprecated; please ensure they have the same size")
+    fmt = float_format(fn, i, "input")
+    if t.dtype != i.dtype:
+        raise TorchDtypeError(f"{fn}: target dtype {t.dtype} must be the input's dtype {i.dtype}")
+    _in_unit_interval(fn, i, "input")
+    _in_unit_interval(fn, t, "target")
+    return Prepared(t, i, fmt, {"log_floor": -100.0},
+                    stage3={"reduction": red, **_weights(fn, t.shape, weight=weight)})
+
+
+@torch_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle)
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction: str = "mean", pos_weight=None):
+    """``-w (p y log σ(x) + (1 - y) log σ(-x))`` of logits x, in the target's dtype.
+
+    Input and target must have equal shapes (``ValueError``); `weight` and `pos_weight`
+    (p) broadcast to it, trailing dimensions first (a per-class p of an (N, C, H, W)
+    target has shape (C, 1, 1)).
+    """
+    fn = "binary_cross_entropy_with_logits"
+    red = torch_reduction(reduction, size_average, reduce)
+    i, t = as_tensor(input, "input"), as_tensor(target, "target")
+    if t.shape != i.shape:
+        raise ValueError(f"{fn}: target size {t.shape} must be the same as input size {i.shape}")
+    float_format(fn, i, "input")
+    fmt = float_format(fn, t, "target")  # torch forms the loss in place in a target-typed tensor
+    w = _weights(fn, t.shape, weight=weight, pos_weight=pos_weight)
+    return Prepared(t, i, fmt, {"pos_weight": w["pos_weight"]},
+                    stage3={"reduction": red, "weight": w["weight"]})
+
+
+def _floated(arr: np.ndarray) -> tuple:
+    """``(dtype, ndim)`` of ``exp``/``log`` of `arr`: integers give float32."""
+    return (arr.dtype if is_float(arr.dtype) else np.dtype(np.float32)), arr.ndim
+
+
+# --- distributions ------------------------------------------------------------------------------
+
+
+@torch_function("kl_divergence", _kl.log_space_reference, _kl.log_space_oracle)
+def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False):
+    """``target (log target - input)`` with input ``log q`` (xlogy: 0 where target is 0), or
+    ``exp(target) (target - input)`` with `log_target`.
+
+    ``'batchmean'`` divides the sum by ``input.shape[0]`` (a 0-d input: the sum);
+    ``'mean'`` divides by the element count and warns, as torch does.
+    """
+    fn = "kl_div"
+    log_target = check_bool(fn, "log_target", log_target)
+    legacy = size_average is not None or reduce is not None
+    if legacy:
+        red = torch_reduction(reduction, size_average, reduce)
+    else:
+        if reduction == "mean":
+            warnings.warn("kl_div: reduction 'mean' divides the total loss by both the batch size "
+                          "and the support size; 'batchmean' divides by the batch size only, which "
+                          "is the KL divergence", UserWarning, stacklevel=3)
+        red = torch_reduction(reduction, extra=("batchmean",))
+    i, t = as_tensor(input, "input"), as_tensor(target, "target")
+    if not (is_float(i.dtype) and is_float(t.dtype)):
+        raise TorchDtypeError(f"{fn}: integral inputs are not supported")
+    fmt = result_format(fn, (i.dtype, i.ndim), (t.dtype, t.ndim))
+    ib, tb = broadcast(fn, i, t)
+    stage3 = {"reduction": red}
+    if reduction == "batchmean" and i.ndim:
+        # torch divides by input.size(0) after whatever reduction it applied
+        stage3 = {"reduction": "batchmean", "batch_size": i.shape[0]} if red == "batchmean" \
+            else {"reduction": red, "divide_by": i.shape[0]}
+    elif red == "batchmean":
+        stage3 = {"reduction": "sum"}
+    return Prepared(tb, ib, fmt, {"log_target": log_target}, stage3=stage3)
+
+
+@torch_function("poisson", _poisson.nll_reference, _poisson.nll_oracle)
+def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, size_average=None,
+                     eps: float = 1e-8, reduce=None, reduction: str = "mean"):
+    """``exp(input) - target·input`` (`log_input`), else ``input - target·log(input + eps)``;
+    `full` adds Stirling's ``y log y - y + log(2πy)/2`` where ``target > 1``.
+
+    The result dtype is that of torch's steps: ``exp`` and ``log`` of an integer tensor are
+    float32, then each product and difference promotes; the Stirling term is added in place
+    (it does not change the dtype).
+    """
+    fn = "poisson_nll_loss"
+    log_input, full = check_bool(fn, "log_input", log_input), check_bool(fn, "full", full)
+    red = torch_reduction(reduction, size_average, reduce, aliases=False)
+    i, t = as_tensor(input, "input"), as_tensor(target, "target")
+    ib, tb = broadcast(fn, i, t)
+    fi, it, tt = _floated(i), (i.dtype, i.ndim), (t.dtype, t.ndim)
+    if log_input:  # exp(input) - target * input
+        fmt = result_format(fn, fi, result_type(tt, it))
+    else:  # input - target * log(input + eps)
+        fmt = result_format(fn, it, result_type(tt, fi))
+    return Prepared(tb, ib, fmt, {"log_input": log_input, "full": full, "epsilon": float(eps)},
+                    stage3={"reduction": red})
