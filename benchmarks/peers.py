@@ -1,8 +1,10 @@
 """Peer implementations of the benchmarked losses in torch and JAX (per-sample values).
 
 Each loss is written once against a small namespace shim, so torch and JAX run the same
-formula (Keras's definition: same clip constants and stage-2 axis). They exist to time
-what a framework user would run, not to be accurate.
+formula (Keras's definition: same clip constants and stage-2 axis). The losses Keras does
+not have (soft_margin, hinge_embedding) are PyTorch's: the torch peer calls its own
+function (``reduction='none'``, then the mean over the last axis), the others run
+PyTorch's formula. They exist to time what a framework user would run, not to be accurate.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ class _Torch:
     def take(self, x, labels):
         return x.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
 
+    def soft_margin(self, y, p):
+        return self.F.soft_margin_loss(p, y, reduction="none")
+
+    def hinge_embedding(self, y, p):
+        return self.F.hinge_embedding_loss(p, y, reduction="none")
+
     def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
         return getattr(self.t, name)
 
@@ -72,6 +80,12 @@ class _NumpyLike:
 
     def max(self, x):
         return x.max(-1)
+
+    def soft_margin(self, y, p):
+        return self.softplus(-y * p)
+
+    def hinge_embedding(self, y, p):  # both terms wherever y is neither 1 nor -1, as torch
+        return self.xp.where(y != 1, self.clip(1 - p, 0.0), 0.0) + self.xp.where(y != -1, p, 0.0)
 
     def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
         return getattr(self.xp, name)
@@ -156,6 +170,8 @@ def _formulas(xp) -> Dict[str, Callable]:
         "log_cosh": lambda y, p: xp.mean((p - y) + xp.softplus(-2 * (p - y)) - LN2),
         "hinge": lambda y, p: xp.mean(xp.clip(1 - y * p, 0.0)),
         "squared_hinge": lambda y, p: xp.mean(xp.square(xp.clip(1 - y * p, 0.0))),
+        "soft_margin": lambda y, p: xp.mean(xp.soft_margin(y, p)),
+        "hinge_embedding": lambda y, p: xp.mean(xp.hinge_embedding(y, p)),
         "binary_crossentropy": lambda y, p: xp.mean(bce_elem(y, p)),
         "binary_focal_crossentropy": lambda y, p: xp.mean(
             xp.square(1 - (y * p + (1 - y) * (1 - p))) * bce_elem(y, p)),

@@ -6,8 +6,8 @@ process, one table.
 
 Every timing is the median of at least five runs (min and max are recorded too). Ratios
 are the reference's time over the fastest peer's, on the same arrays. Beside each
-reference time, the Keras dialect's class call and function on the same arrays
-(``keras_dialect``: times interleaved with the reference's, see ``dialect.py``); the
+reference time of a loss Keras has, the Keras dialect's class call and function on the
+same arrays (``keras_dialect``: times interleaved with the reference's, see ``dialect.py``); the
 dialect's other losses (the structured ones) follow at the largest size.
 """
 
@@ -50,6 +50,7 @@ def reference_benchmarks(sizes, repeat, results):
     from peers import peers
 
     peer_map, floor_map = peers(), peers(floor=True)
+    dialect_losses = keras_callables()
     try:
         import keras
         keras_fns = keras.losses
@@ -85,7 +86,8 @@ def reference_benchmarks(sizes, repeat, results):
                     row["peers"][peer_names[-1]] = timed(lambda: kf(y, p), repeat)
                 fastest = min((v["median_s"] for v in row["peers"].values()), default=None)
                 row["ratio_to_fastest_peer"] = row["lossref"]["median_s"] / fastest if fastest else None
-                row["keras_dialect"] = dialect_row(loss, y, p, repeat)
+                if loss in dialect_losses:  # the losses only PyTorch defines have no Keras dialect
+                    row["keras_dialect"] = dialect_row(loss, y, p, repeat)
                 results["reference"].append(row)
                 _print_ref(row)
     # the other losses of the Keras dialect (structured ones among them), at the largest size
@@ -117,7 +119,7 @@ def _print_ref(row):
     r = row["ratio_to_fastest_peer"]
     print(f"  {row['loss']:34s} {str(tuple(row['shape'])):18s} lossref {row['lossref']['median_s'] * 1e3:8.1f} ms"
           f"  ratio {r if r is None else f'{r:5.2f}'}  mem {row['peak_extra_ratio']:.2f}x  | {peers}"
-          f"  | {_dialect_text(row['keras_dialect'])}", flush=True)
+          + (f"  | {_dialect_text(row['keras_dialect'])}" if "keras_dialect" in row else ""), flush=True)
 
 
 def oracle_benchmarks(quick, repeat, results):
@@ -266,7 +268,7 @@ def summarise(results) -> None:
                                         "worst": worst["loss"], "worst_ratio": worst["ratio_to_fastest_peer"]}
     # the dialect at the largest size: the reference rows there and the other Keras losses
     big = max((r["elements"] for r in results["reference"]), default=0)
-    rows = [r for r in results["reference"] if r["elements"] == big] + results["dialect"]
+    rows = [r for r in results["reference"] if r["elements"] == big and "keras_dialect" in r] + results["dialect"]
     if rows:
         calls = [(r["loss"], k, r["keras_dialect"]) for r in rows for k in ("class", "function")]
         loss, kind, d = max(calls, key=lambda c: c[2][c[1]]["ratio_to_catalogue"])

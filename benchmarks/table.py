@@ -11,7 +11,8 @@ import sys
 
 
 def _dialect(r: dict) -> str:
-    """The Keras dialect's class call and function over the reference, or – (older files)."""
+    """The Keras dialect's class call and function over the reference, or – (a loss Keras
+    does not have, or an older file)."""
     d = r.get("keras_dialect")
     if not d:
         return "–"

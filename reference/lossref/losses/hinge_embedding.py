@@ -1,0 +1,43 @@
+"""Hinge embedding loss. Spec: spec/losses/hinge_embedding.md.
+
+``[y != 1] max(0, margin - x) + [y != -1] x`` with ``y = y_true`` and ``x = y_pred``,
+mean over the last axis: ``x`` for ``y = 1``, ``max(0, margin - x)`` for ``y = -1``,
+and both terms for any other label, as PyTorch computes it
+(``torch.nn.functional.hinge_embedding_loss``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..oracle import ops as x
+from ..registry import LossDef, Param, finite_number, register
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, margin: float) -> np.ndarray:
+    """Elementwise value in float64.
+
+    Both terms together are ``max(0, m - x) + x = max(m, x)`` exactly, which keeps the
+    sum from cancelling for ``x << -m``; only ``x = -inf`` differs (``inf - inf``: NaN).
+    """
+    m = float(margin)
+    push = np.maximum(m - y_pred, 0.0)
+    both = np.where(y_pred == -np.inf, np.nan, np.maximum(m, y_pred))
+    return np.where(y_true == 1, y_pred, np.where(y_true == -1, push, both))
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, margin: float) -> np.ndarray:
+    """The definition on exact values, term by term (a NaN label gets both terms)."""
+    push = x.where(y_true != 1, x.maximum(margin - y_pred, 0), 0)
+    return push + x.where(y_true != -1, y_pred, 0)
+
+
+LOSS = register(LossDef(
+    name="hinge_embedding",
+    summary="x where y = 1, max(0, margin - x) where y = -1 (both terms otherwise), "
+            "mean over the last axis",
+    stage2="mean",
+    params={"margin": Param(1.0, "finite number", finite_number)},
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))
