@@ -249,7 +249,7 @@ def reduce_weighted_values(values, reduction="sum_over_batch_size", sample_weigh
 TORCH_REDUCTIONS = ("none", "mean", "sum")
 #: The rules :func:`reduce_torch` applies: the strings above and the variants of ``'mean'``
 #: some functions use instead of the element count.
-TORCH_RULES = TORCH_REDUCTIONS + ("weighted_mean", "batchmean")
+TORCH_RULES = TORCH_REDUCTIONS + ("weighted_mean", "batchmean", "weight_sum_mean")
 
 
 def torch_reduction(reduction="mean", size_average=None, reduce=None, *, extra=(),
@@ -290,7 +290,10 @@ def reduce_torch(values, reduction="mean", weight=None, arith=FLOAT64, *, batch_
         ``'mean'`` divides ``Σ w·ℓ`` by the element count of ``w·ℓ`` (NaN when empty),
         ``'weighted_mean'`` by ``Σ w`` (``l1_loss``/``mse_loss`` with a weight) and
         ``'batchmean'`` by `batch_size` (``kl_div``: ``input.size(0)``; a 0-d input is not
-        divided). ``'none'`` returns ``w·ℓ``.
+        divided) and ``'weight_sum_mean'`` returns ``Σ ℓ / Σ w`` with `weight` the divisor
+        only (``nll_loss``, ``cross_entropy``: ℓ already holds each target's class weight,
+        ``w`` is that weight, 0 where ignored; all ignored gives 0/0 = NaN). ``'none'``
+        returns ``w·ℓ``.
     weight : array, optional
         Multiplies the values (broadcast against them).
     arith : FLOAT64 or EXACT
@@ -311,6 +314,8 @@ def reduce_torch(values, reduction="mean", weight=None, arith=FLOAT64, *, batch_
         return ar.mean_of_total(values, w, int(np.prod(shape)))
     if reduction == "weighted_mean":
         return ar.divide(ar.total(values, w), ar.total(w))
+    if reduction == "weight_sum_mean":  # the values carry their weights already
+        return ar.divide(ar.total(values), ar.total(w))
     if reduction == "batchmean":
         if batch_size is None:
             batch_size = values.shape[0] if values.ndim else 1

@@ -225,3 +225,4 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, 
         fmt = result_format(fn, it, result_type(tt, fi))
     return Prepared(tb, ib, fmt, {"log_input": log_input, "full": full, "epsilon": float(eps)},
                     stage3={"reduction": red})
+from ._classification import *  # noqa: E402,F401,F403  (nll_loss, cross_entropy, margins)
