@@ -8,7 +8,7 @@ import re
 def pytest_addoption(parser) -> None:
     g = parser.getgroup("lossref", "lossref conformance suite")
     g.addoption("--lossref-framework", default=None, metavar="FRAMEWORK[BACKEND]",
-                help="framework to check, e.g. keras[numpy], keras[jax], keras[torch]")
+                help="framework to check, e.g. keras[numpy], keras[jax], keras[torch], torch")
     g.addoption("--lossref-vectors", default=None, metavar="PATH",
                 help="golden-vector file or folder (default: the canonical set)")
     g.addoption("--lossref-loss", action="append", default=None, help="only this loss (repeatable)")
@@ -17,11 +17,16 @@ def pytest_addoption(parser) -> None:
 
 
 def parse_framework(spec: str):
-    """``keras[numpy]`` -> ("keras", "numpy"); a bare ``keras`` means the numpy backend."""
+    """``keras[numpy]`` -> ("keras", "numpy"); a bare ``keras`` means the numpy backend;
+    ``torch`` (or ``torch[cpu]``) -> ("torch", "cpu")."""
     m = re.fullmatch(r"\s*(\w+)\s*(?:\[\s*(\w+)\s*\])?\s*", spec or "")
     if not m:
         raise ValueError(f"--lossref-framework {spec!r}: expected FRAMEWORK[BACKEND], e.g. keras[numpy]")
-    fw, backend = m.group(1), m.group(2) or "numpy"
+    fw = m.group(1)
+    if fw == "torch":
+        if m.group(2) not in (None, "cpu"):
+            raise ValueError(f"--lossref-framework {spec!r}: torch runs on cpu only")
+        return fw, "cpu"
     if fw != "keras":
-        raise ValueError(f"--lossref-framework {spec!r}: only keras is supported")
-    return fw, backend
+        raise ValueError(f"--lossref-framework {spec!r}: keras[BACKEND] or torch")
+    return fw, m.group(2) or "numpy"

@@ -16,7 +16,8 @@ def _selected_cases(config):
     if path is None:
         from lossref.vectors import canonical_dir
         path = canonical_dir()
-    return load_vector_cases(path, config.getoption("--lossref-loss"), config.getoption("--lossref-dtype"))
+    fw, _ = parse_framework(config.getoption("--lossref-framework"))
+    return load_vector_cases(path, config.getoption("--lossref-loss"), config.getoption("--lossref-dtype"), fw)
 
 
 def _group(case, output):
@@ -31,7 +32,8 @@ def pytest_generate_tests(metafunc):
         raise pytest.UsageError("lossref.conformance needs --lossref-framework, e.g. keras[numpy]")
     groups = set()
     for c in _selected_cases(config):
-        groups.add(_group(c, "per_sample"))
+        if "per_sample" in c["expected"]:  # Keras; torch's unreduced output is reduction 'none'
+            groups.add(_group(c, "per_sample"))
         for r in c["expected"].get("reductions", {}):
             groups.add(_group(c, r))
     ids = [f"{g[0]}-{g[1]}-{g[2]}-{g[3]}" for g in sorted(groups)]
@@ -44,7 +46,8 @@ def records(pytestconfig):
 
     fw, backend = parse_framework(pytestconfig.getoption("--lossref-framework"))
     cases = _selected_cases(pytestconfig)
-    out = runner.run_backend(backend, cases, timeout=pytestconfig.getoption("--lossref-timeout"))
+    out = runner.run_backend(backend, cases, timeout=pytestconfig.getoption("--lossref-timeout"),
+                             framework=fw)
     if "error" in out["header"] and not out["results"]:
         pytest.fail(f"{fw}[{backend}] could not run: {out['header']['error']}", pytrace=False)
     by_group = {}

@@ -9,19 +9,29 @@ import numpy as np
 
 from .. import formats
 from ..vectors.fileformat import encode_array
-from ..vectors.targets import REDUCTIONS, expected, get_target, json_params
+from ..vectors.targets import REDUCTIONS, expected, expected_of, get_target, json_params
 
 
 def make_case(case_id: str, loss: str, dtype: str, y_true, y_pred, *, params: Optional[dict] = None,
-              sample_weight=None, reductions: Iterable[str] = REDUCTIONS,
-              tags: Iterable[str] = ()) -> Dict[str, Any]:
-    """A case record with exact expectations; inputs are rounded into `dtype` first."""
+              sample_weight=None, reductions: Optional[Iterable[str]] = None,
+              tags: Iterable[str] = (), dialect: str = "keras",
+              arrays: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A case record with exact expectations; inputs are rounded into `dtype` first.
+
+    Keras: `y_true`, `y_pred`, `sample_weight`. Torch: `y_true` is the target, `y_pred` the
+    input, `arrays` the extra tensors (``weight``, ``pos_weight``); `reductions` default to
+    the dialect's."""
     f = formats.get_format(dtype)
     params = json_params(params or {})
-    t = formats.round_array(np.asarray(y_true, dtype=np.float64), f)
-    p = formats.round_array(np.asarray(y_pred, dtype=np.float64), f)
-    sw = None if sample_weight is None else formats.round_array(np.asarray(sample_weight, np.float64), f)
-    exp = expected(get_target("keras", loss), f, params, t, p, sw, tuple(reductions))
-    return {"id": case_id, "dialect": "keras", "loss": loss, "dtype": dtype, "params": params,
-            "tags": list(tags), "inputs": {"y_true": encode_array(t), "y_pred": encode_array(p), "sample_weight": encode_array(sw)},
-            "expected": exp}
+    rnd = lambda a: None if a is None else formats.round_array(np.asarray(a, np.float64), f)  # noqa: E731
+    t, p, sw = rnd(y_true), rnd(y_pred), rnd(sample_weight)
+    target = get_target(dialect, loss)
+    if dialect == "keras":
+        exp = expected(target, f, params, t, p, sw, REDUCTIONS if reductions is None else tuple(reductions))
+        inputs = {"y_true": encode_array(t), "y_pred": encode_array(p), "sample_weight": encode_array(sw)}
+    else:
+        ins = {"input": p, "target": t, **{k: rnd((arrays or {}).get(k)) for k in target.arrays}}
+        exp = expected_of(target, f, params, ins, None if reductions is None else tuple(reductions))
+        inputs = {k: encode_array(ins[k]) for k in target.input_names}
+    return {"id": case_id, "dialect": dialect, "loss": loss, "dtype": dtype, "params": params,
+            "tags": list(tags), "inputs": inputs, "expected": exp}

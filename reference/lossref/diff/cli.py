@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import formats
 from .._procs import process_pool
 from ..vectors.fileformat import check_provenance, parse_lines
-from ..vectors.targets import keras_targets
+from ..vectors.targets import targets as dialect_targets
 from .cache import OracleCache, canonical_case, case_problem, default_cache_dir, payload_of
 
 __all__ = ["VectorFileError", "load_vector_cases", "with_expectations", "report_command",
@@ -57,7 +57,7 @@ def _vector_files(path: str) -> List[str]:
     return sorted(glob.glob(os.path.join(path, "**", "*.jsonl"), recursive=True))
 
 
-def _case_problem(rec: Any, prov: Optional[Dict[str, Any]]) -> Optional[str]:
+def _case_problem(rec: Any, prov: Optional[Dict[str, Any]], dialect: str = "keras") -> Optional[str]:
     """Why line `rec` is not a usable case (None: it is), against the file's provenance;
     a file without one (a hand-made list of cases) checks each case against itself."""
     if prov is None:
@@ -65,20 +65,35 @@ def _case_problem(rec: Any, prov: Optional[Dict[str, Any]]) -> Optional[str]:
         if "dtype" in own and not (isinstance(own["dtype"], str) and own["dtype"] in formats.FORMATS):
             return f"dtype {own['dtype']!r} is not one of {sorted(formats.FORMATS)}"
         prov = {k: own.get(k) for k in ("dialect", "loss", "dtype")}
+    if dialect == "keras" and prov.get("dialect") != "keras":
+        return f"{prov.get('dialect')}/{prov.get('loss')} is not a Keras loss lossref knows"
+    if dialect != "keras" and prov.get("dialect") != dialect:
+        return f"{prov.get('dialect')}/{prov.get('loss')} is not a {dialect} case"
     problem = case_problem(rec, prov)
     if problem:
         return problem
-    if rec["dialect"] != "keras" or rec["loss"] not in keras_targets():
-        return f"{rec['dialect']}/{rec['loss']} is not a Keras loss lossref knows"
+    if rec["dialect"] != dialect or rec["loss"] not in dialect_targets(dialect):
+        what = "a Keras loss" if dialect == "keras" else f"a {dialect} function"
+        return f"{rec['dialect']}/{rec['loss']} is not {what} lossref knows"
     return None
 
 
 def _read_vector_file(fn: str, losses: Optional[Sequence[str]],
-                      dtypes: Optional[Sequence[str]]) -> List[Tuple[int, Dict[str, Any]]]:
-    """(line number, record) of every selected case of one file, each checked first."""
+                      dtypes: Optional[Sequence[str]], dialect: str = "keras") -> List[Tuple[int, Dict[str, Any]]]:
+    """(line number, record) of every selected case of one file, each checked first; a
+    golden file of another dialect (by its provenance record) has none."""
     try:
         with open(fn, "rb") as f:
-            lines = parse_lines(f.read())
+            data = f.read()
+        head = data.split(b"\n", 1)[0]
+        if head.startswith(b'{"provenance":') and f'"dialect":"{dialect}"'.encode() not in head:
+            try:  # the canonical set holds every dialect: skip the others before parsing
+                other = parse_lines(head + b"\n")[0]["provenance"].get("dialect")
+            except (ValueError, AttributeError, TypeError):
+                other = dialect
+            if other != dialect:
+                return []
+        lines = parse_lines(data)
     except OSError as e:
         raise VectorFileError(f"{fn}: cannot read: {e.strerror or e}") from None
     except ValueError as e:  # names the broken or truncated line
@@ -100,7 +115,7 @@ def _read_vector_file(fn: str, losses: Optional[Sequence[str]],
                                   f"{prov['cases']} (truncated file?)")
     out = []
     for n, rec in enumerate(lines[first - 1:], start=first):
-        problem = _case_problem(rec, prov)
+        problem = _case_problem(rec, prov, dialect)
         if problem:
             raise VectorFileError(f"{fn}: line {n}: {problem}")
         if (losses and rec["loss"] not in losses) or (dtypes and rec["dtype"] not in dtypes):
@@ -109,8 +124,10 @@ def _read_vector_file(fn: str, losses: Optional[Sequence[str]],
     return out
 
 
-def load_vector_cases(path: str, losses: Optional[Sequence[str]], dtypes: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
-    """Every selected case of the golden-vector files under `path` (a file or a folder).
+def load_vector_cases(path: str, losses: Optional[Sequence[str]], dtypes: Optional[Sequence[str]],
+                      dialect: str = "keras") -> List[Dict[str, Any]]:
+    """Every selected case of `dialect` in the golden-vector files under `path` (a file or
+    a folder; golden files of other dialects are left out).
 
     Each file is checked before any case is used: JSON lines, complete (the last line
     ends, the provenance record's case count is met), every record a case of the format
@@ -124,7 +141,7 @@ def load_vector_cases(path: str, losses: Optional[Sequence[str]], dtypes: Option
     cases: List[Dict[str, Any]] = []
     seen: Dict[str, str] = {}
     for fn in _vector_files(str(path)):
-        for n, rec in _read_vector_file(fn, losses, dtypes):
+        for n, rec in _read_vector_file(fn, losses, dtypes, dialect):
             where = f"{fn}: line {n}"
             if rec["id"] in seen:  # results are matched to cases by id
                 raise VectorFileError(f"{where}: case id {rec['id']!r} again (first at {seen[rec['id']]})")
@@ -140,6 +157,11 @@ def _expect_one(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     ins = spec["inputs"]
     arr = lambda a: None if a is None else decode_hex(a["hex"]).reshape(a["shape"])  # noqa: E731
+    if spec.get("dialect", "keras") != "keras":
+        return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins["target"]), arr(ins["input"]),
+                         params=spec["params"], reductions=spec["reductions"], tags=spec.get("tags", []),
+                         dialect=spec["dialect"],
+                         arrays={k: arr(v) for k, v in ins.items() if k not in ("input", "target")})
     return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins["y_true"]), arr(ins["y_pred"]),
                      params=spec["params"], sample_weight=arr(ins.get("sample_weight")),
                      reductions=spec["reductions"], tags=spec.get("tags", []))
@@ -236,18 +258,20 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return 2
 
     # every usage error is found before any work (oracle, backends) starts
-    if args.framework != "keras":
-        return usage(f"framework {args.framework!r} is not supported yet (keras)")
+    fw = args.framework
+    if fw not in ("keras", "torch"):
+        return usage(f"framework {fw!r} is not supported (keras, torch)")
+    known = dialect_targets(fw)
     for d in args.dtype or []:
         try:
             formats.get_format(d)
         except TypeError as e:
             return usage(f"--dtype: {e}")
     if args.loss:
-        unknown = sorted(set(args.loss) - set(keras_targets()))
+        unknown = sorted(set(args.loss) - set(known))
         if unknown:
             return usage(f"--loss: unknown loss {', '.join(map(repr, unknown))}; known: "
-                         f"{', '.join(sorted(keras_targets()))}")
+                         f"{', '.join(sorted(known))}")
     if args.cases < 0:
         return usage(f"--cases must be >= 0; got {args.cases}")
     if args.jobs < 0:
@@ -259,7 +283,17 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     problem = _out_problem(args.out)
     if problem:
         return usage(f"--out {args.out}: {problem}")
-    backends = args.backend or runner.installed_backends()
+    if fw == "torch":
+        if any(b != "cpu" for b in args.backend or []):
+            return usage("--backend: torch runs on cpu only")
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+            return usage("torch is not installed (pip install torch)")
+        backends = ["cpu"]
+    else:
+        if any(b == "cpu" for b in args.backend or []):
+            return usage("--backend cpu is for torch; Keras backends: numpy, jax, torch, tensorflow")
+        backends = args.backend or runner.installed_backends()
     if not backends:
         return usage("no Keras backend is installed (pip install 'lossref[keras]')")
     vec = args.vectors
@@ -267,33 +301,33 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from ..vectors import canonical_dir  # the committed set, when this is a source checkout
         vec = canonical_dir()
     try:
-        cases = load_vector_cases(str(vec), args.loss, args.dtype) if os.path.exists(vec) else []
+        cases = load_vector_cases(str(vec), args.loss, args.dtype, fw) if os.path.exists(vec) else []
     except VectorFileError as e:
         return usage(str(e))
     if args.cases:
         from ..vectors import fresh_specs
-        specs = fresh_specs(args.cases, args.seed, losses=args.loss, dtypes=args.dtype)
+        specs = fresh_specs(args.cases, args.seed, losses=args.loss, dtypes=args.dtype, dialect=fw)
         cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
         cases += with_expectations(specs, cache, args.jobs or os.cpu_count() or 1)
     if not cases:
         return usage("no cases (no vectors found and --cases 0)")
-    reports = runner.run(cases, backends, timeout=args.timeout,
-                         progress_factory=lambda b, n: _progress(f"keras[{b}]", n))
+    reports = runner.run(cases, backends, timeout=args.timeout, framework=fw,
+                         progress_factory=lambda b, n: _progress(f"{fw}[{b}]", n))
     plots = {}
     if not args.no_plots:
-        plots = _sweep_plots(reports, args.out, backends, args.timeout)
-    doc = report.combine(reports, report_command(args, args.diff_parser))
+        plots = _sweep_plots(reports, args.out, backends, args.timeout, fw)
+    doc = report.combine(reports, report_command(args, args.diff_parser), fw)
     paths = report.write_all(doc, args.out, plots)
     n_find = len(doc["findings"])
     for b in doc["backends"]:
-        status = f"could not run: {b['error']}" if b.get("error") else f"keras {b['framework_version']}"
+        status = f"could not run: {b['error']}" if b.get("error") else f"{fw} {b['framework_version']}"
         print(f"backend {b['backend']}: {status}")
     print(f"{len(cases)} cases, {len(doc['rows'])} rows, {n_find} findings")
     print(f"report: {paths['md']} (also {os.path.basename(paths['json'])}, {os.path.basename(paths['html'])})")
     return runner.exit_code(reports)
 
 
-def _sweep_plots(reports, out_dir: str, backends, timeout: float) -> Dict[str, str]:
+def _sweep_plots(reports, out_dir: str, backends, timeout: float, framework: str = "keras") -> Dict[str, str]:
     """Sweep every (backend, loss, dtype) that has an inaccurate row; PNGs under out/plots."""
     from . import runner, sweeps
     from .cases import make_case
@@ -307,15 +341,16 @@ def _sweep_plots(reports, out_dir: str, backends, timeout: float) -> Dict[str, s
         if s is None:
             continue
         x, t, p, label = s
-        case = make_case(f"sweep/{loss}/{dtype}", loss, dtype, t, p, reductions=())
+        case = make_case(f"sweep/{loss}/{dtype}", loss, dtype, t, p,
+                         reductions=("none",) if framework == "torch" else (), dialect=framework)
         by_backend.setdefault(b, []).append((case, x, label))
     os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
     for b, items in by_backend.items():
-        res = runner.run_backend(b, [c for c, _, _ in items], timeout=timeout)["results"]
+        res = runner.run_backend(b, [c for c, _, _ in items], timeout=timeout, framework=framework)["results"]
         for case, x, label in items:
             ulps = sweeps.sweep_ulps(case, res.get(case["id"], {"error": "missing"}))
             rel = os.path.join("plots", f"{b}-{case['loss']}-{case['dtype']}.png")
-            title = f"keras[{b}] {case['loss']} {case['dtype']}"
+            title = f"{framework}[{b}] {case['loss']} {case['dtype']}"
             if sweeps.plot_sweep(x, ulps, title, label, os.path.join(out_dir, rel)):
                 plots[title] = rel
     return plots
@@ -328,9 +363,11 @@ def register_commands(sub) -> None:
                                    "cases, compare with the exact values, and write report.json, "
                                    "report.md and index.html to --out. Exit 1 when a finding is "
                                    "inaccurate, mismatch or error.")
-    p.add_argument("framework", choices=["keras"], help="the framework (keras)")
-    p.add_argument("--backend", action="append", choices=["numpy", "jax", "torch", "tensorflow"],
-                   help="Keras backend, repeatable (default: every installed one)")
+    p.add_argument("framework", choices=["keras", "torch"],
+                   help="the framework: keras (its losses on each backend) or torch "
+                        "(torch.nn.functional on the CPU)")
+    p.add_argument("--backend", action="append", choices=["numpy", "jax", "torch", "tensorflow", "cpu"],
+                   help="Keras backend, repeatable (default: every installed one); torch: cpu")
     p.add_argument("--vectors", default=None, help="golden-vector file or folder (default: the canonical set)")
     p.add_argument("--cases", type=int, default=0, metavar="N", help="fresh cases per loss and dtype (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh cases")

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
-from ..vectors.targets import REDUCTIONS, call_params, keras_targets
+from ..vectors.targets import REDUCTIONS, call_params, get_target, keras_targets
 from . import compare
 
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")
@@ -38,14 +38,16 @@ def installed_backends() -> List[str]:
 
 
 def expected_dtype(case: Dict[str, Any], output: str) -> str:
-    """The dtype the Keras dialect gives this output: the function's is recorded with the
-    case (it may differ from the case's, e.g. CTC in float32); classes return their dtype."""
-    if output == "per_sample":
-        return case["expected"]["per_sample"].get("dtype", case["dtype"])
-    return case["dtype"]
+    """The dtype the dialect gives this output, as recorded with it (Keras: the
+    function's may differ from the case's, e.g. CTC in float32, and classes return their
+    dtype; torch: every output records its dtype)."""
+    return _expected_of(case, output).get("dtype", case["dtype"])
 
 
 def _n_terms(case: Dict[str, Any], output: str) -> int:
+    if case.get("dialect") == "torch":  # 'none' is elementwise; a reduction sums every element
+        shape = case["inputs"]["input"]["shape"]
+        return 1 if output == "none" else (int(np.prod(shape)) if shape else 1)
     shape = case["inputs"]["y_pred"]["shape"]
     if output == "per_sample" or output == "none":
         return int(shape[-1]) if shape else 1
@@ -73,8 +75,9 @@ def _read_results(path: str) -> List[Dict[str, Any]]:
 
 
 def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0,
-                workdir: Optional[str] = None, progress=None) -> Dict[str, Any]:
-    """Run `cases` through Keras on `backend`; returns header info and results by id.
+                workdir: Optional[str] = None, progress=None, framework: str = "keras") -> Dict[str, Any]:
+    """Run `cases` through Keras on `backend` (or torch, `framework` ``"torch"``, backend
+    ``"cpu"``); returns header info and results by id.
 
     A worker that dies (segfault, out of memory) is restarted after the case it was on,
     which is recorded as an ``error``. Without `workdir` the worker's files go to a
@@ -82,12 +85,16 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="lossref-diff-") as tmp:
-            return run_backend(backend, cases, timeout, tmp, progress)
-    targets = keras_targets()
+            return run_backend(backend, cases, timeout, tmp, progress, framework)
     results: Dict[str, Dict[str, Any]] = {}
     header: Dict[str, Any] = {}
-    todo = [dict(c, keras={"function": targets[c["loss"]].function_name,
-                           "class": targets[c["loss"]].class_name}) for c in cases]
+    if framework == "torch":
+        todo = [dict(c, torch={"integer": list(get_target("torch", c["loss"]).entry.integer)})
+                for c in cases]
+    else:
+        targets = keras_targets()
+        todo = [dict(c, keras={"function": targets[c["loss"]].function_name,
+                               "class": targets[c["loss"]].class_name}) for c in cases]
     attempt = 0
     while todo:
         attempt += 1
@@ -100,7 +107,8 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         # output captured: a worker's noise (or its traceback on Ctrl-C) never reaches the
         # terminal; on an exception here (Ctrl-C included) subprocess.run kills the worker
-        proc = subprocess.run([sys.executable, "-m", "lossref.diff.worker", "--backend", backend,
+        proc = subprocess.run([sys.executable, "-m", "lossref.diff.worker", "--framework", framework,
+                               "--backend", backend,
                                "--cases", cin, "--out", cout, "--timeout", str(timeout)],
                               env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         lines = _read_results(cout)
@@ -139,11 +147,14 @@ def _stable_text(text: str) -> str:
 
 
 def output_names(case: Dict[str, Any]) -> List[str]:
-    """The outputs of a case in canonical order: per_sample, then the reductions in the
-    order of :data:`~lossref.vectors.targets.REDUCTIONS` (any other name after, sorted),
-    whatever the order of the keys in the record (a cached case's are sorted)."""
+    """The outputs of a case in canonical order: per_sample (Keras), then the reductions in
+    the order of the dialect (:data:`~lossref.vectors.targets.REDUCTIONS`; torch: 'none',
+    'mean', 'sum', 'batchmean'), any other name after, sorted, whatever the order of the
+    keys in the record (a cached case's are sorted)."""
     reds = case["expected"].get("reductions", {})
-    return ["per_sample"] + [r for r in REDUCTIONS if r in reds] + sorted(set(reds) - set(REDUCTIONS))
+    order = ("none", "mean", "sum", "batchmean") if case.get("dialect") == "torch" else REDUCTIONS
+    head = ["per_sample"] if "per_sample" in case["expected"] else []
+    return head + [r for r in order if r in reds] + sorted(set(reds) - set(order))
 
 
 def _output_rank(case: Dict[str, Any], output: str) -> int:
@@ -163,7 +174,7 @@ def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) ->
                 records.append({**base, "status": "error", "kind": res.get("kind", "exception"),
                                 "summary": _stable_text(res["error"]), "ulp": None})
                 continue
-            got = res["per_sample"] if name == "per_sample" else res.get("reductions", {}).get(name)
+            got = res.get("per_sample") if name == "per_sample" else res.get("reductions", {}).get(name)
             if got is not None and "error" in got:  # this output raised; the others may not have
                 records.append({**base, "status": "error", "kind": got.get("kind", "exception"),
                                 "summary": _stable_text(got["error"]), "ulp": None})
@@ -255,8 +266,38 @@ def _expected_of(case, output):
     return case["expected"]["per_sample"] if output == "per_sample" else case["expected"]["reductions"][output]
 
 
+def torch_reproducer(case: Dict[str, Any], output: str) -> str:
+    """A self-contained snippet (torch and NumPy only): the tensors rebuilt from hex, the
+    torch function called with the case's reduction, its value and the exact decimals."""
+    target = get_target("torch", case["loss"])
+    dt = case["dtype"]
+    lines = ["import numpy as np", "import torch", "",
+             "def arr(hexes, shape, dtype):",
+             "    v = [float('nan') if h == 'nan' else float.fromhex(h) for h in hexes]",
+             "    return torch.tensor(np.array(v, dtype=np.float64).reshape(shape)).to(dtype)", ""]
+    names = []
+    for k in target.input_names:
+        a = case["inputs"].get(k)
+        if a is None:
+            continue
+        dtype = "torch.int64" if k in target.entry.integer else f"torch.{dt}"
+        lines.append(f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r}, {dtype})")
+        names.append(k)
+    kw = "".join(f", {k}={k}" for k in names if k not in ("input", "target"))
+    kw += "".join(f", {k}={v!r}" for k, v in _sorted_params(case).items())
+    lines.append(f"out = torch.nn.functional.{case['loss']}(input, target, reduction={output!r}{kw})")
+    exp = _expected_of(case, output)
+    lines += ["out = out.detach().to(torch.float64).numpy().ravel()",
+              f"exact = {list(exp['decimal'])!r}  # lossref oracle, 40 significant digits",
+              "print('framework:', [repr(float(v)) for v in out])",
+              "print('exact    :', exact)"]
+    return "\n".join(lines) + "\n"
+
+
 def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     """A self-contained snippet (the framework and NumPy only) that shows the finding."""
+    if case.get("dialect") == "torch":
+        return torch_reproducer(case, output)
     target = keras_targets()[case["loss"]]
     ins = case["inputs"]
     dt = case["dtype"]
@@ -298,7 +339,8 @@ def run(cases: List[Dict[str, Any]], backends: Sequence[str], *, timeout: float 
     reports = []
     for b in backends:
         bar = progress_factory(b, len(cases)) if progress_factory else None
-        out = run_backend(b, cases, timeout=timeout, progress=(bar.update if bar else None))
+        out = run_backend(b, cases, timeout=timeout, progress=(bar.update if bar else None),
+                          framework=framework)
         if bar:
             bar.close()
         header = out["header"]

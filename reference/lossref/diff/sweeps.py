@@ -18,8 +18,10 @@ from ..vectors.manifest import write_atomic
 
 # which input moves and what the fixed partner is, by the kind of input the loss takes
 _REGRESSION = {"mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
-               "mean_squared_logarithmic_error", "huber", "log_cosh", "hinge", "squared_hinge"}
-_PROBABILITY = {"binary_crossentropy", "binary_focal_crossentropy", "kl_divergence", "poisson"}
+               "mean_squared_logarithmic_error", "huber", "log_cosh", "hinge", "squared_hinge",
+               "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"}  # keras, then torch names
+_PROBABILITY = {"binary_crossentropy", "binary_focal_crossentropy", "kl_divergence", "poisson",
+                "binary_cross_entropy"}
 
 
 def sweep_inputs(loss: str, dtype: str, n: int = 96) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
@@ -73,14 +75,16 @@ def plot_sweep(x: np.ndarray, ulps: np.ndarray, title: str, xlabel: str, path: s
 
 
 def sweep_ulps(case: Dict[str, Any], result: Dict[str, Any]) -> List[float]:
-    """Per-element ulp errors of a sweep case's per-sample output."""
+    """Per-element ulp errors of a sweep case's per-sample output (torch: 'none')."""
     from . import compare
 
     fmt = formats.get_format(case["dtype"])
-    exp = case["expected"]["per_sample"]
-    got = result.get("per_sample") or {}
+    if "per_sample" in case["expected"]:
+        exp, got = case["expected"]["per_sample"], result.get("per_sample") or {}
+    else:
+        exp, got = case["expected"]["reductions"]["none"], (result.get("reductions") or {}).get("none") or {}
     if "error" in result or "error" in got or list(got.get("shape", [])) != list(exp["shape"]):
         return [float("inf")] * len(exp["hex"])
-    got = compare.decode_hex(result["per_sample"]["hex"])
+    got = compare.decode_hex(got["hex"])
     return [formats.ulp_error(float(c), compare.exact_from_decimal(d), fmt)
             for c, d in zip(got, exp["decimal"])]

@@ -1,7 +1,7 @@
 """Runs cases through a real framework, inside a subprocess of its own.
 
-Protocol: ``python -m lossref.diff.worker --framework keras --backend B --cases IN --out OUT
---timeout S``. IN holds one case a line (the golden-vector format); OUT receives one result
+Protocol: ``python -m lossref.diff.worker --framework keras|torch --backend B --cases IN --out
+OUT --timeout S`` (torch: backend ``cpu``). IN holds one case a line (the golden-vector format); OUT receives one result
 a line, in order, flushed after each case, so the parent can tell where a crashed worker
 stopped. The first line of OUT is a header with the framework's version.
 
@@ -89,6 +89,47 @@ class KerasAdapter:
         return out
 
 
+class TorchAdapter:
+    """torch.nn.functional on the CPU: tensors rebuilt exactly from hex (float64, then
+    cast to the case's dtype, which holds every value exactly; class indices as int64)."""
+
+    _DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+    def __init__(self, backend: str = "cpu") -> None:
+        import torch
+
+        self.torch = torch
+        self.backend = "cpu"
+        self.version = torch.__version__
+        self.versions = {"torch": torch.__version__, "numpy": np.__version__}
+
+    def _tensor(self, arr: dict | None, dtype, integer: bool = False):
+        if arr is None:
+            return None
+        t = self.torch.tensor(decode_hex(arr["hex"]), dtype=self.torch.float64).reshape(arr["shape"])
+        return t.to(self.torch.int64) if integer else t.to(dtype)
+
+    def _encode(self, x) -> dict:
+        name = str(x.dtype).replace("torch.", "")
+        a = x.detach().to(self.torch.float64).numpy()
+        return dict(encode_array(a), dtype=name)
+
+    def run(self, case: dict) -> dict:
+        """Every reduction of one case; an exception is recorded for its output alone."""
+        torch = self.torch
+        dt = getattr(torch, case["dtype"])
+        integer = set(case.get("torch", {}).get("integer", ()))
+        ins = {k: self._tensor(v, dt, k in integer) for k, v in case["inputs"].items()}
+        extra = {k: v for k, v in ins.items() if k not in ("input", "target") and v is not None}
+        fn = getattr(torch.nn.functional, case["loss"])
+        params = case.get("params") or {}
+        reds = {}
+        for r in case["expected"].get("reductions", {}):
+            reds[r] = _guard(lambda: self._encode(fn(ins["input"], ins["target"], reduction=r,
+                                                     **params, **extra)))
+        return {"reductions": reds}
+
+
 def _guard(compute) -> dict:
     """``compute()``, or the exception it raised as ``{"error", "kind", "traceback"}``."""
     try:
@@ -133,7 +174,7 @@ def _main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     with open(args.out, "a", encoding="utf-8") as out:
         try:
-            adapter = KerasAdapter(args.backend)
+            adapter = TorchAdapter(args.backend) if args.framework == "torch" else KerasAdapter(args.backend)
         except Exception as e:  # the backend itself cannot start: one header saying so
             out.write(json.dumps({"header": True, "error": f"{type(e).__name__}: {e}"}) + "\n")
             return 3

@@ -31,7 +31,7 @@ from ._rng import Stream
 
 __all__ = ["KIND_OF_LOSS", "PARAM_VALUES", "KINDS", "kind_of", "param_values", "Draw",
            "draw_shapes", "draw_inputs", "special_values", "inject_specials", "draw_sample_weight",
-           "label_kinds"]
+           "label_kinds", "draw_array"]
 
 #: Input kind of every Keras loss (canonical names). Losses not listed are guessed.
 KIND_OF_LOSS: Dict[str, str] = {
@@ -475,8 +475,55 @@ def _ctc(d: Draw, y_shape, p_shape):
     return y, _rows(z, p_shape)
 
 
+# --- torch kinds (y_true is torch's target, y_pred its input) ----------------------------------------
+
+
+def _binary_logits(d: Draw, shape, _ps):
+    """binary_cross_entropy_with_logits: labels 0/1 or soft, logits."""
+    n = int(np.prod(shape))
+    return _binary_labels(d, n), _logits(d, n)
+
+
+def _mp_log(x: np.ndarray) -> np.ndarray:
+    """Natural log of each value, correctly rounded to float64 by mpmath (NumPy's and
+    libm's log may differ by an ulp between machines; the inputs must not)."""
+    import mpmath
+    flat = np.asarray(x, dtype=np.float64).ravel()
+    with mpmath.workprec(53):
+        out = [float(mpmath.log(v)) if v > 0 else (-math.inf if v == 0 else math.nan) for v in flat]
+    return np.array(out, dtype=np.float64).reshape(np.shape(x))
+
+
+def _log_distribution(d: Draw, shape, ps):
+    """kl_div: input log-probabilities (rows of a distribution, logged); target
+    probabilities, or log-probabilities with ``log_target``."""
+    y, p = _distribution(d, shape, ps)
+    logp = _mp_log(p)
+    if d.category == "adversarial" and d.rng.chance(0.3):
+        d.tag("wide-log-input")
+        logp = -np.abs(d.wide(int(np.prod(shape)), -30, 12)).reshape(np.shape(p))
+    if d.params.get("log_target"):
+        y = _mp_log(y)
+    return y, logp
+
+
+def _poisson_nll(d: Draw, shape, ps):
+    """poisson_nll_loss: counts, and log-rates (``log_input``) or rates."""
+    y, rate = _counts(d, shape, ps)
+    if not d.params.get("log_input", True):
+        return y, rate
+    n = int(np.prod(shape))
+    if d.category != "adversarial":
+        return y, d.uniform(n, -4.0, 3.0)
+    d.tag("wide-log-rate")
+    return y, d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(-30, 7))
+
+
 #: kind -> generator(draw, y_shape, p_shape) -> (y_true, y_pred) (float64, not yet rounded)
 KINDS: Dict[str, Callable] = {
+    "binary-logits": _binary_logits,
+    "log-distribution": _log_distribution,
+    "poisson-nll": _poisson_nll,
     "real": _real,
     "binary": _binary,
     "categorical": _categorical,
@@ -528,7 +575,7 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
             else:
                 t, length = 1, 1
         return (b, length), (b, t, c)
-    classy = kind in ("categorical", "distribution", "sparse", "scores")
+    classy = kind in ("categorical", "distribution", "sparse", "scores", "log-distribution")
     min_rank = _min_rank(d.params)
     if d.category == "edge-shape":
         options = ["rank-1", "empty-batch", "empty-batch-rank-3", "single-element"]
@@ -578,12 +625,14 @@ def special_values(fmt: Format) -> np.ndarray:
                      fmt.tiny, fmt.max, -fmt.max, 1.0, -1.0])
 
 
-def inject_specials(d: Draw, kind: str, t: np.ndarray, p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Overwrite 1 to 3 entries of y_pred (and of y_true unless it holds labels) with
-    special values."""
-    sv = special_values(d.fmt)
+def inject_specials(d: Draw, kind: str, t: np.ndarray, p: np.ndarray,
+                    values: Optional[np.ndarray] = None,
+                    pred_only: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Overwrite 1 to 3 entries of y_pred (and of y_true unless it holds labels or
+    `pred_only`) with special values (`values`, default :func:`special_values`)."""
+    sv = special_values(d.fmt) if values is None else values
     t, p = t.copy(), p.copy()
-    targets = [p] if kind in _LABEL_KINDS else [p, t]
+    targets = [p] if kind in _LABEL_KINDS or pred_only else [p, t]
     for arr in targets:
         if arr.size == 0:
             continue
@@ -613,6 +662,41 @@ def draw_sample_weight(d: Draw, per_sample_shape: tuple) -> Optional[np.ndarray]
     n = int(np.prod(shape))
     values = d.uniform(n, 0.0, 4.0)
     d.tag("weighted", mode)
+    zeros = rng.choice(("none", "none", "some", "all"))
+    if zeros == "some":
+        values = np.where(rng.integers(n, 0, 3) == 0, 0.0, values)
+        d.tag("zero-weights")
+    elif zeros == "all":
+        values = np.zeros(n)
+        d.tag("all-zero-weights")
+    return d.r(values.reshape(shape))
+
+
+def draw_array(d: Draw, name: str, rule: str, input_shape: tuple) -> Optional[np.ndarray]:
+    """An extra array argument of a torch function (``weight``, ``pos_weight``), or None.
+
+    `rule` (:data:`lossref.vectors.torch_table.ARRAY_RULES`): ``input`` the input's shape;
+    ``broadcast`` the input's shape, its last axis or a scalar; ``last``/``class`` the
+    last (class) axis. Values in [0, 4), some or all zero for a weight; in (0, 4] for a
+    ``pos_weight``.
+    """
+    rng = d.rng
+    if rng.chance(0.4):
+        return None
+    s = tuple(input_shape)
+    last = s[-1:] if s else ()
+    if rule == "broadcast":
+        shape = rng.choice((s, s, last, ()))
+    elif rule in ("last", "class"):
+        shape = last
+    else:
+        shape = s
+    n = int(np.prod(shape))
+    if name == "pos_weight":
+        d.tag("pos-weighted")
+        return d.r((4.0 - d.uniform(n, 0.0, 4.0)).reshape(shape))
+    values = d.uniform(n, 0.0, 4.0)
+    d.tag("weighted")
     zeros = rng.choice(("none", "none", "some", "all"))
     if zeros == "some":
         values = np.where(rng.integers(n, 0, 3) == 0, 0.0, values)

@@ -28,6 +28,7 @@ import numpy as np
 from .. import formats
 from ..formats import Format
 from .targets import DECIMAL_DIGITS, REDUCTIONS
+from .torch_table import TORCH_REDUCTIONS
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ID_STEP", "CATEGORIES", "dumps", "case_id",
            "check_provenance", "check_case", "check_values", "decimal_mismatches", "decode_array",
@@ -62,6 +63,25 @@ def case_id(dialect: str, loss: str, dtype: str, index: int) -> str:
 
 
 # --- checks ------------------------------------------------------------------------------------------
+
+
+def _layout(prov: Mapping[str, Any]):
+    """``(input names, optional input names, reductions, has per_sample)`` of a file's
+    cases, by its dialect: Keras ``y_true, y_pred, sample_weight`` with ``per_sample`` and
+    the five reductions; torch ``input, target`` and the function's extra arrays (from the
+    torch table) with the provenance's reductions only ('none' is the unreduced output).
+    ``KeyError`` for an unknown dialect or torch function."""
+    if prov["dialect"] == "keras":
+        return ("y_true", "y_pred", "sample_weight"), ("sample_weight",), REDUCTIONS, True
+    if prov["dialect"] == "torch":
+        from .torch_table import TORCH_TABLE
+        entry = TORCH_TABLE.get(prov["loss"])
+        if entry is None:
+            raise KeyError(f"torch function {prov['loss']!r} has no entry in the torch table")
+        extra = tuple(n for n, _ in entry.arrays)
+        reds = prov.get("reductions") or entry.reductions
+        return ("input", "target") + extra, extra, tuple(reds), False
+    raise KeyError(f"unknown dialect {prov['dialect']!r}")
 
 
 def _is_int(v) -> bool:
@@ -125,7 +145,13 @@ def check_provenance(obj: Any) -> List[str]:
     for k in ("cases", "seed", "id_step", "redrawn"):
         if not _is_int(p[k]) or p[k] < 0:
             out.append(f"provenance: {k} must be a non-negative integer, got {p[k]!r}")
-    if list(p["reductions"]) != list(REDUCTIONS):
+    if p["dialect"] == "torch":
+        reds = p["reductions"]
+        if not (isinstance(reds, list) and reds and reds[0] == "none" and len(set(reds)) == len(reds)
+                and all(r in TORCH_REDUCTIONS for r in reds)):
+            out.append(f"provenance: reductions {reds!r}: expected 'none' then distinct names of "
+                       f"{list(TORCH_REDUCTIONS)}")
+    elif list(p["reductions"]) != list(REDUCTIONS):
         out.append(f"provenance: reductions {p['reductions']!r}, expected {list(REDUCTIONS)}")
     return out
 
@@ -154,15 +180,37 @@ def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
                    f"got {tags[0]!r}")
     if out:
         return out
+    try:
+        names, optional, reductions, has_per_sample = _layout(prov)
+    except KeyError as e:
+        return [str(e.args[0])]
     fmt = formats.FORMATS[prov["dtype"]]
     inp = obj["inputs"]
-    if not isinstance(inp, dict) or set(inp) != {"y_true", "y_pred", "sample_weight"}:
-        return ["inputs must have exactly y_true, y_pred and sample_weight"]
-    out += _check_array(inp["y_true"], "inputs.y_true", fmt, False)
-    out += _check_array(inp["y_pred"], "inputs.y_pred", fmt, False)
-    if inp["sample_weight"] is not None:
-        out += _check_array(inp["sample_weight"], "inputs.sample_weight", fmt, False)
+    if not isinstance(inp, dict) or set(inp) != set(names):
+        return [f"inputs must have exactly {', '.join(names)}"]
+    for k in names:
+        if inp[k] is None and k in optional:
+            continue
+        out += _check_array(inp[k], f"inputs.{k}", fmt, False)
     exp = obj["expected"]
+    if not has_per_sample:  # torch: 'none' is the unreduced output; every array has its dtype
+        if not isinstance(exp, dict) or set(exp) != {"reductions"}:
+            return out + ["expected must have exactly reductions"]
+        red = exp["reductions"]
+        if not isinstance(red, dict) or set(red) != set(reductions):
+            return out + [f"expected.reductions must have exactly {list(reductions)}"]
+        for r in reductions:
+            if not isinstance(red[r], dict) or "dtype" not in red[r]:
+                out.append(f"expected.reductions.{r} must carry its dtype")
+            else:
+                out += _check_array(red[r], f"expected.reductions.{r}", None, True)
+        if out:
+            return out
+        for r in reductions:
+            if r != "none" and red[r]["shape"] != []:
+                out.append(f"expected.reductions.{r}.shape: {red[r]['shape']} for a reduced value "
+                           "(expected [])")
+        return out
     if not isinstance(exp, dict) or set(exp) != {"per_sample", "reductions"}:
         return out + ["expected must have exactly per_sample and reductions"]
     ps = exp["per_sample"]
@@ -248,9 +296,11 @@ def check_values(obj: Mapping[str, Any], prov: Mapping[str, Any]) -> List[str]:
     states (:func:`decimal_mismatches`). One message per array, naming the first value
     that disagrees; a check of the file alone, without the oracle."""
     exp = obj["expected"]
-    arrays = [("expected.per_sample", exp["per_sample"], exp["per_sample"]["dtype"])]
+    arrays = [("expected.per_sample", exp["per_sample"], exp["per_sample"]["dtype"])] \
+        if "per_sample" in exp else []
+    order = REDUCTIONS if prov["dialect"] == "keras" else list(exp["reductions"])
     arrays += [(f"expected.reductions.{r}", exp["reductions"][r],
-                exp["reductions"][r].get("dtype", prov["dtype"])) for r in REDUCTIONS]
+                exp["reductions"][r].get("dtype", prov["dtype"])) for r in order]
     # one vectorised pass per format (a case has one or two) rather than one per array
     bad_at: Dict[int, List[int]] = {}
     for dtype in dict.fromkeys(a[2] for a in arrays):
@@ -302,20 +352,28 @@ class Case:
     ----------
     id, dialect, loss, dtype : str
     params : dict
-        Keyword arguments of the Keras function and class (a list is a tuple ``axis``).
+        Keyword arguments of the Keras function and class (a list is a tuple ``axis``), or
+        of the torch function.
     tags : list of str
     y_true, y_pred : numpy.ndarray
-        In `dtype` (``ml_dtypes.bfloat16`` for bfloat16 when installed).
+        In `dtype` (``ml_dtypes.bfloat16`` for bfloat16 when installed); for a torch case
+        its ``target`` and ``input``.
     sample_weight : numpy.ndarray or None
-    per_sample : numpy.ndarray
-        Expected ``function(y_true, y_pred, **params)``, in `per_sample_dtype`.
+        None for a torch case (its ``weight``/``pos_weight`` are in `inputs`).
+    per_sample : numpy.ndarray or None
+        Expected ``function(y_true, y_pred, **params)``, in `per_sample_dtype` (Keras only;
+        None for torch, whose unreduced output is ``reductions["none"]``).
     reductions : dict
         Reduction name (``"none"`` for None) -> expected ``Class(reduction=..., dtype=dtype,
-        **params)(y_true, y_pred, sample_weight)``, in `dtype`.
+        **params)(y_true, y_pred, sample_weight)``, in `dtype`; for torch
+        ``function(input, target, reduction=..., **params, **arrays)`` in the format its
+        ``dtype`` names.
     decimal : dict
         ``"per_sample"`` and each reduction -> array of 40-digit decimal strings.
     record : dict
         The line as read.
+    inputs : dict
+        Every input by the dialect's name, decoded (None where absent).
     """
 
     id: str
@@ -332,24 +390,29 @@ class Case:
     reductions: Dict[str, np.ndarray]
     decimal: Dict[str, np.ndarray]
     record: Dict[str, Any] = field(repr=False, default_factory=dict)
+    inputs: Dict[str, Optional[np.ndarray]] = field(repr=False, default_factory=dict)
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> "Case":
         fmt = formats.get_format(rec["dtype"])
         exp = rec["expected"]
-        ps = exp["per_sample"]
-        dec = {"per_sample": np.array(ps["decimal"], dtype=str).reshape(tuple(ps["shape"]))}
+        ps = exp.get("per_sample")
+        dec = {} if ps is None else \
+            {"per_sample": np.array(ps["decimal"], dtype=str).reshape(tuple(ps["shape"]))}
         red = {}
         for r, v in exp["reductions"].items():
-            red[r] = decode_array(v, fmt)
+            red[r] = decode_array(v, formats.get_format(v.get("dtype", fmt.name)))
             dec[r] = np.array(v["decimal"], dtype=str).reshape(tuple(v["shape"]))
-        inp = rec["inputs"]
+        inputs = {k: decode_array(v, fmt) for k, v in rec["inputs"].items()}
+        torch_names = rec["dialect"] == "torch"
         return cls(id=rec["id"], dialect=rec["dialect"], loss=rec["loss"], dtype=rec["dtype"],
                    params=dict(rec["params"]), tags=list(rec["tags"]),
-                   y_true=decode_array(inp["y_true"], fmt), y_pred=decode_array(inp["y_pred"], fmt),
-                   sample_weight=decode_array(inp["sample_weight"], fmt),
-                   per_sample=decode_array(ps, formats.get_format(ps["dtype"])),
-                   per_sample_dtype=ps["dtype"], reductions=red, decimal=dec, record=dict(rec))
+                   y_true=inputs["target" if torch_names else "y_true"],
+                   y_pred=inputs["input" if torch_names else "y_pred"],
+                   sample_weight=inputs.get("sample_weight"),
+                   per_sample=None if ps is None else decode_array(ps, formats.get_format(ps["dtype"])),
+                   per_sample_dtype=None if ps is None else ps["dtype"], reductions=red, decimal=dec,
+                   record=dict(rec), inputs=inputs)
 
 
 @dataclass

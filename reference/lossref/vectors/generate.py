@@ -40,10 +40,10 @@ from .fileformat import (FORMAT_NAME, FORMAT_VERSION, ID_STEP, case_id, dumps, e
 from .manifest import (MANIFEST, VectorSetError, check_readable, read_manifest,
                        sha256_bytes, sha256_file, vector_files, write_atomic,
                        write_manifest)
-from .targets import REDUCTIONS, KerasTarget, Rejected, expected, get_target, json_params, \
-    keras_targets, per_sample_shape
+from .targets import KerasTarget, Rejected, check_inputs, expected_of, get_target, json_params, \
+    per_sample_shape, targets
 
-__all__ = ["SCHEDULE", "DEFAULT_SEED", "DEFAULT_CASES", "DTYPES", "draw_case", "make_case",
+__all__ = ["SCHEDULE", "DEFAULT_SEED", "DEFAULT_CASES", "DTYPES", "draw_case", "draw_inputs_of", "make_case",
            "fresh_specs", "provenance", "render_file", "file_path", "golden", "GoldenReport", "plan"]
 
 #: Category of case i is ``SCHEDULE[i % 8]``: 3/8 random, 3/8 adversarial, 1/8 special
@@ -57,12 +57,12 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 MAX_DRAWS = 64
 
 
-def _draw_params(rng: Stream, target: KerasTarget, index: int) -> Dict[str, Any]:
+def _draw_params(rng: Stream, target, index: int) -> Dict[str, Any]:
     """Case 0 has every default; later cases keep each default with probability 1/2 and
     otherwise take one of the parameter's other values."""
     out = {}
     for name, default in target.params:
-        values = domains.param_values(target.loss, name, default)
+        values = target.values(name, default)
         if index == 0 or len(values) == 1 or rng.chance(0.5):
             out[name] = default
         else:
@@ -77,7 +77,7 @@ def draw_case(target: KerasTarget, dtype: str, key: str, index: int) -> Tuple[
     them (checked with the cheap float64 reference)."""
     fmt = formats.get_format(dtype)
     category = SCHEDULE[index % len(SCHEDULE)]
-    kind = domains.kind_of(target.loss, [k for k, _ in target.params])
+    kind = target.kind
     rng = Stream(key)
     params = _draw_params(rng, target, index)
     # special cases start from typical values, then get IEEE specials written in
@@ -91,11 +91,55 @@ def draw_case(target: KerasTarget, dtype: str, key: str, index: int) -> Tuple[
     return params, t, p, sw, d.tags
 
 
+def draw_inputs_of(target, dtype: str, key: str, index: int) -> Tuple[
+        Dict[str, Any], Dict[str, Optional[np.ndarray]], List[str]]:
+    """Draw case `index` of any dialect: ``(params, inputs, tags)``, `inputs` by the
+    dialect's names (Keras: y_true, y_pred, sample_weight; torch: input, target and the
+    function's extra arrays, each an array or None); ``Rejected`` if the dialect refuses
+    them.
+
+    Torch cases are drawn like Keras ones (the kind's ``y_true`` is torch's target, its
+    ``y_pred`` the input), then the class axis is moved to the entry's ``class_dim`` and
+    each extra array is drawn by its shape rule (:func:`domains.draw_array`)."""
+    if target.dialect == "keras":
+        params, t, p, sw, tags = draw_case(target, dtype, key, index)
+        return params, {"y_true": t, "y_pred": p, "sample_weight": sw}, tags
+    fmt = formats.get_format(dtype)
+    category = SCHEDULE[index % len(SCHEDULE)]
+    kind = target.kind
+    rng = Stream(key)
+    params = _draw_params(rng, target, index)
+    d = domains.Draw(rng, fmt, "random" if category == "special" else category, params,
+                     tags=[category])
+    t, p = domains.draw_inputs(d, kind)
+    if category == "special":
+        if target.entry.specials == "unit":
+            sv = domains.special_values(fmt)
+            t, p = domains.inject_specials(d, kind, t, p, values=sv[(sv >= 0) & (sv <= 1)],
+                                           pred_only=True)
+        else:
+            t, p = domains.inject_specials(d, kind, t, p)
+    cd = target.entry.class_dim
+    if cd is not None and p.ndim > cd + 1:
+        if t.shape == p.shape:
+            t = np.ascontiguousarray(np.moveaxis(t, -1, cd))
+        p = np.ascontiguousarray(np.moveaxis(p, -1, cd))
+    inputs: Dict[str, Optional[np.ndarray]] = {"input": p, "target": t}
+    for name, rule in target.entry.arrays:
+        inputs[name] = domains.draw_array(d, name, rule, p.shape)
+    check_inputs(target, fmt, params, inputs)
+    return params, inputs, d.tags
+
+
+def _encode_inputs(target, inputs: Dict[str, Optional[np.ndarray]]) -> Dict[str, Any]:
+    return {k: encode_array(inputs.get(k)) for k in target.input_names}
+
+
 def _key(prefix: str, seed: int, dialect: str, loss: str, dtype: str, index: int, attempt: int) -> str:
     return f"{prefix}/{seed}/{dialect}/{loss}/{dtype}/{index}/{attempt}"
 
 
-def make_case(target: KerasTarget, dtype: str, seed: int, index: int,
+def make_case(target, dtype: str, seed: int, index: int,
               dialect: str = "keras") -> Tuple[Dict[str, Any], int]:
     """Case `index` of a file, evaluated: ``(record, redraws)``.
 
@@ -110,16 +154,15 @@ def make_case(target: KerasTarget, dtype: str, seed: int, index: int,
     last = None
     for attempt in range(MAX_DRAWS):
         try:
-            params, t, p, sw, tags = draw_case(
+            params, inputs, tags = draw_inputs_of(
                 target, fmt.name, _key("lossref-golden", seed, dialect, target.loss, fmt.name, index,
                                        attempt), index)
-            exp = expected(target, fmt, params, t, p, sw)
+            exp = expected_of(target, fmt, params, inputs)
         except Rejected as e:
             last = e
             continue
         rec = {"id": cid, "dialect": dialect, "loss": target.loss, "dtype": fmt.name,
-               "params": params, "tags": tags,
-               "inputs": {"y_true": encode_array(t), "y_pred": encode_array(p), "sample_weight": encode_array(sw)},
+               "params": params, "tags": tags, "inputs": _encode_inputs(target, inputs),
                "expected": exp}
         return rec, attempt
     raise RuntimeError(f"{cid}: the dialect refused {MAX_DRAWS} draws in a row (last: {last}); "
@@ -131,7 +174,7 @@ def fresh_specs(n: int, seed: int = DEFAULT_SEED, losses: Optional[Sequence[str]
     """`n` fresh cases per loss and dtype, inputs only (no expectations, so no oracle).
 
     Drawn by the golden-vector machinery from another stream family than the canonical
-    set, so they differ from it; ids are ``keras-fresh<seed>/loss/dtype/NNNN``. Each spec
+    set, so they differ from it; ids are ``DIALECT-fresh<seed>/loss/dtype/NNNN``. Each spec
     has ``id, dialect, loss, dtype, params, tags, inputs`` (as in a golden file) and
     ``reductions`` (the names to evaluate).
     """
@@ -141,7 +184,7 @@ def fresh_specs(n: int, seed: int = DEFAULT_SEED, losses: Optional[Sequence[str]
         for i in range(n):
             for attempt in range(MAX_DRAWS):
                 try:
-                    params, t, p, sw, tags = draw_case(
+                    params, inputs, tags = draw_inputs_of(
                         target, dtype, _key("lossref-fresh", seed, dialect, loss, dtype, i, attempt), i)
                     break
                 except Rejected:
@@ -150,9 +193,8 @@ def fresh_specs(n: int, seed: int = DEFAULT_SEED, losses: Optional[Sequence[str]
                 raise RuntimeError(f"{loss}/{dtype}: the dialect refused {MAX_DRAWS} draws in a row")
             out.append({"id": f"{dialect}-fresh{seed}/{loss}/{dtype}/{ID_STEP * (i + 1):04d}",
                         "dialect": dialect, "loss": loss, "dtype": dtype, "params": params,
-                        "tags": tags, "reductions": list(REDUCTIONS),
-                        "inputs": {"y_true": encode_array(t), "y_pred": encode_array(p),
-                                   "sample_weight": encode_array(sw)}})
+                        "tags": tags, "reductions": list(target.reductions),
+                        "inputs": _encode_inputs(target, inputs)})
     return out
 
 
@@ -162,7 +204,7 @@ def command(dialect: str, loss: str, dtype: str, cases: int, seed: int) -> str:
             f"--seed {seed} --out DIR")
 
 
-def provenance(target: KerasTarget, dtype: str, cases: int, seed: int, redrawn: int,
+def provenance(target, dtype: str, cases: int, seed: int, redrawn: int,
                dialect: str = "keras") -> Dict[str, Any]:
     """The first line of a file. Only what decides the bytes is in it: no date, host or
     output path."""
@@ -171,9 +213,8 @@ def provenance(target: KerasTarget, dtype: str, cases: int, seed: int, redrawn: 
         "lossref": __version__, "spec": SPEC_VERSION, "mpmath": mpmath.__version__,
         "seed": seed, "command": command(dialect, target.loss, dtype, cases, seed),
         "dialect": dialect, "loss": target.loss, "dtype": dtype,
-        "function": f"{dialect}.losses.{target.function_name}",
-        "class": f"{dialect}.losses.{target.class_name}",
-        "cases": cases, "id_step": ID_STEP, "reductions": list(REDUCTIONS), "redrawn": redrawn}}
+        "function": target.function_qualname, "class": target.class_qualname,
+        "cases": cases, "id_step": ID_STEP, "reductions": list(target.reductions), "redrawn": redrawn}}
 
 
 def render_file(loss: str, dtype: str, cases: int = DEFAULT_CASES, seed: int = DEFAULT_SEED,
@@ -279,9 +320,15 @@ class GoldenReport:
 def plan(dialect: str = "keras", losses: Optional[Sequence[str]] = None,
          dtypes: Optional[Sequence[str]] = None) -> List[Tuple[str, str]]:
     """The (loss, dtype) pairs of a run; ``KeyError``/``TypeError`` for unknown names."""
-    if dialect != "keras":
-        raise KeyError(f"unknown dialect {dialect!r}; golden vectors exist for: keras")
-    names = sorted(keras_targets()) if not losses else list(dict.fromkeys(losses))
+    known = targets(dialect)  # KeyError for an unknown dialect
+    if dialect == "torch" and not losses:
+        from .torch_table import missing_entries
+        missing = missing_entries()
+        if missing:  # never skip a function of the dialect silently
+            raise KeyError(f"lossref.torch.nn.functional has function(s) without an entry in "
+                           f"lossref/vectors/torch_table.py: {', '.join(missing)}; add one each "
+                           f"(or name the functions to generate with --loss)")
+    names = sorted(known) if not losses else list(dict.fromkeys(losses))
     for n in names:
         get_target(dialect, n)
     dts = list(DTYPES) if not dtypes else [formats.get_format(d).name for d in dict.fromkeys(dtypes)]
@@ -343,7 +390,7 @@ def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = 
     out : path
         The set's folder (created if missing).
     dialect : str
-        ``"keras"``.
+        ``"keras"`` or ``"torch"``.
     losses, dtypes : sequence of str, optional
         Default: every loss of the dialect, every format.
     cases : int

@@ -31,8 +31,12 @@ import numpy as np
 from .. import formats
 from ..formats import Format
 
-__all__ = ["KerasTarget", "keras_targets", "get_target", "REDUCTIONS", "DECIMAL_DIGITS",
-           "hexf", "call_params", "as_format", "per_sample_shape", "expected", "Rejected"]
+__all__ = ["KerasTarget", "keras_targets", "get_target", "targets", "DIALECTS", "REDUCTIONS",
+           "DECIMAL_DIGITS", "hexf", "call_params", "as_format", "per_sample_shape", "expected",
+           "expected_of", "check_inputs", "Rejected"]
+
+#: Dialects with golden vectors.
+DIALECTS = ("keras", "torch")
 
 #: Reductions of every case, in file order ("none" is Keras's ``None``/``"none"``).
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
@@ -69,6 +73,29 @@ class KerasTarget:
     def defaults(self) -> Dict[str, Any]:
         return dict(self.params)
 
+    # --- what the dialect-generic machinery asks of a target (TorchTarget has the same) ---
+    dialect = "keras"
+    reductions = REDUCTIONS
+    input_names = ("y_true", "y_pred", "sample_weight")
+    optional_inputs = ("sample_weight",)
+
+    @property
+    def function_qualname(self) -> str:
+        return f"keras.losses.{self.function_name}"
+
+    @property
+    def class_qualname(self) -> str:
+        return f"keras.losses.{self.class_name}"
+
+    @property
+    def kind(self) -> str:
+        from . import domains
+        return domains.kind_of(self.loss, [k for k, _ in self.params])
+
+    def values(self, name: str, default: Any) -> Tuple[Any, ...]:
+        from . import domains
+        return domains.param_values(self.loss, name, default)
+
 
 @lru_cache(maxsize=None)
 def keras_targets() -> Dict[str, KerasTarget]:
@@ -103,16 +130,28 @@ def keras_targets() -> Dict[str, KerasTarget]:
     return out
 
 
-def get_target(dialect: str, loss: str) -> KerasTarget:
-    """The target of `loss` in `dialect` (only ``"keras"`` so far); ``KeyError`` listing
-    the known names otherwise."""
-    if dialect != "keras":
-        raise KeyError(f"unknown dialect {dialect!r}; golden vectors exist for: keras")
-    targets = keras_targets()
-    if loss not in targets:
-        raise KeyError(f"loss {loss!r} has no Keras function and class in lossref.keras.losses; "
-                       f"known: {', '.join(sorted(targets))}")
-    return targets[loss]
+def targets(dialect: str) -> Dict[str, Any]:
+    """Loss name -> target of every loss of `dialect` with golden vectors (Keras: found by
+    scanning the dialect; torch: :data:`~lossref.vectors.torch_table.TORCH_TABLE`)."""
+    if dialect == "keras":
+        return keras_targets()
+    if dialect == "torch":
+        from .torch_table import torch_targets
+        return torch_targets()
+    raise KeyError(f"unknown dialect {dialect!r}; golden vectors exist for: {', '.join(DIALECTS)}")
+
+
+def get_target(dialect: str, loss: str):
+    """The target of `loss` in `dialect` (a :class:`KerasTarget` or a
+    :class:`~lossref.vectors.torch_table.TorchTarget`); ``KeyError`` listing the known
+    names otherwise."""
+    known = targets(dialect)
+    if loss not in known:
+        where = ("has no Keras function and class in lossref.keras.losses" if dialect == "keras"
+                 else "is not a function of lossref.torch.nn.functional with an entry in "
+                      "lossref/vectors/torch_table.py")
+        raise KeyError(f"loss {loss!r} {where}; known: {', '.join(sorted(known))}")
+    return known[loss]
 
 
 # --- values and encodings ---------------------------------------------------------------------------
@@ -206,3 +245,64 @@ def expected(target: KerasTarget, fmt: Format, params: Mapping[str, Any], y_true
     except _REFUSALS as e:
         raise Rejected(f"{type(e).__name__}: {e}") from None
     return {"per_sample": per_sample, "reductions": reduced}
+
+
+# --- dialect-generic entry points -------------------------------------------------------------------
+
+
+def _torch_arrays(target, fmt: Format, inputs: Mapping[str, Optional[np.ndarray]]) -> Dict[str, Any]:
+    """The case's inputs as the arrays the torch dialect is called with (absent extras left
+    out; class indices as int64)."""
+    out = {}
+    for k in target.input_names:
+        v = inputs.get(k)
+        if v is None:
+            continue
+        out[k] = np.asarray(v, np.float64).astype(np.int64) if k in target.entry.integer \
+            else as_format(v, fmt)
+    return out
+
+
+def _torch_call(target, fmt, params, inputs, reduction, exact: bool):
+    a = _torch_arrays(target, fmt, inputs)
+    fn = target.function.exact if exact else target.function
+    extra = {k: v for k, v in a.items() if k not in ("input", "target")}
+    return fn(a["input"], a["target"], reduction=reduction, **call_params(params), **extra)
+
+
+def check_inputs(target, fmt: Format, params: Mapping[str, Any],
+                 inputs: Mapping[str, Optional[np.ndarray]]) -> tuple:
+    """Shape of the unreduced output (cheap float evaluation); ``Rejected`` if the dialect
+    refuses the inputs."""
+    if target.dialect == "keras":
+        return per_sample_shape(target, fmt, params, inputs["y_true"], inputs["y_pred"])
+    try:
+        with _quiet():
+            return tuple(np.shape(_torch_call(target, fmt, params, inputs, "none", False)))
+    except _REFUSALS as e:
+        raise Rejected(f"{type(e).__name__}: {e}") from None
+
+
+def expected_of(target, fmt: Format, params: Mapping[str, Any],
+                inputs: Mapping[str, Optional[np.ndarray]],
+                reductions: Optional[Tuple[str, ...]] = None) -> Dict[str, Any]:
+    """The ``expected`` object of a case of any dialect; `inputs` by the dialect's names.
+
+    Keras: :func:`expected`. Torch: ``{"reductions": {r: function.exact(input, target,
+    reduction=r, **params, **arrays)}}`` for each reduction (``'none'``: the unreduced
+    output), each correctly rounded into the format the dialect returns, with its
+    ``dtype``.
+    """
+    if target.dialect == "keras":
+        return expected(target, fmt, params, inputs["y_true"], inputs["y_pred"],
+                        inputs.get("sample_weight"),
+                        REDUCTIONS if reductions is None else tuple(reductions))
+    reduced = {}
+    try:
+        with _quiet():
+            for r in (target.reductions if reductions is None else reductions):
+                e = _torch_call(target, fmt, params, inputs, r, True)
+                reduced[r] = encode_exact(e, e.dtype or fmt, with_dtype=True)
+    except _REFUSALS as e:
+        raise Rejected(f"{type(e).__name__}: {e}") from None
+    return {"reductions": reduced}

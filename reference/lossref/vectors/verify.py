@@ -39,7 +39,7 @@ from .fileformat import (ID_RE, canonical_dir, check_case, check_provenance, che
                          decode_array, dumps)
 from .manifest import (MANIFEST, VectorSetError, check_readable, hash_problem,
                        listing_problems, read_manifest, sha256_bytes, vector_files)
-from .targets import Rejected, expected, get_target
+from .targets import Rejected, expected_of, get_target
 
 __all__ = ["verify", "VerifyReport", "check_file", "rederive", "first_difference"]
 
@@ -117,10 +117,9 @@ def rederive(rec: Dict[str, Any]) -> Dict[str, Any]:
     fmt = formats.get_format(rec["dtype"])
     target = get_target(rec["dialect"], rec["loss"])
     inp = rec["inputs"]
-    t, p = (np.asarray(decode_array(inp[k], fmt), dtype=np.float64) for k in ("y_true", "y_pred"))
-    sw = inp["sample_weight"]
-    sw = None if sw is None else np.asarray(decode_array(sw, fmt), dtype=np.float64)
-    return expected(target, fmt, rec["params"], t, p, sw)
+    arrays = {k: None if inp.get(k) is None else np.asarray(decode_array(inp[k], fmt), dtype=np.float64)
+              for k in target.input_names}
+    return expected_of(target, fmt, rec["params"], arrays)
 
 
 def check_file(root: str, rel: str, listed: Optional[str], sample: int,

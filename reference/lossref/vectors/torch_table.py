@@ -1,0 +1,160 @@
+"""The torch target table: which ``lossref.torch.nn.functional`` functions get golden
+vectors, and how their cases are drawn and evaluated.
+
+One entry per function (:data:`TORCH_TABLE`); the entry is the whole recipe:
+
+* ``module``: the ``torch.nn`` class (provenance ``class``: ``torch.nn.MSELoss``);
+* ``kind``: the input kind of :mod:`lossref.vectors.domains` that draws ``(target,
+  input)`` (``real``, ``binary`` probabilities, ``binary-logits``, ``log-distribution``
+  for ``kl_div``, ``poisson-nll``, ``class-logits``/``class-log-probs`` with integer
+  targets, ...);
+* ``params``: each keyword parameter that changes the math with the values to draw, the
+  torch default first (the legacy ``size_average``/``reduce`` are never drawn);
+* ``arrays``: the extra tensor arguments (``weight``, ``pos_weight``) with the shape rule
+  they are drawn with (:data:`ARRAY_RULES`); each is an input of the case, an array or
+  ``null``;
+* ``reductions``: the ``reduction`` values, ``'none'`` (the unreduced output) first;
+* ``class_dim``: where torch wants the class axis (1 for ``cross_entropy``/``nll_loss``):
+  the drawn class axis (last) is moved there;
+* ``integer``: inputs that torch takes as ``int64`` (class indices), stored as floats;
+* ``specials``: which special values a ``special`` case writes in (``"unit"``: only
+  those in [0, 1], only into the input).
+
+Only functions the dialect has get vectors, and every function of the dialect must have
+an entry: :func:`missing_entries` names the functions of
+``lossref.torch.nn.functional.__all__`` without one, and ``lossref golden --dialect
+torch`` refuses to run the whole dialect while there is any (nothing is skipped silently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["TorchEntry", "TORCH_TABLE", "TORCH_REDUCTIONS", "ARRAY_RULES", "TorchTarget",
+           "torch_targets", "missing_entries"]
+
+#: Every reduction name a torch file may list.
+TORCH_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+#: Shape rules of extra array arguments: ``input`` (the input's shape), ``broadcast`` (the
+#: input's shape, its last axis, or a scalar), ``last`` (the last axis, e.g. a per-class
+#: ``pos_weight``), ``class`` (the class axis, ``(C,)``).
+ARRAY_RULES = ("input", "broadcast", "last", "class")
+
+
+@dataclass(frozen=True)
+class TorchEntry:
+    """How one torch function's cases are drawn (see the module docstring)."""
+
+    module: str
+    kind: str
+    params: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()
+    arrays: Tuple[Tuple[str, str], ...] = ()
+    reductions: Tuple[str, ...] = ("none", "mean", "sum")
+    class_dim: Optional[int] = None
+    integer: Tuple[str, ...] = ()
+    #: special cases: ``"any"`` writes every IEEE special into input and target;
+    #: ``"unit"`` only those in [0, 1] (±0, the least subnormal and normal, 1) and only
+    #: into the input, for functions that refuse anything else (binary_cross_entropy)
+    specials: str = "any"
+
+
+#: Function name -> entry. The list of torch functions with golden vectors.
+TORCH_TABLE: Dict[str, TorchEntry] = {
+    "l1_loss": TorchEntry("L1Loss", "real", arrays=(("weight", "input"),)),
+    "mse_loss": TorchEntry("MSELoss", "real", arrays=(("weight", "input"),)),
+    "huber_loss": TorchEntry("HuberLoss", "real", params=(("delta", (1.0, 0.5, 0.001, 20.0)),),
+                             arrays=(("weight", "input"),)),
+    "smooth_l1_loss": TorchEntry("SmoothL1Loss", "real", params=(("beta", (1.0, 0.5, 0.0, 20.0)),)),
+    "binary_cross_entropy": TorchEntry("BCELoss", "binary", arrays=(("weight", "broadcast"),),
+                                       specials="unit"),
+    "binary_cross_entropy_with_logits": TorchEntry(
+        "BCEWithLogitsLoss", "binary-logits", arrays=(("weight", "broadcast"), ("pos_weight", "last"))),
+    "kl_div": TorchEntry("KLDivLoss", "log-distribution", params=(("log_target", (False, True)),),
+                         reductions=("none", "mean", "sum", "batchmean")),
+    "poisson_nll_loss": TorchEntry("PoissonNLLLoss", "poisson-nll",
+                                   params=(("log_input", (True, False)), ("full", (False, True)),
+                                           ("eps", (1e-8, 1e-3)))),
+    # the classification functions, once the dialect has them (one entry each), e.g.:
+    # "nll_loss": TorchEntry("NLLLoss", "class-log-probs", params=(("ignore_index", (-100, 0)),),
+    #                        arrays=(("weight", "class"),), class_dim=1, integer=("target",)),
+}
+
+
+@dataclass(frozen=True)
+class TorchTarget:
+    """One torch function of the dialect with its table entry."""
+
+    loss: str
+    function: Any
+    entry: TorchEntry
+
+    dialect = "torch"
+
+    @property
+    def params(self) -> Tuple[Tuple[str, Any], ...]:
+        """(name, default) of the drawn parameters, in table order."""
+        return tuple((n, v[0]) for n, v in self.entry.params)
+
+    @property
+    def reductions(self) -> Tuple[str, ...]:
+        return self.entry.reductions
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def arrays(self) -> Tuple[str, ...]:
+        return tuple(n for n, _ in self.entry.arrays)
+
+    @property
+    def input_names(self) -> Tuple[str, ...]:
+        """The keys of a case's ``inputs``: input, target, then the extra arrays."""
+        return ("input", "target") + self.arrays
+
+    @property
+    def optional_inputs(self) -> Tuple[str, ...]:
+        return self.arrays
+
+    @property
+    def function_name(self) -> str:
+        return self.loss
+
+    @property
+    def class_name(self) -> str:
+        return self.entry.module
+
+    @property
+    def function_qualname(self) -> str:
+        return f"torch.nn.functional.{self.loss}"
+
+    @property
+    def class_qualname(self) -> str:
+        return f"torch.nn.{self.entry.module}"
+
+    def defaults(self) -> Dict[str, Any]:
+        return dict(self.params)
+
+    def values(self, name: str, default: Any) -> Tuple[Any, ...]:
+        return dict(self.entry.params)[name]
+
+
+def _functional():
+    from ..torch.nn import functional
+    return functional
+
+
+@lru_cache(maxsize=None)
+def torch_targets() -> Dict[str, TorchTarget]:
+    """Function name -> :class:`TorchTarget` for every table entry the dialect has."""
+    F = _functional()
+    return {name: TorchTarget(name, getattr(F, name), entry)
+            for name, entry in sorted(TORCH_TABLE.items()) if hasattr(F, name)}
+
+
+def missing_entries() -> List[str]:
+    """Functions of ``lossref.torch.nn.functional.__all__`` without a table entry."""
+    F = _functional()
+    return sorted(n for n in getattr(F, "__all__", ()) if n not in TORCH_TABLE)
