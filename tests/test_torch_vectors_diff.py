@@ -172,3 +172,28 @@ def test_conformance_plugin_with_torch(tmp_path):
                                        if k.rstrip(",") in ("passed", "failed")) == 3, r.stdout[-3000:]
     if r.returncode == 1:  # a finding of torch itself: the message carries its reproducer
         assert "test_conformance[l1_loss-float64-" in r.stdout and "reproducer" in r.stdout
+
+
+def test_diff_torch_classification_passes_int64_targets_and_records_kernel_errors(tmp_path):
+    """nll_loss gets int64 class indices (no 'error' rows); multi_margin_loss has no float16
+    CPU kernel in torch: an 'error' finding, not a crash of the run."""
+    from lossref.vectors.torch_table import integer_inputs
+    ce = TORCH_TABLE["cross_entropy"]
+    assert integer_inputs(ce, {"input": {"shape": [2, 3]}, "target": {"shape": [2]}}) == ("target",)
+    assert integer_inputs(ce, {"input": {"shape": [2, 3]}, "target": {"shape": [2, 3]}}) == ()
+    r = subprocess.run([sys.executable, "-m", "lossref.cli", "diff", "torch", "--cases", "1", "--out",
+                        str(tmp_path / "c"), "--loss", "nll_loss", "--loss", "multi_margin_loss",
+                        "--dtype", "float16", "--dtype", "float32", "--no-plots"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "c" / "report.json").read_text())
+    status = {(x["loss"], x["dtype"], x["status"]) for x in doc["rows"]}
+    assert not any(s == "error" for loss, _, s in status if loss == "nll_loss")
+    assert ("multi_margin_loss", "float16", "error") in status
+    assert any(s != "error" for loss, dt, s in status if (loss, dt) == ("multi_margin_loss", "float32"))
+    errors = [f for f in doc["findings"] if f["kind"] == "error" and f["loss"] == "multi_margin_loss"]
+    assert errors and "NotImplementedError" in errors[0]["summary"]
+    f = next(f for f in doc["findings"] if f["kind"] != "error")
+    assert "torch.int64" in f["reproducer"]
+    run = subprocess.run([sys.executable, "-c", f["reproducer"]], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.startswith("framework: ["), run.stderr[-2000:]

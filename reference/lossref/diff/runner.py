@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
 from ..vectors.targets import REDUCTIONS, call_params, get_target, keras_targets
+from ..vectors.torch_table import integer_inputs
 from . import compare
 
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")
@@ -89,7 +90,8 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
     results: Dict[str, Dict[str, Any]] = {}
     header: Dict[str, Any] = {}
     if framework == "torch":
-        todo = [dict(c, torch={"integer": list(get_target("torch", c["loss"]).entry.integer)})
+        todo = [dict(c, torch={"integer": list(integer_inputs(get_target("torch", c["loss"]).entry,
+                                                              c["inputs"]))})
                 for c in cases]
     else:
         targets = keras_targets()
@@ -280,7 +282,7 @@ def torch_reproducer(case: Dict[str, Any], output: str) -> str:
         a = case["inputs"].get(k)
         if a is None:
             continue
-        dtype = "torch.int64" if k in target.entry.integer else f"torch.{dt}"
+        dtype = "torch.int64" if k in integer_inputs(target.entry, case["inputs"]) else f"torch.{dt}"
         lines.append(f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r}, {dtype})")
         names.append(k)
     kw = "".join(f", {k}={k}" for k in names if k not in ("input", "target"))

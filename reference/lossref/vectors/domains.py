@@ -85,7 +85,8 @@ PARAM_VALUES: Dict[str, Tuple[Any, ...]] = {
 }
 
 #: Kinds whose ``y_true`` holds integer labels (never overwritten by special values).
-_LABEL_KINDS = ("sparse", "circle", "ctc")
+_LABEL_KINDS = ("sparse", "circle", "ctc", "class-logits", "class-log-probs", "margin-index",
+                "label-lists")
 
 
 def label_kinds() -> Tuple[str, ...]:
@@ -519,11 +520,172 @@ def _poisson_nll(d: Draw, shape, ps):
     return y, d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(-30, 7))
 
 
+def _index_targets(d: Draw, y_shape, c: int) -> np.ndarray:
+    """Class indices in [0, C) for torch; some (adversarial: sometimes all) set to the
+    ``ignore_index`` parameter (torch's default -100 too): an all-ignored batch makes
+    ``'mean'`` 0/0, NaN."""
+    n = int(np.prod(y_shape))
+    y = d.rng.integers(n, 0, max(c, 1)).astype(np.float64)
+    ignore = d.params.get("ignore_index", -100)
+    if n and d.rng.chance(0.4 if d.category != "adversarial" else 0.6):
+        if d.category == "adversarial" and d.rng.chance(0.3):
+            d.tag("all-ignored")
+            y[:] = ignore
+        else:
+            d.tag("ignored")
+            y = np.where(d.rng.integers(n, 0, 3) == 0, float(ignore), y)
+    return y.reshape(y_shape)
+
+
+def _class_logits(d: Draw, y_shape, p_shape):
+    """cross_entropy: class indices (with ignored ones) or, for a target of the input's
+    shape, class probabilities; logits (adversarial: large, -inf, ties, wide range)."""
+    n = int(np.prod(p_shape))
+    if tuple(y_shape) == tuple(p_shape):
+        y = _one_hot(d, p_shape) if d.rng.chance(0.25) else _distribution_rows(
+            d, p_shape, d.category == "adversarial" and d.rng.chance(0.5))
+    else:
+        y = _index_targets(d, y_shape, p_shape[-1])
+    if d.category != "adversarial":
+        return y, d.uniform(n, -6.0, 6.0)
+    probabilities = tuple(y_shape) == tuple(p_shape)
+    # -inf logits only with class indices: a class of probability 0 and logit -inf is
+    # 0·inf in torch's product (NaN), where the oracle's definition has 0
+    how = d.rng.choice(("large-logits", "ties", "wide-range") if probabilities else
+                       ("large-logits", "neg-inf-logits", "ties", "wide-range"))
+    d.tag(how)
+    if how == "large-logits":  # exp overflows: only a shifted log-sum-exp survives
+        return y, d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(4, 40))
+    if how == "neg-inf-logits":  # probability 0: finite elsewhere, +inf at the target class
+        return y, np.where(d.rng.integers(n, 0, 4) == 0, -np.inf, d.uniform(n, -6.0, 6.0))
+    if how == "ties":
+        return y, d.rng.integers(n, -1, 2).astype(np.float64)
+    return y, d.wide(n, -100, 100)
+
+
+def _class_log_probs(d: Draw, y_shape, p_shape):
+    """nll_loss: class indices (with ignored ones) and log-probabilities (the log, rounded
+    by mpmath, of distribution rows; adversarial: zeros (-inf), one class near 1, wide
+    negative values, or any reals, which nll_loss takes as they are)."""
+    n = int(np.prod(p_shape))
+    y = _index_targets(d, y_shape, p_shape[-1])
+    if d.category != "adversarial":
+        return y, _mp_log(_distribution_rows(d, p_shape, False))
+    how = d.rng.choice(("one-near-one", "zero-probability", "wide-log-input", "any-real"))
+    d.tag(how)
+    if how == "one-near-one":
+        return y, _mp_log(_distribution_rows(d, p_shape, True))
+    if how == "zero-probability":
+        p = _distribution_rows(d, p_shape, False)
+        return y, _mp_log(np.where(_rows(d.rng.integers(n, 0, 3), p_shape) == 0, 0.0, p))
+    if how == "wide-log-input":
+        return y, -np.abs(d.wide(n, -30, 12))
+    return y, d.wide(n, -100, 100)
+
+
+def _multilabel_logits(d: Draw, shape, _ps):
+    """multilabel_soft_margin_loss: 0/1 targets, logits."""
+    n = int(np.prod(shape))
+    return _labels01(d, n), _logits(d, n)
+
+
+def _soft_margin(d: Draw, shape, _ps):
+    """soft_margin_loss: ±1 targets; inputs typical, or (adversarial) large ``|x|``
+    (``exp(-y x)`` overflows), tiny or wide-ranging."""
+    n = int(np.prod(shape))
+    y = d.rng.signs(n)
+    if d.category != "adversarial":
+        return y, d.uniform(n, -4.0, 4.0)
+    how = d.rng.choice(("large-margin", "near-zero", "wide-range"))
+    d.tag(how)
+    if how == "large-margin":
+        return y, d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(3, 40))
+    if how == "near-zero":
+        return y, d.wide(n, -60, -10)
+    return y, d.wide(n, -100, 100)
+
+
+def _hinge_embedding(d: Draw, shape, _ps):
+    """hinge_embedding_loss: ±1 targets, sometimes 0 (torch adds both terms); inputs
+    typical, or (adversarial) at the margin within a few ulps, at 0, or wide-ranging."""
+    n = int(np.prod(shape))
+    y = d.rng.signs(n)
+    if d.rng.chance(0.2):
+        d.tag("zero-targets")
+        y = np.where(d.rng.integers(n, 0, 4) == 0, 0.0, y)
+    if d.category != "adversarial":
+        return y, d.uniform(n, -3.0, 3.0)
+    d.tag("margin-edge")
+    m = float(d.r(d.params.get("margin", 1.0)))
+    k = d.rng.integers(n, -2, 3).astype(np.float64)
+    at_margin = m + k * 2.0 ** (1 - d.fmt.precision) * max(abs(m), 1.0)
+    return y, d.pick(n, [at_margin, d.wide(n, -100, 100), np.zeros(n), d.uniform(n, -3.0, 3.0)])
+
+
+def _margin_scores(d: Draw, n: int, margin: float) -> np.ndarray:
+    """Scores for margin losses: typical, or (adversarial) ties, differences of exactly
+    the margin and an ulp off it, or wide-ranging."""
+    if d.category != "adversarial":
+        return d.uniform(n, -3.0, 3.0)
+    how = d.rng.choice(("ties", "margin-edge", "wide-range"))
+    d.tag(how)
+    if how == "ties":
+        return d.rng.integers(n, -1, 2).astype(np.float64)
+    if how == "margin-edge":
+        m = float(d.r(margin))
+        u = 2.0 ** (1 - d.fmt.precision) * max(abs(m), 1.0)
+        return d.pick(n, [np.zeros(n), np.full(n, m), np.full(n, -m), np.full(n, m + u),
+                          np.full(n, m - u / 2)])
+    return d.wide(n, -100, 100)
+
+
+def _margin_index(d: Draw, y_shape, p_shape):
+    """multi_margin_loss: one class index per sample, scores (C) or (N, C)."""
+    y = d.rng.integers(int(np.prod(y_shape)), 0, max(p_shape[-1], 1)).astype(np.float64)
+    return y.reshape(y_shape), _margin_scores(d, int(np.prod(p_shape)), d.params.get("margin", 1.0))
+
+
+def _label_lists(d: Draw, shape, _ps):
+    """multilabel_margin_loss: per row distinct labels, then -1, then anything in [-1, C)
+    (ignored); adversarial: every class listed (no -1), an empty list, a label listed
+    twice. Lists hold at most 16 labels (the oracle pairs each with every class)."""
+    c = shape[-1]
+    rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    y = np.full((rows, c), -1.0)
+    how = "random" if d.category != "adversarial" else d.rng.choice(
+        ("all-listed", "empty-lists", "duplicate-labels", "random"))
+    if how != "random":
+        d.tag(how)
+    for r in range(rows if c else 0):
+        if how == "all-listed":
+            k = min(c, 16)
+        elif how == "empty-lists":
+            k = 0
+        else:
+            k = d.rng.integer(0, min(c, 16) + 1)
+        labels = d.rng.permutation(c)[:k].astype(np.float64)
+        if how == "duplicate-labels" and k >= 1 and k < c:
+            labels = np.concatenate([labels, labels[:1]])
+        y[r, :labels.size] = labels
+        tail = labels.size + 1
+        if tail < c:  # entries after the first -1 are ignored by torch
+            y[r, tail:] = d.rng.integers(c - tail, -1, c).astype(np.float64)
+    n = int(np.prod(shape))
+    return y.reshape(shape), _margin_scores(d, n, 1.0)
+
+
 #: kind -> generator(draw, y_shape, p_shape) -> (y_true, y_pred) (float64, not yet rounded)
 KINDS: Dict[str, Callable] = {
     "binary-logits": _binary_logits,
     "log-distribution": _log_distribution,
     "poisson-nll": _poisson_nll,
+    "class-logits": _class_logits,
+    "class-log-probs": _class_log_probs,
+    "multilabel-logits": _multilabel_logits,
+    "soft-margin": _soft_margin,
+    "hinge-embedding": _hinge_embedding,
+    "margin-index": _margin_index,
+    "label-lists": _label_lists,
     "real": _real,
     "binary": _binary,
     "categorical": _categorical,
@@ -575,10 +737,19 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
             else:
                 t, length = 1, 1
         return (b, length), (b, t, c)
-    classy = kind in ("categorical", "distribution", "sparse", "scores", "log-distribution")
+    classy = kind in ("categorical", "distribution", "sparse", "scores", "log-distribution",
+                      "class-logits", "class-log-probs", "margin-index", "label-lists")
+    # torch kinds with one class index per position (the class axis is the last here)
+    index = kind in ("sparse", "class-logits", "class-log-probs", "margin-index")
+    matrix = kind in ("margin-index", "label-lists")  # torch takes (C) or (N, C) only
+    if kind == "class-logits" and d.params.get("ignore_index", -100) < 0 and rng.chance(0.3):
+        d.tag("probability-targets")  # cross_entropy: a target of the input's shape
+        index = False
     min_rank = _min_rank(d.params)
     if d.category == "edge-shape":
         options = ["rank-1", "empty-batch", "empty-batch-rank-3", "single-element"]
+        if matrix:
+            options.remove("empty-batch-rank-3")
         if classy:
             options += ["one-class", "wide-classes"]
         else:
@@ -595,11 +766,11 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
                  "label-column": (rng.integer(1, 4), dd)}[how]
         if len(shape) < min_rank:
             shape = (1,) * (min_rank - len(shape)) + shape
-        if kind == "sparse":
+        if index:
             y_shape = shape[:-1] + ((1,) if how == "label-column" else ())
             return y_shape, shape
         return shape, shape
-    rank = max(min_rank, 2 if rng.chance(0.7) else 3)
+    rank = 2 if matrix else max(min_rank, 2 if rng.chance(0.7) else 3)
     dim = rng.integer(2, 9) if classy else rng.integer(1, 9)
     lead = [rng.integer(1, 7)] + [rng.integer(1, 4) for _ in range(rank - 2)]
     while int(np.prod(lead)) * dim > 64:
@@ -607,7 +778,7 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
         if int(np.prod(lead)) * dim > 64 and len(lead) > 1:
             lead[-1] = max(1, lead[-1] // 2)
     shape = tuple(lead) + (dim,)
-    return (shape[:-1], shape) if kind == "sparse" else (shape, shape)
+    return (shape[:-1], shape) if index else (shape, shape)
 
 
 def draw_inputs(d: Draw, kind: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -676,8 +847,8 @@ def draw_array(d: Draw, name: str, rule: str, input_shape: tuple) -> Optional[np
     """An extra array argument of a torch function (``weight``, ``pos_weight``), or None.
 
     `rule` (:data:`lossref.vectors.torch_table.ARRAY_RULES`): ``input`` the input's shape;
-    ``broadcast`` the input's shape, its last axis or a scalar; ``last``/``class`` the
-    last (class) axis. Values in [0, 4), some or all zero for a weight; in (0, 4] for a
+    ``broadcast`` the input's shape, its last axis or a scalar; ``last`` the last axis;
+    ``class`` torch's class axis (dimension 1, or the only one of a 1-D input). Values in [0, 4), some or all zero for a weight; in (0, 4] for a
     ``pos_weight``.
     """
     rng = d.rng
@@ -687,7 +858,9 @@ def draw_array(d: Draw, name: str, rule: str, input_shape: tuple) -> Optional[np
     last = s[-1:] if s else ()
     if rule == "broadcast":
         shape = rng.choice((s, s, last, ()))
-    elif rule in ("last", "class"):
+    elif rule == "class":  # torch's class dimension: 1, or the only one of a 1-D input
+        shape = s[1:2] if len(s) > 1 else last
+    elif rule == "last":
         shape = last
     else:
         shape = s

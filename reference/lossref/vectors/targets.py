@@ -252,14 +252,15 @@ def expected(target: KerasTarget, fmt: Format, params: Mapping[str, Any], y_true
 
 def _torch_arrays(target, fmt: Format, inputs: Mapping[str, Optional[np.ndarray]]) -> Dict[str, Any]:
     """The case's inputs as the arrays the torch dialect is called with (absent extras left
-    out; class indices as int64)."""
+    out; class indices as int64, :func:`~lossref.vectors.torch_table.integer_inputs`)."""
+    from .torch_table import integer_inputs
+    integer = integer_inputs(target.entry, inputs)
     out = {}
     for k in target.input_names:
         v = inputs.get(k)
         if v is None:
             continue
-        out[k] = np.asarray(v, np.float64).astype(np.int64) if k in target.entry.integer \
-            else as_format(v, fmt)
+        out[k] = np.asarray(v, np.float64).astype(np.int64) if k in integer else as_format(v, fmt)
     return out
 
 

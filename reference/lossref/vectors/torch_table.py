@@ -7,7 +7,8 @@ One entry per function (:data:`TORCH_TABLE`); the entry is the whole recipe:
 * ``kind``: the input kind of :mod:`lossref.vectors.domains` that draws ``(target,
   input)`` (``real``, ``binary`` probabilities, ``binary-logits``, ``log-distribution``
   for ``kl_div``, ``poisson-nll``, ``class-logits``/``class-log-probs`` with integer
-  targets, ...);
+  targets, ``multilabel-logits``, ``soft-margin``, ``hinge-embedding``, ``margin-index``,
+  ``label-lists``, ...);
 * ``params``: each keyword parameter that changes the math with the values to draw, the
   torch default first (the legacy ``size_average``/``reduce`` are never drawn);
 * ``arrays``: the extra tensor arguments (``weight``, ``pos_weight``) with the shape rule
@@ -15,8 +16,10 @@ One entry per function (:data:`TORCH_TABLE`); the entry is the whole recipe:
   ``null``;
 * ``reductions``: the ``reduction`` values, ``'none'`` (the unreduced output) first;
 * ``class_dim``: where torch wants the class axis (1 for ``cross_entropy``/``nll_loss``):
-  the drawn class axis (last) is moved there;
+  the drawn class axis (last) is moved there (a ``class`` array has that axis's length);
 * ``integer``: inputs that torch takes as ``int64`` (class indices), stored as floats;
+  ``probability_target``: a target of the input's shape is float (class probabilities
+  of ``cross_entropy``), see :func:`integer_inputs`;
 * ``specials``: which special values a ``special`` case writes in (``"unit"``: only
   those in [0, 1], only into the input).
 
@@ -30,16 +33,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
 
 __all__ = ["TorchEntry", "TORCH_TABLE", "TORCH_REDUCTIONS", "ARRAY_RULES", "TorchTarget",
-           "torch_targets", "missing_entries"]
+           "torch_targets", "missing_entries", "integer_inputs"]
 
 #: Every reduction name a torch file may list.
 TORCH_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 #: Shape rules of extra array arguments: ``input`` (the input's shape), ``broadcast`` (the
 #: input's shape, its last axis, or a scalar), ``last`` (the last axis, e.g. a per-class
-#: ``pos_weight``), ``class`` (the class axis, ``(C,)``).
+#: ``pos_weight``), ``class`` (torch's class axis, ``(C,)``: dimension 1 of an input of
+#: rank 2 or more, else its only axis).
 ARRAY_RULES = ("input", "broadcast", "last", "class")
 
 
@@ -58,6 +64,9 @@ class TorchEntry:
     #: ``"unit"`` only those in [0, 1] (±0, the least subnormal and normal, 1) and only
     #: into the input, for functions that refuse anything else (binary_cross_entropy)
     specials: str = "any"
+    #: a target of the input's shape holds class probabilities, not indices: it stays a
+    #: float tensor (cross_entropy); see :func:`integer_inputs`
+    probability_target: bool = False
 
 
 #: Function name -> entry. The list of torch functions with golden vectors.
@@ -76,10 +85,37 @@ TORCH_TABLE: Dict[str, TorchEntry] = {
     "poisson_nll_loss": TorchEntry("PoissonNLLLoss", "poisson-nll",
                                    params=(("log_input", (True, False)), ("full", (False, True)),
                                            ("eps", (1e-8, 1e-3)))),
-    # the classification functions, once the dialect has them (one entry each), e.g.:
-    # "nll_loss": TorchEntry("NLLLoss", "class-log-probs", params=(("ignore_index", (-100, 0)),),
-    #                        arrays=(("weight", "class"),), class_dim=1, integer=("target",)),
+    # classification (torch/nn/_classification.py); an ignore_index of 0 or 1 lies inside [0, C)
+    "nll_loss": TorchEntry("NLLLoss", "class-log-probs", params=(("ignore_index", (-100, 0, 1)),),
+                           arrays=(("weight", "class"),), class_dim=1, integer=("target",)),
+    "cross_entropy": TorchEntry("CrossEntropyLoss", "class-logits",
+                                params=(("ignore_index", (-100, 0, 1)),
+                                        ("label_smoothing", (0.0, 0.1, 0.5, 1.0))),
+                                arrays=(("weight", "class"),), class_dim=1, integer=("target",),
+                                probability_target=True),
+    "multilabel_soft_margin_loss": TorchEntry("MultiLabelSoftMarginLoss", "multilabel-logits",
+                                              arrays=(("weight", "broadcast"),)),
+    "soft_margin_loss": TorchEntry("SoftMarginLoss", "soft-margin"),
+    "hinge_embedding_loss": TorchEntry("HingeEmbeddingLoss", "hinge-embedding",
+                                       params=(("margin", (1.0, 0.5, 0.0, 2.0)),)),
+    "multi_margin_loss": TorchEntry("MultiMarginLoss", "margin-index",
+                                    params=(("p", (1, 2)), ("margin", (1.0, 0.5, 0.0, 2.5))),
+                                    arrays=(("weight", "class"),), integer=("target",)),
+    "multilabel_margin_loss": TorchEntry("MultiLabelMarginLoss", "label-lists", integer=("target",)),
 }
+
+
+def integer_inputs(entry: TorchEntry, inputs: Mapping[str, Any]) -> Tuple[str, ...]:
+    """The inputs of one case that torch takes as ``int64``: the entry's ``integer``, less
+    a ``target`` of the input's shape where the entry has ``probability_target`` (torch's
+    own rule for ``cross_entropy``). `inputs` maps names to arrays or to their encodings
+    (``{"shape": ..., "hex": ...}``), or to None."""
+    def shape(v):
+        return None if v is None else tuple(v["shape"] if isinstance(v, Mapping) else np.shape(v))
+    out = entry.integer
+    if entry.probability_target and shape(inputs.get("target")) == shape(inputs.get("input")):
+        out = tuple(n for n in out if n != "target")
+    return out
 
 
 @dataclass(frozen=True)

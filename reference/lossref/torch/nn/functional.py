@@ -226,3 +226,6 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, 
     return Prepared(tb, ib, fmt, {"log_input": log_input, "full": full, "epsilon": float(eps)},
                     stage3={"reduction": red})
 from ._classification import *  # noqa: E402,F401,F403  (nll_loss, cross_entropy, margins)
+from ._classification import __all__ as _classification  # noqa: E402
+# the functions only: its exception class (TorchIndexError) is not a function of torch.nn.functional
+__all__ += [n for n in _classification if not isinstance(globals()[n], type)]
