@@ -122,17 +122,44 @@ def logsumexp_parts(x: np.ndarray, axis: int = -1):
     `rest` away). Returns ``(m, r)`` with `axis` kept as length 1; all ``-inf`` gives
     ``m = -inf, r = 0``; a NaN gives NaN; ``+inf`` gives ``m = +inf``.
     """
+    m, rest = logsumexp_rest(x, axis)
+    return m, np.log1p(rest)
+
+
+def logsumexp_rest(x: np.ndarray, axis: int = -1):
+    """``(m, rest)`` of :func:`logsumexp_parts` before the ``log1p``: ``logsumexp(x) =
+    m + log1p(rest)``. Sets split into parts combine with :func:`logsumexp_merge`."""
     x = np.asarray(x, dtype=np.float64)
     m = np.max(x, axis=axis, keepdims=True)
     shift = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(all="ignore"):
-        e = np.exp(x - shift)
+        e = np.subtract(x, shift)
+        np.exp(e, out=e)  # in place: one temporary of the size of x, not two
     top = np.expand_dims(np.argmax(x, axis=axis), axis)
     np.put_along_axis(e, top, 0.0, axis=axis)  # drop one maximal term: it is exactly 1
-    return m, np.log1p(np.sum(e, axis=axis, keepdims=True))
+    return m, np.sum(e, axis=axis, keepdims=True)
 
 
-__all__ += ["logsumexp_parts"]
+def logsumexp_merge(m: np.ndarray, rest: np.ndarray, axis: int = -1):
+    """The ``(m, rest)`` of a union of disjoint sets from those of the sets (along `axis`),
+    as :func:`logsumexp_rest` gives them; `axis` is kept as length 1.
+
+    Set k adds ``exp(m_k - M) (1 + rest_k)`` to the union's rest, except the one holding the
+    maximum ``M``, which adds its `rest` only (its maximal term is the one left out): a few
+    ulps of each term, as in one pass. Empty sets (``-inf, 0``), NaN and ``+inf`` behave as
+    in :func:`logsumexp_rest` of the whole.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    rest = np.asarray(rest, dtype=np.float64)
+    big = np.max(m, axis=axis, keepdims=True)
+    with np.errstate(all="ignore"):
+        terms = np.exp(m - np.where(np.isfinite(big), big, 0.0)) * (1.0 + rest)
+        top = np.expand_dims(np.argmax(m, axis=axis), axis)
+        np.put_along_axis(terms, top, np.take_along_axis(rest, top, axis=axis), axis=axis)
+        return big, np.sum(terms, axis=axis, keepdims=True)
+
+
+__all__ += ["logsumexp_parts", "logsumexp_rest", "logsumexp_merge"]
 
 
 # --- binary cross-entropy family: sigmoid, log of a ratio, zero-weight products ----------------
@@ -454,26 +481,76 @@ def overlap_ratio(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float,
     Groups with a value above 2**500 are scaled by ``2**-2k`` (num and den alike). A
     group with an infinite or NaN input gives NaN (every such case is 0 * inf or
     inf / inf).
+
+    The three steps are separate functions, so that a group too large for one pass can
+    be summed in blocks: :func:`overlap_sums` of each block, the pairs added with
+    :func:`sum2_parts`, :func:`overlap_exponent` of the largest `top`, and
+    :func:`overlap_quotient`.
     """
     y = axes_last(np.asarray(y, dtype=np.float64), axes)
     p = axes_last(np.asarray(p, dtype=np.float64), axes)
-    finite = np.all(np.isfinite(y) & np.isfinite(p), axis=-1)
-    y = np.where(np.isfinite(y), y, 0.0)
-    p = np.where(np.isfinite(p), p, 0.0)
-    top = np.maximum(np.max(np.abs(y), axis=-1, initial=0.0), np.max(np.abs(p), axis=-1, initial=0.0))
+    sums, finite, top = overlap_sums(y, p)
+    k = overlap_exponent(top)
+    if np.any(k):  # rare: values above 2**500, summed again scaled
+        sums = overlap_sums(y, p, k)[0]
+    return overlap_quotient(sums, finite, k, a, b, c, eps)
+
+
+def overlap_exponent(top: np.ndarray) -> np.ndarray:
+    """The scaling exponent ``k`` of :func:`overlap_ratio` for groups whose largest finite
+    magnitude is `top`: 0 up to 2**500."""
     # y 2**-k and p 2**-k keep the products below 2**600 and the first-order terms
     # (scaled by 2**-2k) far above the subnormal range
-    k = np.where(top > _OVERLAP_SCALE, np.frexp(top)[1] - 300, 0)
-    ys, ps = np.ldexp(y, -k[..., None]), np.ldexp(p, -k[..., None])
-    unit = np.ldexp(1.0, -k)[..., None]  # the scaled 1 of (1 - y)
-    h, low = two_product(ys, ps)
-    fp_s, fp_e = two_sum(ps * unit, -h)
-    fn_s, fn_e = two_sum(ys * unit, -h)
-    fp = sum2_parts(fp_s, lo=fp_e - low)
-    fn = sum2_parts(fn_s, lo=fn_e - low)
-    tp = sum2_parts(h, lo=low)
-    sp, sy = sum2_parts(ps * unit), sum2_parts(ys * unit)
-    e = np.ldexp(0.0 if eps is None else float(eps), -2 * k)
+    return np.where(top > _OVERLAP_SCALE, np.frexp(top)[1] - 300, 0)
+
+
+def overlap_sums(y: np.ndarray, p: np.ndarray, k: "np.ndarray | None" = None):
+    """The sums of :func:`overlap_ratio` over the last axis of float64 `y` and `p`.
+
+    Returns ``(sums, finite, top)``: `sums` (the group shape + (5, 2)) holds the
+    :func:`sum2_parts` pairs ``(hi, lo)`` of FP, FN, TP, ``sum(p)`` and ``sum(y)``, scaled
+    by ``2**-2k`` (`k` of the group shape, None: 0), with non-finite entries taken as 0;
+    `finite` whether every entry of the group is finite, `top` its largest finite magnitude.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        fin_y, fin_p = np.isfinite(y), np.isfinite(p)
+        finite = np.all(fin_y & fin_p, axis=-1)
+        if not np.all(finite):  # rare: such a group ends as NaN; zeros keep the others' sums
+            y, p = np.where(fin_y, y, 0.0), np.where(fin_p, p, 0.0)
+        del fin_y, fin_p
+        # max and -min instead of max(abs): no temporary of the size of the block
+        top = np.maximum(np.maximum(np.max(y, axis=-1, initial=0.0), -np.min(y, axis=-1, initial=0.0)),
+                         np.maximum(np.max(p, axis=-1, initial=0.0), -np.min(p, axis=-1, initial=0.0)))
+        yu, pu = y, p
+        if k is not None and np.any(k):
+            kk = np.asarray(k)[..., None]
+            y, p = np.ldexp(y, -kk), np.ldexp(p, -kk)
+            unit = np.ldexp(1.0, -kk)  # the scaled 1 of (1 - y)
+            yu, pu = y * unit, p * unit
+        h, low = two_product(y, p)
+        if not np.any(low):  # exact products (inputs of float32 and narrower): no low parts
+            low = None
+        out = np.empty(y.shape[:-1] + (5, 2))
+        for i, v in ((0, pu), (1, yu)):  # FP = sum(p - y p), FN = sum(y - y p)
+            s, e = two_sum(v, -h)
+            if low is not None:
+                e -= low
+            out[..., i, 0], out[..., i, 1] = sum2_parts(s, lo=e)
+            del s, e
+        out[..., 2, 0], out[..., 2, 1] = sum2_parts(h, lo=low)
+        out[..., 3, 0], out[..., 3, 1] = sum2_parts(pu)
+        out[..., 4, 0], out[..., 4, 1] = sum2_parts(yu)
+    return out, finite, top
+
+
+def overlap_quotient(sums: np.ndarray, finite: np.ndarray, k: np.ndarray, a: float, b: float,
+                     c: float, eps: "float | None") -> np.ndarray:
+    """``num / den`` of :func:`overlap_ratio` from the pairs of :func:`overlap_sums` (scaled
+    by ``2**-2k``); NaN where not `finite`."""
+    fp, fn, tp, sp, sy = ((sums[..., i, 0], sums[..., i, 1]) for i in range(5))
+    e = np.ldexp(0.0 if eps is None else float(eps), -2 * np.asarray(k))
 
     def weighted(w, parts):  # w (hi + lo) as pieces, exact up to second-order roundings
         wh, wl = two_product(np.full_like(parts[0], w[0]), parts[0])
@@ -482,15 +559,16 @@ def overlap_ratio(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float,
     g, g_err = two_sum(float(c), -float(a))
     g, g_err2 = two_sum(g, -float(b))
     gamma = (g, g_err + g_err2)  # c - a - b in double-double: 0 for Dice
-    num = sum2(np.stack([e] + weighted((a, 0.0), fp) + weighted((b, 0.0), fn), axis=-1))
-    den = sum2(np.stack([e] + weighted((a, 0.0), sp) + weighted((b, 0.0), sy)
-                        + weighted(gamma, tp), axis=-1))
     with np.errstate(all="ignore"):
+        num = sum2(np.stack([e] + weighted((a, 0.0), fp) + weighted((b, 0.0), fn), axis=-1))
+        den = sum2(np.stack([e] + weighted((a, 0.0), sp) + weighted((b, 0.0), sy)
+                            + weighted(gamma, tp), axis=-1))
         return np.where(finite, num / den, np.nan)
 
 
 __all__ += ["two_sum", "two_product", "one_minus_product", "sum2_parts", "sum2", "dot2",
-            "normalize_axes", "axes_last", "overlap_ratio"]
+            "normalize_axes", "axes_last", "overlap_ratio", "overlap_exponent", "overlap_sums",
+            "overlap_quotient"]
 
 
 # --- categorical cross-entropy family: renormalised probabilities and their clip -------------

@@ -6,7 +6,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -15,7 +15,8 @@ from .oracle import Exact, start_precision, to_exact
 from .oracle import ops as xops
 from .reduction import stage2_mean, stage2_sum
 
-__all__ = ["Param", "LossDef", "register", "names", "get", "check_float_array"]
+__all__ = ["Param", "LossDef", "register", "names", "get", "check_float_array", "in_row_blocks",
+           "map_blocks", "block_elements", "reuse_freed_memory"]
 
 _CHUNK = 1 << 16  # elements per block: float64 temporaries stay in cache and small
 
@@ -79,7 +80,8 @@ class LossDef:
     (``"mean"`` or ``"sum"`` over `axis` -1); a *structured* loss gives
     `per_sample_ref`/`per_sample_exact` directly (stage2 ``"structured"``).
 
-    Reference callables take float64 arrays and parameters and return float64 arrays;
+    Reference callables take float64 arrays (``native`` ones: arrays of any supported float
+    format) and parameters and return float64 arrays;
     oracle callables take object arrays of exact values. Public methods take arrays of
     any supported float format and return results in the format of `y_pred`.
     """
@@ -98,6 +100,10 @@ class LossDef:
     #: a structured loss whose samples along the first axis are independent (so it can
     #: be evaluated in blocks of rows like a separable one)
     rowwise: bool = False
+    #: a structured loss whose reference takes `y_true` and `y_pred` in their own float
+    #: formats and widens them to float64 a block at a time itself (its blocks depend on
+    #: the parameters, e.g. the reduced axes); otherwise it gets float64 copies
+    native: bool = False
 
     # -- parameters and inputs -----------------------------------------------------------------
     def bind(self, params: Mapping[str, Any]) -> Dict[str, Any]:
@@ -148,16 +154,21 @@ class LossDef:
 
         Separable losses, and structured ones whose rows are independent, run in blocks
         of rows: each block is widened to float64 and reduced while it is still in cache,
-        so no full-size float64 copy of the inputs is ever made.
+        so no full-size float64 copy of the inputs is ever made. A `native` structured
+        loss gets the arrays as they are and blocks them itself.
         """
         with np.errstate(all="ignore"):
             if not self.separable:
+                if self.native:
+                    return self.per_sample_ref(t, p, **kw)
+
                 def per_rows(a, b):
                     return self.per_sample_ref(a, b, **kw)
 
                 n = p.shape[0] if p.ndim else 0
-                if self.rowwise and n > 1 and t.shape[:1] == p.shape[:1]:
-                    return _in_row_blocks(per_rows, t, p, p.size // n)
+                # a rank-1 input is one sample: its first axis is the feature axis
+                if self.rowwise and p.ndim >= 2 and n > 1 and t.shape[:1] == p.shape[:1]:
+                    return in_row_blocks(per_rows, t, p, p.size // n)
                 return per_rows(t.astype(np.float64), p.astype(np.float64))
             reduce2 = stage2_mean if self.stage2 == "mean" else stage2_sum
 
@@ -167,7 +178,7 @@ class LossDef:
             d = t.shape[-1] if t.ndim else 1
             if d == 0:
                 return per_rows(t.astype(np.float64), p.astype(np.float64))
-            return _in_row_blocks(per_rows, t.reshape(-1, d), p.reshape(-1, d), d).reshape(t.shape[:-1])
+            return in_row_blocks(per_rows, t.reshape(-1, d), p.reshape(-1, d), d).reshape(t.shape[:-1])
 
     def per_sample(self, y_true, y_pred, **params) -> np.ndarray:
         """Stage 1+2 reference: one value per sample, rounded once to y_pred's format."""
@@ -201,33 +212,69 @@ class LossDef:
                      label=self.name)
 
 
-def _in_row_blocks(f: Callable[[np.ndarray, np.ndarray], np.ndarray], t: np.ndarray, p: np.ndarray,
-                   row_size: int) -> np.ndarray:
+def block_elements() -> int:
+    """Elements of one block of the blocked evaluations (:func:`in_row_blocks`)."""
+    return _CHUNK
+
+
+def in_row_blocks(f: Callable[[np.ndarray, np.ndarray], np.ndarray], t: np.ndarray, p: np.ndarray,
+                  row_size: int) -> np.ndarray:
     """``f`` on float64 copies of blocks of rows (first axis) of `t` and `p`, concatenated.
 
-    Blocks are independent, so contiguous runs of them go to a thread pool (NumPy releases
-    the GIL inside its loops); the result does not depend on the number of threads. Each
-    thread takes at least :data:`_BLOCKS_PER_THREAD` blocks, so the temporaries of the
-    blocks in flight stay a small fraction of the inputs, however many CPUs there are.
+    A block holds about :func:`block_elements` elements of rows of `row_size` elements
+    each, at least one row. See :func:`map_blocks` for the threads.
     """
     n = p.shape[0]
     step = max(1, _CHUNK // max(row_size, 1))
     if n <= step:
         return f(t.astype(np.float64), p.astype(np.float64))
+    return np.concatenate(map_blocks(f, t, p, [slice(i, i + step) for i in range(0, n, step)]), axis=0)
 
-    def run(starts):
+
+def map_blocks(f: Callable[[np.ndarray, np.ndarray], Any], t: np.ndarray, p: np.ndarray,
+               index: Sequence[Any], widen: bool = True) -> List[Any]:
+    """``[f(t[i], p[i]) for i in index]``, both blocks widened to float64 copies unless
+    ``widen=False`` (then `f` gets the views and widens what it uses, e.g. a part at a time).
+
+    Blocks are independent, so contiguous runs of them go to a thread pool (NumPy releases
+    the GIL inside its loops); the results, in the order of `index`, do not depend on the
+    number of threads. Each thread takes at least :data:`_BLOCKS_PER_THREAD` blocks, so the
+    temporaries of the blocks in flight stay a small fraction of the inputs, however many
+    CPUs there are.
+    """
+    if len(index) > 1:
+        reuse_freed_memory()
+
+    def run(ix):
         with np.errstate(all="ignore"):  # error state is per thread
-            return [f(t[i:i + step].astype(np.float64), p[i:i + step].astype(np.float64)) for i in starts]
+            if not widen:
+                return [f(t[i], p[i]) for i in ix]
+            return [f(t[i].astype(np.float64), p[i].astype(np.float64)) for i in ix]
 
-    starts = list(range(0, n, step))
-    workers = min(threads(), len(starts) // _BLOCKS_PER_THREAD)
+    workers = min(threads(), len(index) // _BLOCKS_PER_THREAD)
     if workers < 2:
-        parts = run(starts)
-    else:
-        runs = [starts[k * len(starts) // workers:(k + 1) * len(starts) // workers] for k in range(workers)]
-        parts = [b for r in _pool(threads()).map(run, runs) for b in r]
-    return np.concatenate(parts, axis=0)
+        return run(index)
+    runs = [index[k * len(index) // workers:(k + 1) * len(index) // workers] for k in range(workers)]
+    return [b for r in _pool(threads()).map(run, runs) for b in r]
 
+
+def reuse_freed_memory() -> None:
+    """Let the allocator hand the memory of one block's temporaries to the next block.
+
+    glibc's malloc serves requests above its mmap threshold (128 KiB at first) with fresh
+    pages and returns free memory above its trim threshold to the system, so a loop over
+    blocks would fault its temporaries in anew on every block (the page faults then took
+    longer than the arithmetic). glibc raises both thresholds for good when a chunk above
+    the mmap threshold is freed, as any program that frees a large array does; one
+    untouched array of :data:`_FREED_BYTES`, allocated and freed, does so without touching
+    a page. Other allocators ignore it.
+    """
+    np.empty(_FREED_BYTES, dtype=np.uint8)
+
+
+#: twice this (glibc's trim threshold after the free) exceeds the temporaries of the
+#: blocks in flight in one thread
+_FREED_BYTES = 4 << 20
 
 #: A block in flight holds some 20 float64 temporaries of its size (160 bytes an element);
 #: 16 blocks of float32 inputs per thread hold 128, so the two stay about even.

@@ -14,17 +14,18 @@ positive or negative set gives ``logsumexp = -inf`` and the loss 0.
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Optional, Tuple
 
 import mpmath
 import numpy as np
 
-from ..numerics import logsumexp, softplus
+from ..numerics import logsumexp_merge, logsumexp_rest, softplus
 from ..oracle import ops as x
 from ..oracle import to_exact
-from ..registry import LossDef, Param, check_float_array, finite_number, register
-
-_CHUNK = 1 << 20  # pair entries per block of anchors: bounds the (B, R) temporaries
+from ..registry import (LossDef, Param, block_elements, check_float_array, finite_number,
+                        register, reuse_freed_memory)
 
 
 def _optional_number(v) -> Optional[str]:
@@ -90,7 +91,9 @@ def references(y_true: np.ndarray, y_pred: np.ndarray, ref_labels: Any,
                ref_embeddings: Any) -> Tuple[np.ndarray, np.ndarray]:
     """``(ref_labels (R,), ref_embeddings (R, D))`` after the defaults; shapes checked."""
     r_lab = y_true if ref_labels is None else labels_1d(ref_labels, "ref_labels")
-    r_emb = y_pred if ref_embeddings is None else np.asarray(ref_embeddings, dtype=np.float64)
+    # kept in its format (the parameter check admits float arrays only): widened a block
+    # at a time by the reference
+    r_emb = y_pred if ref_embeddings is None else np.asarray(ref_embeddings)
     if r_emb.ndim != 2 or r_emb.shape[1] != y_pred.shape[1]:
         raise ValueError(f"circle: ref_embeddings shape {r_emb.shape} must be (R, {y_pred.shape[1]}) "
                          f"to match y_pred shape {y_pred.shape}")
@@ -103,7 +106,8 @@ def references(y_true: np.ndarray, y_pred: np.ndarray, ref_labels: Any,
 def pair_masks(labels: np.ndarray, ref_labels: np.ndarray, remove_diagonal: bool,
                first_row: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """Boolean positive and negative pair masks of anchors ``first_row, ...`` against
-    every reference; the pair (i, i) leaves the positives only (Keras's ``eye(B, R)``)."""
+    references ``0, ...``; the pair (i, i) leaves the positives only (Keras's ``eye(B, R)``).
+    A block of references starting at ``j`` takes ``first_row = i - j``."""
     same = np.asarray(labels)[:, None] == np.asarray(ref_labels)[None, :]
     pos = same
     if remove_diagonal:
@@ -122,23 +126,128 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, gamma: float, margin: floa
               remove_diagonal: bool, ref_labels: Optional[np.ndarray],
               ref_embeddings: Optional[np.ndarray], optim_neg: Optional[float],
               delta_neg: Optional[float]) -> np.ndarray:
-    """Per-anchor loss in float64, vectorised over blocks of anchors."""
+    """Per-anchor loss in float64, from embeddings of any float format.
+
+    The ``(B, R)`` pairs are visited in square tiles (:func:`_tile`): a block of anchors,
+    widened to float64 once, meets the references a block at a time (each widened when it
+    is used), so neither a float64 copy of the embeddings nor a ``(B, R)`` matrix is
+    formed. Each tile gives the ``(max, rest)`` pairs of its anchors' log-sum-exps, merged
+    per block of anchors by :class:`_Merged`. Without separate references the pairs (i, j)
+    and (j, i) have one distance and one kind, so a tile off the diagonal serves both
+    blocks: half the matrix products.
+    """
     r_lab, r_emb = references(y_true, y_pred, ref_labels, ref_embeddings)
     o_n, d_n = constants(margin, optim_neg, delta_neg)
     n_b, n_r = y_pred.shape[0], r_emb.shape[0]
+    chunk = block_elements()
+    # rows of a block: at most 8 blocks of widened elements, and a tile of 4 blocks of
+    # distances; large tiles keep the matrix products few (each one synchronises BLAS's threads)
+    step = max(1, min(math.isqrt(4 * chunk), 8 * chunk // max(y_pred.shape[1], 1)))
+    symmetric = ref_labels is None and ref_embeddings is None
+    weights = functools.partial(_member_weights, gamma=gamma, margin=margin, o_n=o_n, d_n=d_n)
+    blocks = range(0, n_b, step)
+    merged = {i: (_Merged(), _Merged()) for i in blocks}  # positives, negatives
     out = np.empty(n_b)
-    step = max(1, _CHUNK // max(n_r, 1))
-    for i in range(0, n_b, step):  # blocks of anchors, each one vectorised
-        rows = slice(i, min(n_b, i + step))
-        d = np.maximum(1.0 - y_pred[rows] @ r_emb.T, 0.0)
-        pos, neg = pair_masks(y_true[rows], r_lab, remove_diagonal, first_row=i)
-        w_p = -gamma * np.maximum(margin + d, 0.0) * (margin - d)
-        w_n = gamma * np.maximum(o_n - d, 0.0) * (d_n - d)
-        # logsumexp of the members only; an empty set is -inf, so the loss is softplus(-inf) = 0
-        l_p = logsumexp(np.where(pos, w_p, -np.inf), axis=1)
-        l_n = logsumexp(np.where(neg, w_n, -np.inf), axis=1)
-        out[rows] = softplus(l_p + l_n)
+    reuse_freed_memory()
+    for i in blocks:
+        a = slice(i, min(n_b, i + step))
+        anchors = y_pred[a].astype(np.float64)
+        for j in range(i if symmetric else 0, max(n_r, 1), step):
+            b = slice(j, min(n_r, j + step))
+            both = symmetric and j != i  # the tile serves block j's anchors too
+            refs = anchors if symmetric and j == i else r_emb[b].astype(np.float64)
+            rows, cols = _tile(anchors, y_true[a], refs, r_lab[b], remove_diagonal, i - j, both,
+                               max(1, chunk // step), weights)
+            for kind in (0, 1):
+                merged[i][kind].add(rows[kind])
+                if both:
+                    merged[j][kind].add(cols[kind])
+        l_p, l_n = (m.logsumexp() for m in merged.pop(i))  # block i has all its pairs now
+        out[a] = softplus(l_p + l_n)
     return out
+
+
+def _tile(anchors: np.ndarray, labels: np.ndarray, refs: np.ndarray, ref_labels: np.ndarray,
+          remove_diagonal: bool, diagonal: int, both: bool, slab: int, weights):
+    """The ``(max, rest)`` pairs (:func:`~lossref.numerics.logsumexp_rest`) of the positives
+    and the negatives of float64 `anchors` against `refs` (pair (i, i + diagonal): an
+    anchor with itself), per anchor, and per reference if `both` (else None).
+
+    One matrix product gives the distances; the weights are formed `slab` rows at a time,
+    so their temporaries stay a fraction of the tile.
+    """
+    d = anchors @ refs.T
+    np.subtract(1.0, d, out=d)
+    np.maximum(d, 0.0, out=d)  # the distances, in place: temporaries are what large inputs pay
+    rows, cols = ([], []), ([], [])
+    for s in range(0, d.shape[0], slab):
+        r = slice(s, s + slab)
+        pos, neg = pair_masks(labels[r], ref_labels, remove_diagonal, first_row=diagonal + s)
+        for kind, w in enumerate(weights(d[r], pos, neg)):
+            rows[kind].append(logsumexp_rest(w, axis=1))
+            if both:
+                cols[kind].append(logsumexp_rest(w, axis=0))
+    rows = [tuple(np.concatenate(v, axis=0) for v in zip(*parts)) for parts in rows]
+    if not both:
+        return rows, None
+    # the slabs of a column are disjoint parts of it: one merge each
+    cols = [tuple(v.T for v in logsumexp_merge(*(np.concatenate(v, axis=0) for v in zip(*parts)), axis=0))
+            for parts in cols]
+    return rows, cols
+
+
+def _member_weights(d: np.ndarray, pos: np.ndarray, neg: np.ndarray, gamma: float, margin: float,
+                    o_n: float, d_n: float):
+    """The weights of the distances `d` of the positives, then of the negatives, non-members
+    at -inf. A generator: the negatives reuse the positives' buffer once those are used."""
+    # -gamma max(m + d, 0) (m - d) and gamma max(o_n - d, 0) (d_n - d), the operations of
+    # the formula in its order
+    w = np.add(margin, d)
+    np.maximum(w, 0.0, out=w)
+    w *= -gamma
+    t = np.subtract(margin, d)
+    w *= t
+    np.copyto(w, -np.inf, where=~pos)  # members only: an empty set is -inf
+    yield w
+    np.subtract(o_n, d, out=w)
+    np.maximum(w, 0.0, out=w)
+    w *= gamma
+    w *= np.subtract(d_n, d, out=t)
+    np.copyto(w, -np.inf, where=~neg)
+    yield w
+
+
+class _Merged:
+    """The log-sum-exps of a block of anchors, from the ``(max, rest)`` pairs of tiles.
+
+    The pairs are merged as a balanced tree (a binary counter over the tiles: level k holds
+    the merge of 2**k tiles), so a term goes through about ``log2(tiles)`` merges, as a
+    term of one pass goes through the levels of a pairwise sum, and the error stays that
+    of one pass; a single tile is taken exactly.
+    """
+
+    def __init__(self) -> None:
+        self.levels: list = []
+
+    def add(self, part) -> None:
+        for k, held in enumerate(self.levels):
+            if held is None:
+                self.levels[k] = part
+                return
+            part, self.levels[k] = _merge([held, part]), None
+        self.levels.append(part)
+
+    def logsumexp(self) -> np.ndarray:
+        m, rest = _merge([p for p in reversed(self.levels) if p is not None])
+        return (m + np.log1p(rest))[:, 0]
+
+
+def _merge(parts):
+    """One ``(max, rest)`` pair of the union of `parts` (:func:`~lossref.numerics.logsumexp_merge`)."""
+    if len(parts) == 1:
+        return parts[0]
+    return logsumexp_merge(np.concatenate([p[0] for p in parts], axis=1),
+                           np.concatenate([p[1] for p in parts], axis=1), axis=1)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, gamma: float, margin: float,
@@ -188,4 +297,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
+    native=True,
 ))

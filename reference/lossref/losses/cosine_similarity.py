@@ -11,7 +11,7 @@ import numpy as np
 
 from ..numerics import dot2, normalize_axes
 from ..oracle import ops as x
-from ..registry import LossDef, Param, optional_nonneg_float, register
+from ..registry import LossDef, Param, in_row_blocks, optional_nonneg_float, register
 
 
 def _int_axis(v):
@@ -40,15 +40,26 @@ def _scaled(v: np.ndarray, epsilon):
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, axis: int, epsilon) -> np.ndarray:
-    """Per-sample value in float64.
+    """Per-sample value in float64, from arrays of any float format.
+
+    With `axis` moved last (a view), the samples along the first axis are independent: they
+    are widened and evaluated a block of rows at a time (a single vector at once).
+    """
+    (ax,) = normalize_axes(axis, y_pred.ndim)
+    y, p = np.moveaxis(y_true, ax, -1), np.moveaxis(y_pred, ax, -1)
+    if p.ndim < 2:
+        return _cosine(y.astype(np.float64), p.astype(np.float64), epsilon)
+    return in_row_blocks(lambda a, b: _cosine(a, b, epsilon), y, p, p.size // max(p.shape[0], 1))
+
+
+def _cosine(y: np.ndarray, p: np.ndarray, epsilon) -> np.ndarray:
+    """The loss over the last axis of float64 `y` and `p`.
 
     Both vectors are scaled to order one by powers of two (no overflow or underflow of
     the squared norms); the dot product is compensated, so near-orthogonal vectors keep
     their relative accuracy (the plain sum would lose it in proportion to the condition
     number ``sum|y_i p_i| / |sum y_i p_i|``). Any infinite or NaN entry gives NaN.
     """
-    (ax,) = normalize_axes(axis, y_pred.ndim)
-    y, p = np.moveaxis(y_true, ax, -1), np.moveaxis(y_pred, ax, -1)
     wy, fy = _scaled(y, epsilon)
     wp, fp = _scaled(p, epsilon)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -85,4 +96,5 @@ LOSS = register(LossDef(
     },
     per_sample_ref=reference,
     per_sample_exact=oracle,
+    native=True,
 ))

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..numerics import log_softmax, logsumexp_parts
 from ..oracle import ops as x
-from ..registry import LossDef, check_float_array, register
+from ..registry import LossDef, block_elements, check_float_array, map_blocks, register
 
 BLANK = 0
 
@@ -76,33 +76,61 @@ def _extended(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Per-sample ``-log P(label)`` in float64: log-space forward algorithm.
+    """Per-sample ``-log P(label)`` in float64, from logits of any float format.
+
+    Samples are independent: they are evaluated in blocks of rows (on the catalogue's
+    thread pool), each by :func:`_forward`, which widens its logits a few time steps at a
+    time. A block has as many rows as keep one time step of it (its logits or its states)
+    within :func:`lossref.registry.block_elements`, so the recursion's vectorised steps are
+    long and no temporary grows with ``T``.
+    """
+    n_b, _, n_c = y_pred.shape
+    width = max(n_c, 2 * y_true.shape[1] + 1, 1)  # classes or extended states per row
+    chunk = block_elements()
+    rows = max(1, chunk // width)
+    if n_b <= rows:
+        return _forward(y_true, y_pred, chunk)
+    index = [slice(i, i + rows) for i in range(0, n_b, rows)]
+    return np.concatenate(map_blocks(lambda t, p: _forward(t, p, chunk), y_true, y_pred, index,
+                                     widen=False))
+
+
+def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int) -> np.ndarray:
+    """The log-space forward algorithm on labels (B, L) and logits (B, T, C) of any format.
 
     Vectorised over the batch and the 2L+1 extended label positions; the loop runs
     over time steps only, because step t needs every state of step t-1 (a scan over
-    time in the log semiring has no cheaper closed form).
+    time in the log semiring has no cheaper closed form). The logits are widened and
+    log-softmaxed about `chunk` elements (whole time steps) at a time.
     """
     ext, skip, length = _extended(y_true)
-    n_b, n_t, _ = y_pred.shape
+    n_b, n_t, n_c = y_pred.shape
     n_s = ext.shape[1]
-    logp = log_softmax(y_pred, axis=-1)  # dominant classes keep relative accuracy
-    emit = np.take_along_axis(logp, ext[:, None, :], axis=2)  # (B, T, S)
+    steps = max(1, chunk // max(n_b * n_c, 1))
     # virtual step -1: all mass on state 0, so step 0 may start in state 0 or 1
     alpha = np.full((n_b, n_s), -np.inf)
     alpha[:, 0] = 0.0
-    ninf1 = np.full((n_b, 1), -np.inf)
-    ninf2 = np.full((n_b, 2), -np.inf)
-    for t in range(n_t):
-        stay = alpha
-        step = np.concatenate([ninf1, alpha], axis=1)[:, :n_s]
-        jump = np.where(skip, np.concatenate([ninf2, alpha], axis=1)[:, :n_s], -np.inf)
-        m, r = logsumexp_parts(np.stack([stay, step, jump]), axis=0)
-        alpha = (m + r)[0] + emit[:, t]
+    # the three predecessors of each state (stay, step, jump), written into one buffer whose
+    # -inf borders never change: no arrays concatenated per step
+    prev = np.full((3, n_b, n_s), -np.inf)
+    no_jump = ~skip  # s -> s+2 only where skip allows
+    for t0 in range(0, n_t, steps):
+        # log_softmax: dominant classes keep relative accuracy
+        logp = log_softmax(y_pred[:, t0:t0 + steps].astype(np.float64), axis=-1)
+        emit = np.take_along_axis(logp, ext[:, None, :], axis=2)  # (B, steps, S)
+        del logp
+        for t in range(emit.shape[1]):
+            prev[0] = alpha
+            prev[1, :, 1:] = alpha[:, :-1]
+            prev[2, :, 2:] = alpha[:, :-2]
+            np.copyto(prev[2], -np.inf, where=no_jump)
+            m, r = logsumexp_parts(prev, axis=0)
+            alpha = (m + r)[0] + emit[:, t]
     last = np.take_along_axis(alpha, (2 * length)[:, None], axis=1)
-    prev = np.where(length[:, None] > 0,
-                    np.take_along_axis(alpha, np.maximum(2 * length - 1, 0)[:, None], axis=1),
-                    -np.inf)
-    m, r = logsumexp_parts(np.concatenate([last, prev], axis=1), axis=1)
+    before = np.where(length[:, None] > 0,
+                      np.take_along_axis(alpha, np.maximum(2 * length - 1, 0)[:, None], axis=1),
+                      -np.inf)
+    m, r = logsumexp_parts(np.concatenate([last, before], axis=1), axis=1)
     return 0.0 - (m + r)[:, 0]  # 0 - x: an empty label at T = 0 gives +0, not -0
 
 
@@ -142,4 +170,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
+    native=True,
 ))

@@ -8,21 +8,19 @@ Over the axes `axis` (None: all of them): with ``TP = sum(y p)``,
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from ..numerics import axes_last, normalize_axes, overlap_ratio
+from ..numerics import axes_last, normalize_axes
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
-from .dice import AXIS, EPSILON, check_overlap_inputs
+from .dice import AXIS, EPSILON, check_overlap_inputs, overlap_loss
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -> np.ndarray:
-    """Per-group value in float64."""
+    """Per-group value in float64, from arrays of any float format."""
     # 1 - TP/den cancels for a near-perfect prediction: the loss is formed as
     # (eps + alpha FP + beta FN) / (that + TP) from exactly split pieces
-    return overlap_ratio(y_true, y_pred, normalize_axes(axis, y_pred.ndim), alpha, beta, 1.0,
-                         epsilon)
+    return overlap_loss(y_true, y_pred, axis, alpha, beta, 1.0, epsilon)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -> np.ndarray:
@@ -49,4 +47,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_overlap_inputs,
+    native=True,
 ))
