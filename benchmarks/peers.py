@@ -2,7 +2,7 @@
 
 Each loss is written once against a small namespace shim, so torch and JAX run the same
 formula (Keras's definition: same clip constants and stage-2 axis). The losses Keras does
-not have (soft_margin, hinge_embedding) are PyTorch's: the torch peer calls its own
+not have (soft_margin, hinge_embedding, gaussian_nll) are PyTorch's: the torch peer calls its own
 function (``reduction='none'``, then the mean over the last axis), the others run
 PyTorch's formula. They exist to time what a framework user would run, not to be accurate.
 """
@@ -54,6 +54,9 @@ class _Torch:
     def hinge_embedding(self, y, p):
         return self.F.hinge_embedding_loss(p, y, reduction="none")
 
+    def gaussian_nll(self, y, p):  # var = 1 (the catalogue's default), eps = 1e-6
+        return self.F.gaussian_nll_loss(p, y, 1.0, reduction="none")
+
     def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
         return getattr(self.t, name)
 
@@ -86,6 +89,10 @@ class _NumpyLike:
 
     def hinge_embedding(self, y, p):  # both terms wherever y is neither 1 nor -1, as torch
         return self.xp.where(y != 1, self.clip(1 - p, 0.0), 0.0) + self.xp.where(y != -1, p, 0.0)
+
+    def gaussian_nll(self, y, p):  # torch's formula, var = 1 clamped at eps = 1e-6
+        v = self.xp.maximum(self.xp.ones_like(p), 1e-6)
+        return 0.5 * (self.xp.log(v) + self.xp.square(p - y) / v)
 
     def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
         return getattr(self.xp, name)
@@ -172,6 +179,7 @@ def _formulas(xp) -> Dict[str, Callable]:
         "squared_hinge": lambda y, p: xp.mean(xp.square(xp.clip(1 - y * p, 0.0))),
         "soft_margin": lambda y, p: xp.mean(xp.soft_margin(y, p)),
         "hinge_embedding": lambda y, p: xp.mean(xp.hinge_embedding(y, p)),
+        "gaussian_nll": lambda y, p: xp.mean(xp.gaussian_nll(y, p)),
         "binary_crossentropy": lambda y, p: xp.mean(bce_elem(y, p)),
         "binary_focal_crossentropy": lambda y, p: xp.mean(
             xp.square(1 - (y * p + (1 - y) * (1 - p))) * bce_elem(y, p)),

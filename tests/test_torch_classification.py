@@ -23,7 +23,6 @@ rows, all targets ignored, scores at the margin) meet the oracle within budget.
 
 from __future__ import annotations
 
-import inspect
 
 import numpy as np
 import pytest
@@ -244,25 +243,6 @@ def test_all_ignored_is_nan_under_mean():
 
 
 # --- arguments, dtypes and errors ---------------------------------------------------------------
-
-
-def _params(sig):
-    return [(p.name, p.kind, p.default) for p in sig.parameters.values() if p.name != "self"]
-
-
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_function_signatures_equal_torch(name):
-    ours = getattr(LF, name)
-    assert _params(inspect.signature(ours)) == _params(inspect.signature(getattr(F, name)))
-    assert inspect.signature(ours.exact) == inspect.signature(ours)
-
-
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_module_signatures_equal_torch(module):
-    ours, theirs = getattr(lnn, module), getattr(torch.nn, module)
-    assert _params(inspect.signature(ours.__init__)) == _params(inspect.signature(theirs.__init__))
-    assert _params(inspect.signature(ours.forward)) == _params(inspect.signature(theirs.forward))
-    assert _params(inspect.signature(ours.exact)) == _params(inspect.signature(theirs.forward))
 
 
 _X = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)

@@ -687,7 +687,8 @@ def test_verify_without_ml_dtypes_checks_bytes_and_skips_bfloat16_rederivation(m
     rep = V.verify(root, sample=1)
     assert rep.ok, rep.problems[:3]
     assert any("bfloat16" in n and "ml_dtypes" in n for n in rep.notes)
-    assert rep.rederived == 3 * len([f for f in manifest.vector_files(root) if f.endswith("float32.jsonl")])
+    # one case of every file but the bfloat16 ones (some torch functions have no float16 file)
+    assert rep.rederived == len([f for f in manifest.vector_files(root) if not f.endswith("bfloat16.jsonl")])
 
 
 def test_setup_cfg_installs_every_folder_of_the_canonical_set():

@@ -249,7 +249,7 @@ def reduce_weighted_values(values, reduction="sum_over_batch_size", sample_weigh
 TORCH_REDUCTIONS = ("none", "mean", "sum")
 #: The rules :func:`reduce_torch` applies: the strings above and the variants of ``'mean'``
 #: some functions use instead of the element count.
-TORCH_RULES = TORCH_REDUCTIONS + ("weighted_mean", "batchmean", "weight_sum_mean")
+TORCH_RULES = TORCH_REDUCTIONS + ("weighted_mean", "batchmean", "weight_sum_mean", "length_mean")
 
 
 def torch_reduction(reduction="mean", size_average=None, reduce=None, *, extra=(),
@@ -286,14 +286,15 @@ def reduce_torch(values, reduction="mean", weight=None, arith=FLOAT64, *, batch_
     ----------
     values : array
         Elementwise losses (stage 1; torch has no per-sample stage).
-    reduction : {"none", "sum", "mean", "weighted_mean", "batchmean"}
+    reduction : {"none", "sum", "mean", "weighted_mean", "batchmean", "weight_sum_mean", "length_mean"}
         ``'mean'`` divides ``Σ w·ℓ`` by the element count of ``w·ℓ`` (NaN when empty),
         ``'weighted_mean'`` by ``Σ w`` (``l1_loss``/``mse_loss`` with a weight) and
         ``'batchmean'`` by `batch_size` (``kl_div``: ``input.size(0)``; a 0-d input is not
         divided) and ``'weight_sum_mean'`` returns ``Σ ℓ / Σ w`` with `weight` the divisor
         only (``nll_loss``, ``cross_entropy``: ℓ already holds each target's class weight,
-        ``w`` is that weight, 0 where ignored; all ignored gives 0/0 = NaN). ``'none'``
-        returns ``w·ℓ``.
+        ``w`` is that weight, 0 where ignored; all ignored gives 0/0 = NaN) and
+        ``'length_mean'`` returns ``mean_n(ℓ_n / w_n)`` (``ctc_loss``: `weight` holds each
+        sample's ``max(target_length, 1)``). ``'none'`` returns ``w·ℓ``.
     weight : array, optional
         Multiplies the values (broadcast against them).
     arith : FLOAT64 or EXACT
@@ -316,6 +317,8 @@ def reduce_torch(values, reduction="mean", weight=None, arith=FLOAT64, *, batch_
         return ar.divide(ar.total(values, w), ar.total(w))
     if reduction == "weight_sum_mean":  # the values carry their weights already
         return ar.divide(ar.total(values), ar.total(w))
+    if reduction == "length_mean":  # each value divided by its own divisor, then the mean
+        return ar.mean_of_total(ar.divide(values, w), None, int(np.prod(values.shape)))
     if reduction == "batchmean":
         if batch_size is None:
             batch_size = values.shape[0] if values.ndim else 1

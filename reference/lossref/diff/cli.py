@@ -158,10 +158,12 @@ def _expect_one(spec: Dict[str, Any]) -> Dict[str, Any]:
     ins = spec["inputs"]
     arr = lambda a: None if a is None else decode_hex(a["hex"]).reshape(a["shape"])  # noqa: E731
     if spec.get("dialect", "keras") != "keras":
-        return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins["target"]), arr(ins["input"]),
+        from ..vectors.targets import get_target
+        i, t = get_target(spec["dialect"], spec["loss"]).entry.names
+        return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins[t]), arr(ins[i]),
                          params=spec["params"], reductions=spec["reductions"], tags=spec.get("tags", []),
                          dialect=spec["dialect"],
-                         arrays={k: arr(v) for k, v in ins.items() if k not in ("input", "target")})
+                         arrays={k: arr(v) for k, v in ins.items() if k not in (i, t)})
     return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins["y_true"]), arr(ins["y_pred"]),
                      params=spec["params"], sample_weight=arr(ins.get("sample_weight")),
                      reductions=spec["reductions"], tags=spec.get("tags", []))

@@ -47,7 +47,7 @@ def expected_dtype(case: Dict[str, Any], output: str) -> str:
 
 def _n_terms(case: Dict[str, Any], output: str) -> int:
     if case.get("dialect") == "torch":  # 'none' is elementwise; a reduction sums every element
-        shape = case["inputs"]["input"]["shape"]
+        shape = case["inputs"][get_target("torch", case["loss"]).entry.names[0]]["shape"]
         return 1 if output == "none" else (int(np.prod(shape)) if shape else 1)
     shape = case["inputs"]["y_pred"]["shape"]
     if output == "per_sample" or output == "none":
@@ -91,7 +91,8 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
     header: Dict[str, Any] = {}
     if framework == "torch":
         todo = [dict(c, torch={"integer": list(integer_inputs(get_target("torch", c["loss"]).entry,
-                                                              c["inputs"]))})
+                                                              c["inputs"])),
+                               "positional": list(get_target("torch", c["loss"]).entry.names)})
                 for c in cases]
     else:
         targets = keras_targets()
@@ -285,9 +286,10 @@ def torch_reproducer(case: Dict[str, Any], output: str) -> str:
         dtype = "torch.int64" if k in integer_inputs(target.entry, case["inputs"]) else f"torch.{dt}"
         lines.append(f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r}, {dtype})")
         names.append(k)
-    kw = "".join(f", {k}={k}" for k in names if k not in ("input", "target"))
+    i, t = target.entry.names
+    kw = "".join(f", {k}={k}" for k in names if k not in (i, t))
     kw += "".join(f", {k}={v!r}" for k, v in _sorted_params(case).items())
-    lines.append(f"out = torch.nn.functional.{case['loss']}(input, target, reduction={output!r}{kw})")
+    lines.append(f"out = torch.nn.functional.{case['loss']}({i}, {t}, reduction={output!r}{kw})")
     exp = _expected_of(case, output)
     lines += ["out = out.detach().to(torch.float64).numpy().ravel()",
               f"exact = {list(exp['decimal'])!r}  # lossref oracle, 40 significant digits",

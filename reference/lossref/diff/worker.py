@@ -120,12 +120,14 @@ class TorchAdapter:
         dt = getattr(torch, case["dtype"])
         integer = set(case.get("torch", {}).get("integer", ()))
         ins = {k: self._tensor(v, dt, k in integer) for k, v in case["inputs"].items()}
-        extra = {k: v for k, v in ins.items() if k not in ("input", "target") and v is not None}
+        # the two positional tensors (input, target; ctc_loss: log_probs, targets), the rest by name
+        i, t = case.get("torch", {}).get("positional", ("input", "target"))
+        extra = {k: v for k, v in ins.items() if k not in (i, t) and v is not None}
         fn = getattr(torch.nn.functional, case["loss"])
         params = case.get("params") or {}
         reds = {}
         for r in case["expected"].get("reductions", {}):
-            reds[r] = _guard(lambda: self._encode(fn(ins["input"], ins["target"], reduction=r,
+            reds[r] = _guard(lambda: self._encode(fn(ins[i], ins[t], reduction=r,
                                                      **params, **extra)))
         return {"reductions": reds}
 

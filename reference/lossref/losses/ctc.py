@@ -8,7 +8,7 @@ the product of the softmax probabilities over the classes. No alignment: ``+inf`
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import mpmath
 import numpy as np
@@ -75,7 +75,8 @@ def _extended(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ext, skip, np.count_nonzero(lab, axis=1)
 
 
-def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+def reference(y_true: np.ndarray, y_pred: np.ndarray, log_probs: bool = False,
+              input_lengths: Optional[np.ndarray] = None) -> np.ndarray:
     """Per-sample ``-log P(label)`` in float64, from logits of any float format.
 
     Samples are independent: they are evaluated in blocks of rows (on the catalogue's
@@ -83,25 +84,40 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     time. A block has as many rows as keep one time step of it (its logits or its states)
     within :func:`lossref.registry.block_elements`, so the recursion's vectorised steps are
     long and no temporary grows with ``T``.
+
+    `log_probs`: `y_pred` holds per-step log-probabilities, used as given (no log-softmax;
+    PyTorch's ``ctc_loss``). `input_lengths`: per sample the number of steps used (the
+    first ones; default all ``T``). The defaults are Keras's ``ctc``.
     """
     n_b, _, n_c = y_pred.shape
     width = max(n_c, 2 * y_true.shape[1] + 1, 1)  # classes or extended states per row
     chunk = block_elements()
     rows = max(1, chunk // width)
+    if input_lengths is not None:
+        lens = np.asarray(input_lengths, dtype=np.int64).reshape(n_b)
+        if n_b <= rows:
+            return _forward(y_true, y_pred, chunk, log_probs, lens)
+        index = [slice(i, i + rows) for i in range(0, n_b, rows)]
+        # the row numbers stand in for the labels, so each block finds its lengths
+        return np.concatenate(map_blocks(
+            lambda r, p: _forward(y_true[r], p, chunk, log_probs, lens[r]),
+            np.arange(n_b), y_pred, index, widen=False))
     if n_b <= rows:
-        return _forward(y_true, y_pred, chunk)
+        return _forward(y_true, y_pred, chunk, log_probs)
     index = [slice(i, i + rows) for i in range(0, n_b, rows)]
-    return np.concatenate(map_blocks(lambda t, p: _forward(t, p, chunk), y_true, y_pred, index,
+    return np.concatenate(map_blocks(lambda t, p: _forward(t, p, chunk, log_probs), y_true, y_pred, index,
                                      widen=False))
 
 
-def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int) -> np.ndarray:
+def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int, log_probs: bool = False,
+             lengths: Optional[np.ndarray] = None) -> np.ndarray:
     """The log-space forward algorithm on labels (B, L) and logits (B, T, C) of any format.
 
     Vectorised over the batch and the 2L+1 extended label positions; the loop runs
     over time steps only, because step t needs every state of step t-1 (a scan over
     time in the log semiring has no cheaper closed form). The logits are widened and
-    log-softmaxed about `chunk` elements (whole time steps) at a time.
+    log-softmaxed about `chunk` elements (whole time steps) at a time (taken as given
+    with `log_probs`). With `lengths`, a sample's states stop changing after its steps.
     """
     ext, skip, length = _extended(y_true)
     n_b, n_t, n_c = y_pred.shape
@@ -116,7 +132,9 @@ def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int) -> np.ndarray:
     no_jump = ~skip  # s -> s+2 only where skip allows
     for t0 in range(0, n_t, steps):
         # log_softmax: dominant classes keep relative accuracy
-        logp = log_softmax(y_pred[:, t0:t0 + steps].astype(np.float64), axis=-1)
+        logp = y_pred[:, t0:t0 + steps].astype(np.float64)
+        if not log_probs:
+            logp = log_softmax(logp, axis=-1)
         emit = np.take_along_axis(logp, ext[:, None, :], axis=2)  # (B, steps, S)
         del logp
         for t in range(emit.shape[1]):
@@ -125,7 +143,10 @@ def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int) -> np.ndarray:
             prev[2, :, 2:] = alpha[:, :-2]
             np.copyto(prev[2], -np.inf, where=no_jump)
             m, r = logsumexp_parts(prev, axis=0)
-            alpha = (m + r)[0] + emit[:, t]
+            if lengths is None:
+                alpha = (m + r)[0] + emit[:, t]
+            else:  # steps past a sample's length are not read (they may hold anything)
+                alpha = np.where((t0 + t < lengths)[:, None], (m + r)[0] + emit[:, t], alpha)
     last = np.take_along_axis(alpha, (2 * length)[:, None], axis=1)
     before = np.where(length[:, None] > 0,
                       np.take_along_axis(alpha, np.maximum(2 * length - 1, 0)[:, None], axis=1),
@@ -134,9 +155,11 @@ def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int) -> np.ndarray:
     return 0.0 - (m + r)[:, 0]  # 0 - x: an empty label at T = 0 gives +0, not -0
 
 
-def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """The exact sum over alignments: the forward algorithm on exact probabilities."""
-    n_b, n_t, _ = y_pred.shape
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, log_probs: bool = False,
+           input_lengths: Optional[np.ndarray] = None) -> np.ndarray:
+    """The exact sum over alignments: the forward algorithm on exact probabilities
+    (`log_probs`, `input_lengths` as for :func:`reference`)."""
+    n_b = y_pred.shape[0]
     out = np.empty(n_b, dtype=object)
     for b in range(n_b):  # the oracle is the slow, literal definition
         labels = [int(v) for v in y_true[b] if v != BLANK]
@@ -144,11 +167,14 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         for lab in labels:
             ext += [lab, BLANK]
         n_s = len(ext)
-        z = y_pred[b]
+        z = y_pred[b] if input_lengths is None else y_pred[b, :int(input_lengths[b])]
         e = x.exp(z)
-        prob = x.div(e, np.repeat(x.fsum(e, -1)[:, None], z.shape[1], axis=1))  # softmax
+        if log_probs:
+            prob = e
+        else:
+            prob = x.div(e, np.repeat(x.fsum(e, -1)[:, None], z.shape[1], axis=1))  # softmax
         alpha = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (n_s - 1)  # virtual step -1
-        for t in range(n_t):
+        for t in range(z.shape[0]):
             new = []
             for s in range(n_s):
                 a = alpha[s]

@@ -86,7 +86,7 @@ PARAM_VALUES: Dict[str, Tuple[Any, ...]] = {
 
 #: Kinds whose ``y_true`` holds integer labels (never overwritten by special values).
 _LABEL_KINDS = ("sparse", "circle", "ctc", "class-logits", "class-log-probs", "margin-index",
-                "label-lists")
+                "label-lists", "ctc-log-probs")
 
 
 def label_kinds() -> Tuple[str, ...]:
@@ -133,6 +133,9 @@ class Draw:
     category: str
     params: Mapping[str, Any]
     tags: List[str] = field(default_factory=list)
+    #: arrays a kind draws with its inputs because they must fit them (ctc_loss's lengths),
+    #: by name; :func:`draw_array` hands them out for the rule ``kind``
+    arrays: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def r(self, x) -> np.ndarray:
         """`x` rounded into the format (float64 values exact in it)."""
@@ -583,6 +586,59 @@ def _class_log_probs(d: Draw, y_shape, p_shape):
     return y, d.wide(n, -100, 100)
 
 
+def _ctc_log_probs(d: Draw, y_shape, p_shape):
+    """ctc_loss: targets padded (N, S) with labels in [0, C) other than the blank (the padding
+    too, never read), log-probabilities (T, N, C) (the log, rounded by mpmath, of a
+    distribution per (t, n); adversarial: one class near 1, zero probabilities (-inf), very
+    negative entries, or raw scores, which torch takes as they are), and the lengths in
+    ``d.arrays``: input_lengths in [1, T], target_lengths in [0, min(S, input length)],
+    mostly a label some alignment fits (length + adjacent repeats <= input length), sometimes
+    not (tag ``infeasible``; edge ``too-short``: a target longer than its input)."""
+    n, s = y_shape
+    t_len, _, c = p_shape
+    rng = d.rng
+    blank = int(d.params.get("blank", 0))
+    too_short = "too-short" in d.tags
+    repeated = d.category == "adversarial" and rng.chance(0.4)
+    if repeated:
+        d.tag("repeated-labels")  # a run of one label needs a blank between each pair
+    y, il, tl = np.zeros((n, s)), np.zeros(n), np.zeros(n)
+    infeasible = False
+    for b in range(n):
+        il[b] = t_len if rng.chance(0.5) else rng.integer(1, t_len + 1)
+        top = min(s, int(il[b]) + (1 if too_short else 0))
+        k = top if too_short or rng.chance(0.3) else rng.integer(0, top + 1)
+        if s:
+            lab = rng.integers(s, 0, c - 1)
+            lab = lab + (lab >= blank)  # skip the blank
+            y[b] = lab[0] if repeated else lab
+        need = lambda k: k + int(np.sum(y[b, 1:k] == y[b, :k - 1])) if k else 0  # noqa: E731
+        if not too_short and need(k) > il[b] and rng.chance(0.7):
+            while need(k) > il[b]:  # mostly feasible: shorten the label until it fits
+                k -= 1
+        tl[b] = k
+        infeasible |= need(k) > il[b]
+    if infeasible:
+        d.tag("infeasible")
+    d.arrays.update(input_lengths=il, target_lengths=tl)
+    shape = (t_len, n, c)
+    num = t_len * n * c
+    if d.category != "adversarial":
+        return y, _mp_log(_distribution_rows(d, shape, False))
+    how = rng.choice(("one-near-one", "zero-probability", "very-negative", "raw-scores"))
+    d.tag(how)
+    if how == "one-near-one":
+        return y, _mp_log(_distribution_rows(d, shape, True))
+    if how == "zero-probability":
+        p = _distribution_rows(d, shape, False)
+        return y, _mp_log(np.where(_rows(rng.integers(num, 0, 3), shape) == 0, 0.0, p))
+    if how == "very-negative":  # log-probabilities, a third of them -8 ... -2**60
+        lp = _mp_log(_distribution_rows(d, shape, False))
+        low = -_rows(rng.log_uniform(num, *d.exp_range(3, 60)), shape)
+        return y, np.where(_rows(rng.integers(num, 0, 3), shape) == 0, low, lp)
+    return y, _rows(d.uniform(num, -6.0, 6.0), shape)
+
+
 def _multilabel_logits(d: Draw, shape, _ps):
     """multilabel_soft_margin_loss: 0/1 targets, logits."""
     n = int(np.prod(shape))
@@ -686,6 +742,7 @@ KINDS: Dict[str, Callable] = {
     "hinge-embedding": _hinge_embedding,
     "margin-index": _margin_index,
     "label-lists": _label_lists,
+    "ctc-log-probs": _ctc_log_probs,
     "real": _real,
     "binary": _binary,
     "categorical": _categorical,
@@ -737,6 +794,29 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
             else:
                 t, length = 1, 1
         return (b, length), (b, t, c)
+    if kind == "ctc-log-probs":  # ((N, S), (T, N, C)); ctc_loss refuses an empty log_probs
+        blank = int(d.params.get("blank", 0))
+        n, t = rng.integer(1, 4), rng.integer(1, 9)
+        c = blank + 1 if blank and rng.chance(0.5) else rng.integer(max(2, blank + 2), blank + 6)
+        s = rng.integer(0, t + 2)
+        if d.category == "edge-shape":
+            how = rng.choice(("too-short", "few-classes", "single-step", "empty-targets",
+                              "wide-classes", "long-input"))
+            d.tag(how)
+            if how == "too-short":  # a target longer than its input: no alignment, loss +inf
+                s = t + 1
+            elif how == "few-classes":
+                c = max(2, blank + 1)
+            elif how == "single-step":
+                t, s = 1, rng.integer(0, 3)
+            elif how == "empty-targets":
+                s = 0
+            elif how == "wide-classes":
+                n, t, c = 1, rng.integer(1, 4), rng.choice((100, 257))
+                s = rng.integer(0, t + 1)
+            else:
+                n, t, c, s = 1, rng.integer(30, 65), max(3, blank + 1), rng.integer(5, 20)
+        return (n, s), (t, n, c)
     classy = kind in ("categorical", "distribution", "sparse", "scores", "log-distribution",
                       "class-logits", "class-log-probs", "margin-index", "label-lists")
     # torch kinds with one class index per position (the class axis is the last here)
@@ -852,6 +932,10 @@ def draw_array(d: Draw, name: str, rule: str, input_shape: tuple) -> Optional[np
     ``pos_weight``.
     """
     rng = d.rng
+    if rule == "kind":
+        return d.r(d.arrays[name])
+    if rule == "variance":
+        return _draw_variance(d, tuple(input_shape))
     if rng.chance(0.4):
         return None
     s = tuple(input_shape)
@@ -878,3 +962,23 @@ def draw_array(d: Draw, name: str, rule: str, input_shape: tuple) -> Optional[np
         values = np.zeros(n)
         d.tag("all-zero-weights")
     return d.r(values.reshape(shape))
+
+
+def _draw_variance(d: Draw, s: tuple) -> np.ndarray:
+    """A var of ``gaussian_nll_loss``: one of the shapes torch accepts (the input's, its
+    leading axes (one variance per row), or the input's with one dimension of size 1), values
+    >= 0 over a wide range of binades, some at or below its eps and some 0."""
+    rng = d.rng
+    shapes = [s]
+    if s:
+        shapes.append(s[:-1])
+        shapes += [s[:k] + (1,) + s[k + 1:] for k in range(len(s)) if s[k] != 1]
+    shape = rng.choice(shapes)
+    n = int(np.prod(shape))
+    values = np.abs(d.wide(n, -30, 30)) if rng.chance(0.5) else d.uniform(n, 0.0, 4.0)
+    if rng.chance(0.3):
+        values = np.where(rng.integers(n, 0, 4) == 0, 0.0, values)
+        d.tag("zero-variance")
+    d.tag("variance-" + ("full" if shape == s else "row" if s and shape == s[:-1] else "one-dim"))
+    return d.r(values.reshape(shape))
+

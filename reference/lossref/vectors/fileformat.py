@@ -80,7 +80,7 @@ def _layout(prov: Mapping[str, Any]):
             raise KeyError(f"torch function {prov['loss']!r} has no entry in the torch table")
         extra = tuple(n for n, _ in entry.arrays)
         reds = prov.get("reductions") or entry.reductions
-        return ("input", "target") + extra, extra, tuple(reds), False
+        return tuple(entry.names) + extra, extra, tuple(reds), False
     raise KeyError(f"unknown dialect {prov['dialect']!r}")
 
 
@@ -404,11 +404,15 @@ class Case:
             red[r] = decode_array(v, formats.get_format(v.get("dtype", fmt.name)))
             dec[r] = np.array(v["decimal"], dtype=str).reshape(tuple(v["shape"]))
         inputs = {k: decode_array(v, fmt) for k, v in rec["inputs"].items()}
-        torch_names = rec["dialect"] == "torch"
+        i, t = "y_pred", "y_true"
+        if rec["dialect"] == "torch":  # the entry's names: input, target (ctc_loss: log_probs, targets)
+            from .torch_table import TORCH_TABLE
+            entry = TORCH_TABLE.get(rec["loss"])
+            i, t = entry.names if entry is not None else ("input", "target")
         return cls(id=rec["id"], dialect=rec["dialect"], loss=rec["loss"], dtype=rec["dtype"],
                    params=dict(rec["params"]), tags=list(rec["tags"]),
-                   y_true=inputs["target" if torch_names else "y_true"],
-                   y_pred=inputs["input" if torch_names else "y_pred"],
+                   y_true=inputs[t],
+                   y_pred=inputs[i],
                    sample_weight=inputs.get("sample_weight"),
                    per_sample=None if ps is None else decode_array(ps, formats.get_format(ps["dtype"])),
                    per_sample_dtype=None if ps is None else ps["dtype"], reductions=red, decimal=dec,

@@ -100,7 +100,9 @@ def draw_inputs_of(target, dtype: str, key: str, index: int) -> Tuple[
 
     Torch cases are drawn like Keras ones (the kind's ``y_true`` is torch's target, its
     ``y_pred`` the input), then the class axis is moved to the entry's ``class_dim`` and
-    each extra array is drawn by its shape rule (:func:`domains.draw_array`)."""
+    each extra array is drawn by its shape rule (:func:`domains.draw_array`; rule ``kind``:
+    the array the kind drew with them, e.g. ctc_loss's lengths); the inputs are keyed by
+    the entry's ``names`` (``input, target``, or ``log_probs, targets``)."""
     if target.dialect == "keras":
         params, t, p, sw, tags = draw_case(target, dtype, key, index)
         return params, {"y_true": t, "y_pred": p, "sample_weight": sw}, tags
@@ -124,7 +126,8 @@ def draw_inputs_of(target, dtype: str, key: str, index: int) -> Tuple[
         if t.shape == p.shape:
             t = np.ascontiguousarray(np.moveaxis(t, -1, cd))
         p = np.ascontiguousarray(np.moveaxis(p, -1, cd))
-    inputs: Dict[str, Optional[np.ndarray]] = {"input": p, "target": t}
+    pn, tn = target.entry.names
+    inputs: Dict[str, Optional[np.ndarray]] = {pn: p, tn: t}
     for name, rule in target.entry.arrays:
         inputs[name] = domains.draw_array(d, name, rule, p.shape)
     check_inputs(target, fmt, params, inputs)
@@ -319,7 +322,8 @@ class GoldenReport:
 
 def plan(dialect: str = "keras", losses: Optional[Sequence[str]] = None,
          dtypes: Optional[Sequence[str]] = None) -> List[Tuple[str, str]]:
-    """The (loss, dtype) pairs of a run; ``KeyError``/``TypeError`` for unknown names."""
+    """The (loss, dtype) pairs of a run; ``KeyError``/``TypeError`` for unknown names.
+    A torch function is paired only with the formats of its table entry's ``dtypes``."""
     known = targets(dialect)  # KeyError for an unknown dialect
     if dialect == "torch" and not losses:
         from .torch_table import missing_entries
@@ -332,7 +336,10 @@ def plan(dialect: str = "keras", losses: Optional[Sequence[str]] = None,
     for n in names:
         get_target(dialect, n)
     dts = list(DTYPES) if not dtypes else [formats.get_format(d).name for d in dict.fromkeys(dtypes)]
-    return [(n, d) for n in names for d in dts]
+    if dialect != "torch":
+        return [(n, d) for n in names for d in dts]
+    # a torch function gets files only in the formats torch defines it for (its entry's dtypes)
+    return [(n, d) for n in names for d in dts if d in known[n].entry.dtypes]
 
 
 def _progress(total: int, enabled: bool):

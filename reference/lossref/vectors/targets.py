@@ -267,8 +267,9 @@ def _torch_arrays(target, fmt: Format, inputs: Mapping[str, Optional[np.ndarray]
 def _torch_call(target, fmt, params, inputs, reduction, exact: bool):
     a = _torch_arrays(target, fmt, inputs)
     fn = target.function.exact if exact else target.function
-    extra = {k: v for k, v in a.items() if k not in ("input", "target")}
-    return fn(a["input"], a["target"], reduction=reduction, **call_params(params), **extra)
+    i, t = target.entry.names
+    extra = {k: v for k, v in a.items() if k not in (i, t)}
+    return fn(a[i], a[t], reduction=reduction, **call_params(params), **extra)
 
 
 def check_inputs(target, fmt: Format, params: Mapping[str, Any],

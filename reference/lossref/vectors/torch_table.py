@@ -21,7 +21,11 @@ One entry per function (:data:`TORCH_TABLE`); the entry is the whole recipe:
   ``probability_target``: a target of the input's shape is float (class probabilities
   of ``cross_entropy``), see :func:`integer_inputs`;
 * ``specials``: which special values a ``special`` case writes in (``"unit"``: only
-  those in [0, 1], only into the input).
+  those in [0, 1], only into the input);
+* ``names``: the names of the two positional tensors, the drawn input and target
+  (``input, target``; ``ctc_loss``: ``log_probs, targets``); they are the case's keys;
+* ``dtypes``: the formats that get files (all four unless torch defines the function
+  for fewer: ``ctc_loss`` has float32 and float64 kernels only).
 
 Only functions the dialect has get vectors, and every function of the dialect must have
 an entry: :func:`missing_entries` names the functions of
@@ -45,8 +49,11 @@ TORCH_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 #: Shape rules of extra array arguments: ``input`` (the input's shape), ``broadcast`` (the
 #: input's shape, its last axis, or a scalar), ``last`` (the last axis, e.g. a per-class
 #: ``pos_weight``), ``class`` (torch's class axis, ``(C,)``: dimension 1 of an input of
-#: rank 2 or more, else its only axis).
-ARRAY_RULES = ("input", "broadcast", "last", "class")
+#: rank 2 or more, else its only axis), ``variance`` (``gaussian_nll_loss``'s var: the
+#: input's shape, ``input.shape[:-1]`` or that shape with one dimension 1; never absent),
+#: ``kind`` (drawn by the input kind with the input and target, e.g. ``ctc_loss``'s
+#: lengths, which must fit the targets; never absent).
+ARRAY_RULES = ("input", "broadcast", "last", "class", "variance", "kind")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,10 @@ class TorchEntry:
     #: a target of the input's shape holds class probabilities, not indices: it stays a
     #: float tensor (cross_entropy); see :func:`integer_inputs`
     probability_target: bool = False
+    #: the names of the two positional tensors: the drawn input, then the drawn target
+    names: Tuple[str, str] = ("input", "target")
+    #: the formats that get files (torch defines ctc_loss for float32/float64 only)
+    dtypes: Tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
 
 #: Function name -> entry. The list of torch functions with golden vectors.
@@ -102,6 +113,17 @@ TORCH_TABLE: Dict[str, TorchEntry] = {
                                     params=(("p", (1, 2)), ("margin", (1.0, 0.5, 0.0, 2.5))),
                                     arrays=(("weight", "class"),), integer=("target",)),
     "multilabel_margin_loss": TorchEntry("MultiLabelMarginLoss", "label-lists", integer=("target",)),
+    # var: a tensor of one of the shapes torch 2.13 accepts (torch/nn/_gaussian.py), never absent
+    "gaussian_nll_loss": TorchEntry("GaussianNLLLoss", "real",
+                                    params=(("full", (False, True)), ("eps", (1e-06, 1e-3, 0.0))),
+                                    arrays=(("var", "variance"),)),
+    # log_probs (T, N, C) time-major, targets padded (N, S), the lengths drawn with them by
+    # the kind (they must fit the targets); a blank of 1 or 4 is C - 1 in about half the cases
+    "ctc_loss": TorchEntry("CTCLoss", "ctc-log-probs",
+                           params=(("blank", (0, 1, 4)), ("zero_infinity", (False, True))),
+                           arrays=(("input_lengths", "kind"), ("target_lengths", "kind")),
+                           integer=("targets", "input_lengths", "target_lengths"),
+                           names=("log_probs", "targets"), dtypes=("float32", "float64")),
 }
 
 
@@ -113,8 +135,9 @@ def integer_inputs(entry: TorchEntry, inputs: Mapping[str, Any]) -> Tuple[str, .
     def shape(v):
         return None if v is None else tuple(v["shape"] if isinstance(v, Mapping) else np.shape(v))
     out = entry.integer
-    if entry.probability_target and shape(inputs.get("target")) == shape(inputs.get("input")):
-        out = tuple(n for n in out if n != "target")
+    i, t = entry.names
+    if entry.probability_target and shape(inputs.get(t)) == shape(inputs.get(i)):
+        out = tuple(n for n in out if n != t)
     return out
 
 
@@ -147,8 +170,9 @@ class TorchTarget:
 
     @property
     def input_names(self) -> Tuple[str, ...]:
-        """The keys of a case's ``inputs``: input, target, then the extra arrays."""
-        return ("input", "target") + self.arrays
+        """The keys of a case's ``inputs``: input, target (the entry's ``names``), then the
+        extra arrays."""
+        return tuple(self.entry.names) + self.arrays
 
     @property
     def optional_inputs(self) -> Tuple[str, ...]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import mpmath
 import numpy as np
 
 from ... import formats

@@ -225,7 +225,13 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, 
         fmt = result_format(fn, it, result_type(tt, fi))
     return Prepared(tb, ib, fmt, {"log_input": log_input, "full": full, "epsilon": float(eps)},
                     stage3={"reduction": red})
-from ._classification import *  # noqa: E402,F401,F403  (nll_loss, cross_entropy, margins)
-from ._classification import __all__ as _classification  # noqa: E402
-# the functions only: its exception class (TorchIndexError) is not a function of torch.nn.functional
-__all__ += [n for n in _classification if not isinstance(globals()[n], type)]
+# The other families live in modules of their own (they import the helpers above).
+from ._classification import (cross_entropy, hinge_embedding_loss, multi_margin_loss,  # noqa: E402
+                              multilabel_margin_loss, multilabel_soft_margin_loss, nll_loss,
+                              soft_margin_loss)
+from ._ctc import ctc_loss  # noqa: E402
+from ._gaussian import gaussian_nll_loss  # noqa: E402
+
+__all__ += ["nll_loss", "cross_entropy", "multilabel_soft_margin_loss", "soft_margin_loss",
+            "hinge_embedding_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss",
+            "gaussian_nll_loss"]

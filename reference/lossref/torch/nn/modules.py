@@ -139,4 +139,3 @@ class PoissonNLLLoss(_Loss):
     def exact(self, log_input, target) -> Exact:
         """The exact twin of :meth:`forward`."""
         return F.poisson_nll_loss.exact(log_input, target, **self._keywords())
-from ._classification_modules import *  # noqa: E402,F401,F403  (NLLLoss, CrossEntropyLoss, margins)

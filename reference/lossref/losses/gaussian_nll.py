@@ -1,0 +1,170 @@
+"""Gaussian negative log-likelihood. Spec: spec/losses/gaussian_nll.md.
+
+``(log v + (x - y)^2 / v) / 2`` with ``v = max(var, eps)``, ``x = y_pred`` (the mean of the
+Gaussian), ``y = y_true`` (the sample) and ``var`` its variance, a *parameter*: a number or
+an array that broadcasts to the inputs' shape without widening it. ``full`` adds the
+constant ``log(2 pi) / 2``. Mean over the last axis. PyTorch:
+``torch.nn.functional.gaussian_nll_loss`` (:mod:`lossref.torch.nn._gaussian`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import mpmath
+import numpy as np
+
+from ..numerics import two_product, two_sum
+from ..oracle import to_exact
+from ..oracle import ops as x
+from ..reduction import stage2_mean
+from ..registry import LossDef, Param, block_elements, is_real, register
+from .binary_crossentropy import check_bool
+
+#: ``log(2 pi) / 2`` as an unevaluated float64 sum ``HALF_LOG_2PI + HALF_LOG_2PI_LO`` (error
+#: below 2^-106 of it): the reference's constant; the oracle's is exact
+HALF_LOG_2PI = 0.9189385332046728
+HALF_LOG_2PI_LO = -3.8782941580672414e-17
+
+
+def variance(var, shape: tuple) -> np.ndarray:
+    """`var` as a float64 array, or a ``ValueError`` where it does not broadcast to `shape`
+    (the shape of the elementwise values) or would widen it."""
+    v = np.asarray(var, dtype=np.float64) if not (isinstance(var, np.ndarray) and var.dtype == object) \
+        else var
+    try:
+        ok = np.broadcast_shapes(v.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"gaussian_nll: var of shape {v.shape} does not broadcast to the inputs' "
+                         f"shape {tuple(shape)}")
+    return v
+
+
+def half_square_over(x_: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``(x - y)^2 / (2 v)`` in float64 with about one rounding, for every float64 input.
+
+    ``x - y = d + l`` exactly (TwoSum; halves where the difference overflows), the
+    significands are squared and divided and the exponents added apart, so neither
+    ``(x - y)^2`` nor the quotient overflows or underflows before the final ``ldexp``.
+    """
+    d, lo = two_sum(x_, -y)
+    k = 0
+    over = np.isinf(d) & np.isfinite(x_) & np.isfinite(y)
+    if np.any(over):  # |x - y| above the largest float64: its exact half is representable
+        hd, hl = two_sum(0.5 * x_, -0.5 * y)
+        d, lo, k = np.where(over, hd, d), np.where(over, hl, lo), np.where(over, 1, 0)
+    d, v = np.broadcast_arrays(d, v)
+    good = np.isfinite(d) & (d != 0) & np.isfinite(v) & (v > 0)
+    md, ed = np.frexp(np.where(good, d, 1.0))
+    ml = np.ldexp(np.where(good, lo, 0.0), -ed)
+    hi, pl = two_product(md, md)  # md^2 exactly: md in [1/2, 1)
+    s = hi + (pl + 2.0 * md * ml)  # (d + l)^2 / 2^(2 ed) to first order in l (l^2 is below u^2)
+    mv, ev = np.frexp(np.where(good, v, 1.0))
+    q = np.ldexp(s / mv, 2 * (ed + k) - ev - 1)
+    # zero, infinite or NaN operands: IEEE's d^2 / (2 v) (0/0, inf/inf are NaN; d/inf is 0)
+    naive = (np.ldexp(d * d, 2 * k) / v) * 0.5 if not np.all(good) else None
+    return q if naive is None else np.where(good, q, naive)
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6,
+              full: bool = False) -> np.ndarray:
+    """Elementwise value in float64: ``log(v) / 2 + (x - y)^2 / (2 v)`` (+ ``log(2 pi) / 2``),
+    the terms added with their rounding errors carried (TwoSum), so the only errors are
+    those of the terms (``np.log``, the quotient) and one final rounding."""
+    x_, y = np.broadcast_arrays(np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64))
+    v = np.maximum(variance(var, x_.shape), float(eps))  # NaN stays NaN, as torch's clamp
+    a = 0.5 * np.log(v)
+    b = half_square_over(x_, y, v)
+    s, e = two_sum(a, b)
+    if full:
+        s, e2 = two_sum(s, HALF_LOG_2PI)
+        e = e + (e2 + HALF_LOG_2PI_LO)
+    out = s + e
+    # an infinite or NaN term: TwoSum's error is NaN there, the plain sum is IEEE's value
+    plain = ~np.isfinite(out)
+    if np.any(plain):
+        out = np.where(plain, (a + b) + (HALF_LOG_2PI if full else 0.0), out)
+    return out
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6,
+           full: bool = False) -> np.ndarray:
+    """The literal definition on exact values."""
+    e = y_pred - y_true
+    v = variance(var, e.shape)
+    v = x.maximum(v if v.dtype == object else to_exact(v), mpmath.mpf(eps))
+    out = x.div(x.log(v) + x.div(e * e, v), 2)
+    if full:
+        out = out + mpmath.log(2 * mpmath.pi) / 2
+    return np.asarray(out, dtype=object)
+
+
+# --- parameters -------------------------------------------------------------------------------------
+
+
+def check_var(v) -> Optional[str]:
+    """Check helper: a real number or an array of them, each >= 0 or +inf (no NaN)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "expected a number or an array of numbers, not a bool"
+    if not is_real(v):
+        try:
+            arr = np.asarray(v)
+        except Exception:  # pragma: no cover - ragged sequences and the like
+            return "expected a number or an array of numbers"
+        if not (arr.dtype.kind in "iuf" or arr.dtype.name == "bfloat16"):
+            return f"expected a number or an array of real numbers; got dtype {arr.dtype}"
+        v = arr
+    arr = np.asarray(v, dtype=np.float64)
+    if np.any(np.isnan(arr)):
+        return "var holds NaN"
+    if np.any(arr < 0):
+        return "var has negative entries"
+    return None
+
+
+def check_eps(v) -> Optional[str]:
+    """Check helper: a finite number >= 0."""
+    return None if is_real(v) and math.isfinite(v) and v >= 0 else "expected a finite number >= 0"
+
+
+class GaussianLossDef(LossDef):
+    """The catalogue entry: a separable loss whose parameter `var` may vary along every axis.
+
+    The registry's blocked stage 1+2 cuts the inputs into blocks of rows; a `var` that is
+    not constant along the leading axes is cut along with them here.
+    """
+
+    def per_sample64(self, t: np.ndarray, p: np.ndarray, kw) -> np.ndarray:
+        v = variance(kw["var"], p.shape)
+        if v.ndim == 0 or all(n == 1 for n in v.shape[:-1]):
+            return super().per_sample64(t, p, {**kw, "var": v.reshape(v.shape[-1:])})
+        d = p.shape[-1]
+        vb = np.broadcast_to(v, p.shape).reshape(-1, d)
+        t2, p2 = t.reshape(-1, d), p.reshape(-1, d)
+        step = max(1, block_elements() // max(d, 1))
+        rows = []
+        with np.errstate(all="ignore"):
+            for i in range(0, t2.shape[0], step):
+                s = slice(i, i + step)
+                rows.append(stage2_mean(self.elementwise_ref(t2[s].astype(np.float64), p2[s].astype(np.float64),
+                                                             **{**kw, "var": vb[s]}), -1))
+        return (np.concatenate(rows) if rows else np.zeros(0)).reshape(p.shape[:-1])
+
+
+LOSS = register(GaussianLossDef(
+    name="gaussian_nll",
+    summary="(log v + (x - y)^2 / v) / 2 with v = max(var, eps) (+ log(2 pi)/2 if full); "
+            "mean over the last axis",
+    stage2="mean",
+    params={
+        "var": Param(1.0, "number or array of numbers >= 0 (+inf allowed, NaN not) broadcasting to "
+                          "the inputs' shape without widening it: the variance of each element", check_var),
+        "eps": Param(1e-6, "finite number >= 0: the floor of var (v = max(var, eps))", check_eps),
+        "full": Param(False, "bool: add the constant log(2 pi) / 2", check_bool),
+    },
+    elementwise_ref=reference,
+    elementwise_exact=oracle,
+))
