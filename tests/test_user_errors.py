@@ -115,3 +115,20 @@ def test_non_scalar_parameter_is_a_clear_error_naming_it():
     per_class = losses.categorical_focal_crossentropy(np.eye(2), np.full((2, 2), 0.5), alpha=[0.25, 0.5])
     # -alpha_k (1 - 1/2)^2 log(1/2) for the labelled class k
     np.testing.assert_allclose(per_class, np.array([0.25, 0.5]) * 0.25 * np.log(2), rtol=1e-15)
+
+
+# --- a format a torch function lacks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["golden", "--dialect", "torch", "--loss", "ctc_loss", "--dtype", "float16", "--out", "{tmp}/set"],
+    ["diff", "torch", "--loss", "ctc_loss", "--dtype", "float16", "--cases", "1", "--no-plots",
+     "--out", "{tmp}/report"],
+])
+def test_asking_for_a_format_torch_does_not_define_is_a_usage_error(capsys, tmp_path, argv):
+    """ctc_loss exists in float32 and float64 only: asked for by name in float16 it was a
+    silent no-op for golden (exit 0, nothing written) and a traceback for diff."""
+    rc, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "ctc_loss has no float16 vectors: torch defines it for float32, float64 only" in err
+    assert not (tmp_path / "set").exists() and not (tmp_path / "report").exists()

@@ -274,6 +274,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         if unknown:
             return usage(f"--loss: unknown loss {', '.join(map(repr, unknown))}; known: "
                          f"{', '.join(sorted(known))}")
+    if args.cases:  # the fresh cases' plan: a format a function lacks is refused now, not later
+        from ..vectors.generate import plan
+        try:
+            plan(fw, args.loss, args.dtype)
+        except (KeyError, TypeError) as e:
+            return usage(e.args[0])
     if args.cases < 0:
         return usage(f"--cases must be >= 0; got {args.cases}")
     if args.jobs < 0:

@@ -339,7 +339,14 @@ def plan(dialect: str = "keras", losses: Optional[Sequence[str]] = None,
     if dialect != "torch":
         return [(n, d) for n in names for d in dts]
     # a torch function gets files only in the formats torch defines it for (its entry's dtypes)
-    return [(n, d) for n in names for d in dts if d in known[n].entry.dtypes]
+    pairs = [(n, d) for n in names for d in dts if d in known[n].entry.dtypes]
+    if losses and dtypes:  # asked for by name: a format the function lacks is an error
+        for n in names:
+            lacking = [d for d in dts if d not in known[n].entry.dtypes]
+            if lacking:
+                raise TypeError(f"{n} has no {', '.join(lacking)} vectors: torch defines it for "
+                                f"{', '.join(known[n].entry.dtypes)} only")
+    return pairs
 
 
 def _progress(total: int, enabled: bool):
