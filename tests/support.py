@@ -151,3 +151,27 @@ def interrupt_when(argv, ready, env=None, settle: float = 0.3, timeout: float = 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode, out, err
+
+
+def to_torch(a):
+    """A torch tensor holding exactly the array `a` (bfloat16 through its bits)."""
+    import torch
+
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
+
+
+def from_torch(x) -> np.ndarray:
+    """The NumPy array holding exactly the tensor `x` (bfloat16 through its bits)."""
+    import torch
+
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(formats.get_format("bfloat16").dtype)
+    return x.numpy()
+
+
+def in_format_of(values, fmt) -> np.ndarray:
+    """`values` rounded once into `fmt`, held in its dtype."""
+    return formats.to_format_array(np.asarray(values, dtype=np.float64), fmt)

@@ -30,6 +30,7 @@ import pytest
 from lossref import formats
 from lossref.torch import nn as lnn
 from lossref.torch.nn import functional as LF
+from tests.support import from_torch, in_format_of, to_torch
 
 from .support import FORMATS, ulp_errors
 
@@ -76,22 +77,7 @@ def _ids(case):
 # --- tensors both ways ------------------------------------------------------------------------------
 
 
-def _t(a):
-    """A torch tensor holding exactly the array `a` (bfloat16 through its bits)."""
-    a = np.asarray(a)
-    if a.dtype.name == "bfloat16":
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(a.copy())
-
-
-def _np(x):
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(formats.get_format("bfloat16").dtype)
-    return x.numpy()
-
-
-def _in(values, fmt):
-    return formats.to_format_array(np.asarray(values, dtype=np.float64), fmt)
+_t, _np, _in = to_torch, from_torch, in_format_of
 
 
 def _inputs(name, layout, options, fmt, rng, n=5, c=4):

@@ -910,12 +910,17 @@ def draw_sample_weight(d: Draw, per_sample_shape: tuple) -> Optional[np.ndarray]
     mode = rng.choice(modes) if s else "scalar-weight"
     shape = {"per-sample": s if len(s) != 2 else (s[0], 1), "per-timestep": s,
              "scalar-weight": ()}[mode]
+    return _weights(d, shape, mode)
+
+
+def _weights(d: Draw, shape: tuple, *tags: str) -> np.ndarray:
+    """Weights of `shape` in [0, 4), some or all of them zero; tagged ``weighted``."""
     n = int(np.prod(shape))
     values = d.uniform(n, 0.0, 4.0)
-    d.tag("weighted", mode)
-    zeros = rng.choice(("none", "none", "some", "all"))
+    d.tag("weighted", *tags)
+    zeros = d.rng.choice(("none", "none", "some", "all"))
     if zeros == "some":
-        values = np.where(rng.integers(n, 0, 3) == 0, 0.0, values)
+        values = np.where(d.rng.integers(n, 0, 3) == 0, 0.0, values)
         d.tag("zero-weights")
     elif zeros == "all":
         values = np.zeros(n)
@@ -952,16 +957,7 @@ def draw_array(d: Draw, name: str, rule: str, input_shape: tuple) -> Optional[np
     if name == "pos_weight":
         d.tag("pos-weighted")
         return d.r((4.0 - d.uniform(n, 0.0, 4.0)).reshape(shape))
-    values = d.uniform(n, 0.0, 4.0)
-    d.tag("weighted")
-    zeros = rng.choice(("none", "none", "some", "all"))
-    if zeros == "some":
-        values = np.where(rng.integers(n, 0, 3) == 0, 0.0, values)
-        d.tag("zero-weights")
-    elif zeros == "all":
-        values = np.zeros(n)
-        d.tag("all-zero-weights")
-    return d.r(values.reshape(shape))
+    return _weights(d, shape)
 
 
 def _draw_variance(d: Draw, s: tuple) -> np.ndarray:
