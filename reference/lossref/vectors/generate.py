@@ -70,22 +70,35 @@ def _draw_params(rng: Stream, target, index: int) -> Dict[str, Any]:
     return json_params(out)
 
 
-def draw_case(target: KerasTarget, dtype: str, key: str, index: int) -> Tuple[
-        Dict[str, Any], np.ndarray, np.ndarray, Optional[np.ndarray], List[str]]:
-    """Draw the inputs of case `index` from the stream `key`: ``(params, y_true, y_pred,
-    sample_weight, tags)``, values exact in `dtype`; ``Rejected`` if the dialect refuses
-    them (checked with the cheap float64 reference)."""
+def _draw_kind(target, dtype: str, key: str, index: int):
+    """What every dialect's draw starts with: ``(fmt, params, draw, y_true, y_pred)`` of the
+    target's input kind, IEEE specials written into the special cases (only values in
+    [0, 1], into the predictions, for a torch entry whose ``specials`` is ``"unit"``)."""
     fmt = formats.get_format(dtype)
     category = SCHEDULE[index % len(SCHEDULE)]
-    kind = target.kind
     rng = Stream(key)
     params = _draw_params(rng, target, index)
     # special cases start from typical values, then get IEEE specials written in
     d = domains.Draw(rng, fmt, "random" if category == "special" else category, params,
                      tags=[category])
-    t, p = domains.draw_inputs(d, kind)
+    t, p = domains.draw_inputs(d, target.kind)
     if category == "special":
-        t, p = domains.inject_specials(d, kind, t, p)
+        entry = getattr(target, "entry", None)
+        if entry is not None and entry.specials == "unit":
+            sv = domains.special_values(fmt)
+            t, p = domains.inject_specials(d, target.kind, t, p, values=sv[(sv >= 0) & (sv <= 1)],
+                                           pred_only=True)
+        else:
+            t, p = domains.inject_specials(d, target.kind, t, p)
+    return fmt, params, d, t, p
+
+
+def draw_case(target: KerasTarget, dtype: str, key: str, index: int) -> Tuple[
+        Dict[str, Any], np.ndarray, np.ndarray, Optional[np.ndarray], List[str]]:
+    """Draw the inputs of case `index` from the stream `key`: ``(params, y_true, y_pred,
+    sample_weight, tags)``, values exact in `dtype`; ``Rejected`` if the dialect refuses
+    them (checked with the cheap float64 reference)."""
+    fmt, params, d, t, p = _draw_kind(target, dtype, key, index)
     shape = per_sample_shape(target, fmt, params, t, p)
     sw = domains.draw_sample_weight(d, shape)
     return params, t, p, sw, d.tags
@@ -106,21 +119,7 @@ def draw_inputs_of(target, dtype: str, key: str, index: int) -> Tuple[
     if target.dialect == "keras":
         params, t, p, sw, tags = draw_case(target, dtype, key, index)
         return params, {"y_true": t, "y_pred": p, "sample_weight": sw}, tags
-    fmt = formats.get_format(dtype)
-    category = SCHEDULE[index % len(SCHEDULE)]
-    kind = target.kind
-    rng = Stream(key)
-    params = _draw_params(rng, target, index)
-    d = domains.Draw(rng, fmt, "random" if category == "special" else category, params,
-                     tags=[category])
-    t, p = domains.draw_inputs(d, kind)
-    if category == "special":
-        if target.entry.specials == "unit":
-            sv = domains.special_values(fmt)
-            t, p = domains.inject_specials(d, kind, t, p, values=sv[(sv >= 0) & (sv <= 1)],
-                                           pred_only=True)
-        else:
-            t, p = domains.inject_specials(d, kind, t, p)
+    fmt, params, d, t, p = _draw_kind(target, dtype, key, index)
     cd = target.entry.class_dim
     if cd is not None and p.ndim > cd + 1:
         if t.shape == p.shape:
