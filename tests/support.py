@@ -175,3 +175,20 @@ def from_torch(x) -> np.ndarray:
 def in_format_of(values, fmt) -> np.ndarray:
     """`values` rounded once into `fmt`, held in its dtype."""
     return formats.to_format_array(np.asarray(values, dtype=np.float64), fmt)
+
+
+def call_torch(fn, *arrays, **kw):
+    """``fn`` (a torch function) on exact tensors of `arrays` and of the array keywords,
+    its result back as a NumPy array."""
+    tk = {k: to_torch(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    return from_torch(fn(*map(to_torch, arrays), **tk))
+
+
+def assert_close_to_torch(ours, theirs, scale, fmt, k: float, what: str = "") -> None:
+    """``|ours - theirs| <= k u (|ours| + scale)`` (u the unit roundoff of `fmt`), NaN and
+    inf equal as values: torch's own roundoff, relative to the terms it summed."""
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    u = 2.0 ** -formats.get_format(fmt).precision
+    same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
+    ok = same | (np.abs(ours - theirs) <= k * u * (np.abs(ours) + scale))
+    assert ok.all(), f"{what}: ours {ours[~ok]} torch {theirs[~ok]}"

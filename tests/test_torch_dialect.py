@@ -34,7 +34,7 @@ import pytest
 from lossref import formats
 from lossref.torch import nn as lnn
 from lossref.torch.nn import functional as LF
-from tests.support import from_torch, in_format_of, to_torch
+from tests.support import assert_close_to_torch, call_torch, from_torch, in_format_of, to_torch
 
 from .support import FORMATS, ulp_errors
 
@@ -153,17 +153,11 @@ def _scale(name, kw, a, b, reduction):
 
 
 def _call_torch(name, a, b, kw):
-    tk = {k: _t(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
-    return _np(getattr(F, name)(_t(a), _t(b), **tk))
+    return call_torch(getattr(F, name), a, b, **kw)
 
 
 def _close(ours, theirs, scale, fmt, what):
-    """``|ours - theirs| <= K u (|ours| + scale)``, NaN and inf equal as values."""
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    u = 2.0 ** -formats.get_format(fmt).precision
-    same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
-    ok = same | (np.abs(ours - theirs) <= K * u * (np.abs(ours) + scale))
-    assert ok.all(), f"{what}: ours {ours[~ok]} torch {theirs[~ok]}"
+    assert_close_to_torch(ours, theirs, scale, fmt, K, what)
 
 
 # --- against torch ----------------------------------------------------------------------------------
