@@ -224,9 +224,17 @@ def round_array(x: np.ndarray, fmt: FormatLike) -> np.ndarray:
 
 
 def to_format_array(x64: np.ndarray, fmt: FormatLike) -> np.ndarray:
-    """Round float64 values into `fmt` and return them in that format's dtype."""
+    """Round float64 values into `fmt` and return them in that format's dtype.
+
+    Where NumPy's cast rounds exactly like :func:`round_array` (:func:`casts_exactly`, a
+    checked property) the cast alone does it, without round_array's temporaries.
+    """
     f = get_format(fmt)
-    return round_array(x64, f).astype(f.dtype)
+    x = np.asarray(x64, dtype=np.float64)
+    if casts_exactly(np.float64, f):
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are the right values
+            return x.astype(f.dtype)
+    return round_array(x, f).astype(f.dtype)
 
 
 def _is_float(dtype: np.dtype) -> bool:

@@ -15,7 +15,7 @@ from typing import Tuple
 import numpy as np
 
 from . import formats
-from .numerics import dot2, sum2
+from .numerics import dot2, sum2, sum2_parts, two_product
 from .oracle import Exact, start_precision, to_exact
 from .oracle import ops as xops
 
@@ -146,10 +146,23 @@ class _Float64:
         compensated: as accurate as a sum in twice the precision (:func:`numerics.sum2`,
         :func:`numerics.dot2` with exact products)."""
         x = np.asarray(x, dtype=np.float64)
-        if w is None:
-            return np.asarray(sum2(x.reshape(-1), 0))
-        x, w = np.broadcast_arrays(x, np.asarray(w, dtype=np.float64))
-        return np.asarray(dot2(w.reshape(-1), x.reshape(-1), 0))
+        if w is not None:
+            x, w = np.broadcast_arrays(x, np.asarray(w, dtype=np.float64))
+            w = w.reshape(-1)
+        x = x.reshape(-1)
+        from .registry import block_elements, map_index  # the registry imports this module
+        n = block_elements()
+        if x.size <= 4 * n:
+            return np.asarray(sum2(x, 0) if w is None else dot2(w, x, 0))
+
+        def part(i):  # each block summed while in cache, its (hi, lo) kept
+            if w is None:
+                return sum2_parts(x[i:i + n], 0)
+            h, low = two_product(w[i:i + n], x[i:i + n])
+            return sum2_parts(h, 0, lo=low)
+
+        his, los = np.array(map_index(part, range(0, x.size, n))).T
+        return np.asarray(sum2(his, 0, lo=los))
 
     def mean_of_total(self, x, w, n):
         """``total(x, w) / n``; a total that overflows although its terms and the quotient

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from .oracle import ops as xops
 from .reduction import stage2_mean, stage2_sum
 
 __all__ = ["Param", "LossDef", "register", "names", "get", "check_float_array", "in_row_blocks",
-           "map_blocks", "block_elements", "reuse_freed_memory"]
+           "map_blocks", "map_index", "block_elements", "reuse_freed_memory"]
 
 _CHUNK = 1 << 16  # elements per block: float64 temporaries stay in cache and small
 
@@ -235,6 +236,14 @@ def map_blocks(f: Callable[[np.ndarray, np.ndarray], Any], t: np.ndarray, p: np.
                index: Sequence[Any], widen: bool = True) -> List[Any]:
     """``[f(t[i], p[i]) for i in index]``, both blocks widened to float64 copies unless
     ``widen=False`` (then `f` gets the views and widens what it uses, e.g. a part at a time).
+    Threads as in :func:`map_index`."""
+    if not widen:
+        return map_index(lambda i: f(t[i], p[i]), index)
+    return map_index(lambda i: f(t[i].astype(np.float64), p[i].astype(np.float64)), index)
+
+
+def map_index(f: Callable[[Any], Any], index: Sequence[Any]) -> List[Any]:
+    """``[f(i) for i in index]``, `f` evaluating one block of independent work.
 
     Blocks are independent, so contiguous runs of them go to a thread pool (NumPy releases
     the GIL inside its loops); the results, in the order of `index`, do not depend on the
@@ -247,9 +256,7 @@ def map_blocks(f: Callable[[np.ndarray, np.ndarray], Any], t: np.ndarray, p: np.
 
     def run(ix):
         with np.errstate(all="ignore"):  # error state is per thread
-            if not widen:
-                return [f(t[i], p[i]) for i in ix]
-            return [f(t[i].astype(np.float64), p[i].astype(np.float64)) for i in ix]
+            return [f(i) for i in ix]
 
     workers = min(threads(), len(index) // _BLOCKS_PER_THREAD)
     if workers < 2:
@@ -266,15 +273,32 @@ def reuse_freed_memory() -> None:
     blocks would fault its temporaries in anew on every block (the page faults then took
     longer than the arithmetic). glibc raises both thresholds for good when a chunk above
     the mmap threshold is freed, as any program that frees a large array does; one
-    untouched array of :data:`_FREED_BYTES`, allocated and freed, does so without touching
-    a page. Other allocators ignore it.
+    untouched block of :data:`_FREED_BYTES`, allocated and freed, does so without touching
+    a page. Once per process is enough. The block comes from the C allocator itself, so
+    it is neither a NumPy array nor counted by ``tracemalloc`` (peak-memory measurements
+    see the arrays only). Other allocators ignore it.
     """
-    np.empty(_FREED_BYTES, dtype=np.uint8)
+    global _RAISED
+    if _RAISED:
+        return
+    _RAISED = True
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.restype, libc.free.argtypes = None, [ctypes.c_void_p]
+        libc.free(libc.malloc(_FREED_BYTES))
+    except (OSError, AttributeError):  # no C library to call (Windows): nothing to tune
+        pass
+
+
+_RAISED = False
 
 
 #: twice this (glibc's trim threshold after the free) exceeds the temporaries of the
-#: blocks in flight in one thread
-_FREED_BYTES = 4 << 20
+#: blocks in flight in one thread: some 30 float64 blocks of 2**16 elements for the
+#: costliest references (Gaussian NLL, with its exact square); at 4 MiB their page faults
+#: tripled its time. It stays below glibc's 32 MiB cap on the dynamic threshold.
+_FREED_BYTES = 16 << 20
 
 #: A block in flight holds some 20 float64 temporaries of its size (160 bytes an element);
 #: 16 blocks of float32 inputs per thread hold 128, so the two stay about even.

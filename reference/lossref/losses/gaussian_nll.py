@@ -19,7 +19,7 @@ from ..numerics import two_product, two_sum
 from ..oracle import to_exact
 from ..oracle import ops as x
 from ..reduction import stage2_mean
-from ..registry import LossDef, Param, block_elements, is_real, register
+from ..registry import LossDef, Param, block_elements, is_real, map_index, register
 from .binary_crossentropy import check_bool
 
 #: ``log(2 pi) / 2`` as an unevaluated float64 sum ``HALF_LOG_2PI + HALF_LOG_2PI_LO`` (error
@@ -145,13 +145,13 @@ class GaussianLossDef(LossDef):
         vb = np.broadcast_to(v, p.shape).reshape(-1, d)
         t2, p2 = t.reshape(-1, d), p.reshape(-1, d)
         step = max(1, block_elements() // max(d, 1))
-        rows = []
-        with np.errstate(all="ignore"):
-            for i in range(0, t2.shape[0], step):
-                s = slice(i, i + step)
-                rows.append(stage2_mean(self.elementwise_ref(t2[s].astype(np.float64), p2[s].astype(np.float64),
-                                                             **{**kw, "var": vb[s]}), -1))
-        return (np.concatenate(rows) if rows else np.zeros(0)).reshape(p.shape[:-1])
+
+        def rows(s):
+            return stage2_mean(self.elementwise_ref(t2[s].astype(np.float64), p2[s].astype(np.float64),
+                                                    **{**kw, "var": vb[s]}), -1)
+
+        out = map_index(rows, [slice(i, i + step) for i in range(0, t2.shape[0], step)])
+        return (np.concatenate(out) if out else np.zeros(0)).reshape(p.shape[:-1])
 
 
 LOSS = register(GaussianLossDef(

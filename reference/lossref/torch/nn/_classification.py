@@ -260,13 +260,13 @@ def _elementwise(fn: str, input, target, red: str, params=None) -> Prepared:
     return Prepared(tb, ib, fmt, params or {}, stage3={"reduction": red})
 
 
-@torch_function("soft_margin", _soft.reference, _soft.oracle)
+@torch_function("soft_margin", _soft.reference, _soft.oracle, elementwise=True)
 def soft_margin_loss(input, target, size_average=None, reduce=None, reduction: str = "mean"):
     """``log(1 + exp(-y x))`` elementwise; ``'mean'`` over every element."""
     return _elementwise("soft_margin_loss", input, target, torch_reduction(reduction, size_average, reduce))
 
 
-@torch_function("hinge_embedding", _hinge.reference, _hinge.oracle)
+@torch_function("hinge_embedding", _hinge.reference, _hinge.oracle, elementwise=True)
 def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, reduce=None,
                          reduction: str = "mean"):
     """``x`` where ``y = 1``, ``max(0, margin - x)`` where ``y = -1``, both terms for any

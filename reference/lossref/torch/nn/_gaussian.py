@@ -61,7 +61,7 @@ def _var_tensor(fn: str, var, i: np.ndarray) -> np.ndarray:
     return v
 
 
-@torch_function("gaussian_nll", _g.reference, _g.oracle)
+@torch_function("gaussian_nll", _g.reference, _g.oracle, elementwise=True)
 def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-06, reduction: str = "mean"):
     """``(log v + (input - target)^2 / v) / 2``, ``v = max(var, eps)``, plus ``log(2π)/2``
     when `full`; `var` read as torch 2.13 reads it; ``'mean'`` over every element."""

@@ -68,7 +68,7 @@ def _legacy(size_average, reduce, reduction):
 # --- regression -----------------------------------------------------------------------------------
 
 
-@torch_function("mean_absolute_error", _mae.reference, _mae.oracle)
+@torch_function("mean_absolute_error", _mae.reference, _mae.oracle, elementwise=True)
 def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
             weight=None):
     """``|input - target|``, reduced; with `weight` (the input's shape) ``'mean'`` is
@@ -76,14 +76,14 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mea
     return _pointwise("l1_loss", input, target, _legacy(size_average, reduce, reduction), weight)
 
 
-@torch_function("mean_squared_error", _mse.reference, _mse.oracle)
+@torch_function("mean_squared_error", _mse.reference, _mse.oracle, elementwise=True)
 def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
              weight=None):
     """``(input - target)^2``, reduced; with `weight` ``'mean'`` is ``Σ w d^2 / Σ w``."""
     return _pointwise("mse_loss", input, target, _legacy(size_average, reduce, reduction), weight)
 
 
-@torch_function("huber", _huber.reference, _huber.oracle)
+@torch_function("huber", _huber.reference, _huber.oracle, elementwise=True)
 def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
     """``d^2/2`` where ``|d| < delta``, else ``delta (|d| - delta/2)``, in the input's dtype;
     with `weight` ``'mean'`` is ``mean(w ℓ)`` (the element count, not ``Σ w``)."""
@@ -93,7 +93,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
                       keep_input_dtype=True, weight_divides=False)
 
 
-@torch_function("huber", _huber.smooth_l1_reference, _huber.smooth_l1_oracle)
+@torch_function("huber", _huber.smooth_l1_reference, _huber.smooth_l1_oracle, elementwise=True)
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
                    beta: float = 1.0):
     """``d^2 / (2 beta)`` where ``|d| < beta``, else ``|d| - beta/2`` (``beta = 0``: ``|d|``)."""
@@ -116,7 +116,8 @@ def _weights(fn: str, shape: tuple, **arrays) -> dict:
     return {k: None if v is None else expands_to(fn, k, as_tensor(v, k), shape) for k, v in arrays.items()}
 
 
-@torch_function("binary_crossentropy", _bce.log_clamped_reference, _bce.log_clamped_oracle)
+@torch_function("binary_crossentropy", _bce.log_clamped_reference, _bce.log_clamped_oracle,
+                elementwise=True)
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction: str = "mean"):
     """``-w (y max(log x, -100) + (1 - y) max(log(1 - x), -100))`` of probabilities x.
@@ -139,7 +140,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                     stage3={"reduction": red, **_weights(fn, t.shape, weight=weight)})
 
 
-@torch_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle)
+@torch_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle,
+                elementwise=True)
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction: str = "mean", pos_weight=None):
     """``-w (p y log σ(x) + (1 - y) log σ(-x))`` of logits x, in the target's dtype.
@@ -168,7 +170,7 @@ def _floated(arr: np.ndarray) -> tuple:
 # --- distributions ------------------------------------------------------------------------------
 
 
-@torch_function("kl_divergence", _kl.log_space_reference, _kl.log_space_oracle)
+@torch_function("kl_divergence", _kl.log_space_reference, _kl.log_space_oracle, elementwise=True)
 def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean",
            log_target: bool = False):
     """``target (log target - input)`` with input ``log q`` (xlogy: 0 where target is 0), or
@@ -203,7 +205,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean
     return Prepared(tb, ib, fmt, {"log_target": log_target}, stage3=stage3)
 
 
-@torch_function("poisson", _poisson.nll_reference, _poisson.nll_oracle)
+@torch_function("poisson", _poisson.nll_reference, _poisson.nll_oracle, elementwise=True)
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, size_average=None,
                      eps: float = 1e-8, reduce=None, reduction: str = "mean"):
     """``exp(input) - target·input`` (`log_input`), else ``input - target·log(input + eps)``;
