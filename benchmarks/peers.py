@@ -2,7 +2,7 @@
 
 Each loss is written once against a small namespace shim, so torch and JAX run the same
 formula (Keras's definition: same clip constants and stage-2 axis). The losses Keras does
-not have (soft_margin, hinge_embedding, gaussian_nll) are PyTorch's: the torch peer calls its own
+not have (soft_margin, hinge_embedding, gaussian_nll, margin_ranking) are PyTorch's: the torch peer calls its own
 function (``reduction='none'``, then the mean over the last axis), the others run
 PyTorch's formula. They exist to time what a framework user would run, not to be accurate.
 """
@@ -57,6 +57,9 @@ class _Torch:
     def gaussian_nll(self, y, p):  # var = 1 (the catalogue's default), eps = 1e-6
         return self.F.gaussian_nll_loss(p, y, 1.0, reduction="none")
 
+    def margin_ranking(self, y, p):  # x2 = 0, margin = 0 (the catalogue's defaults)
+        return self.F.margin_ranking_loss(p, self.t.zeros_like(p), y, reduction="none")
+
     def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
         return getattr(self.t, name)
 
@@ -93,6 +96,9 @@ class _NumpyLike:
     def gaussian_nll(self, y, p):  # torch's formula, var = 1 clamped at eps = 1e-6
         v = self.xp.maximum(self.xp.ones_like(p), 1e-6)
         return 0.5 * (self.xp.log(v) + self.xp.square(p - y) / v)
+
+    def margin_ranking(self, y, p):  # torch's formula, x2 = 0, margin = 0
+        return self.clip(-y * (p - self.xp.zeros_like(p)) + 0.0, 0.0)
 
     def __getattr__(self, name):  # log, log1p, abs, exp, square, maximum, where, ...
         return getattr(self.xp, name)
@@ -180,6 +186,7 @@ def _formulas(xp) -> Dict[str, Callable]:
         "soft_margin": lambda y, p: xp.mean(xp.soft_margin(y, p)),
         "hinge_embedding": lambda y, p: xp.mean(xp.hinge_embedding(y, p)),
         "gaussian_nll": lambda y, p: xp.mean(xp.gaussian_nll(y, p)),
+        "margin_ranking": lambda y, p: xp.mean(xp.margin_ranking(y, p)),
         "binary_crossentropy": lambda y, p: xp.mean(bce_elem(y, p)),
         "binary_focal_crossentropy": lambda y, p: xp.mean(
             xp.square(1 - (y * p + (1 - y) * (1 - p))) * bce_elem(y, p)),

@@ -1,14 +1,16 @@
 """lossref benchmarks: the reference against real peers, the Keras dialect against the
-reference, the oracle against a naive baseline, and golden-vector generation — all in one
-process, one table.
+reference, the PyTorch dialect against torch, the oracle against a naive baseline, and
+golden-vector generation — all in one process, one table.
 
-    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|oracle|golden]
+    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|torch|oracle|golden]
 
 Every timing is the median of at least five runs (min and max are recorded too). Ratios
 are the reference's time over the fastest peer's, on the same arrays. Beside each
 reference time of a loss Keras has, the Keras dialect's class call and function on the
 same arrays (``keras_dialect``: times interleaved with the reference's, see ``dialect.py``); the
-dialect's other losses (the structured ones) follow at the largest size.
+dialect's other losses (the structured ones) follow at the largest size. Every function
+of the PyTorch dialect against ``torch.nn.functional`` on the same arrays
+(``torch_dialect``, see ``torch_dialect.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ import numpy as np  # noqa: E402
 import lossref  # noqa: E402
 from cases import CATEGORICAL, inputs_for, peak_extra_bytes, timed  # noqa: E402
 from dialect import dialect_row, keras_callables, shape_for  # noqa: E402
+from torch_dialect import functions as torch_functions  # noqa: E402
+from torch_dialect import print_row as print_torch_row  # noqa: E402
+from torch_dialect import summarise as summarise_torch  # noqa: E402
+from torch_dialect import torch_row  # noqa: E402
 from lossref import formats  # noqa: E402
 from lossref.oracle import to_exact  # noqa: E402
 
@@ -228,17 +234,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--only", choices=["reference", "oracle", "golden"], action="append")
+    ap.add_argument("--only", choices=["reference", "torch", "oracle", "golden"], action="append")
     args = ap.parse_args(argv)
-    parts = args.only or ["reference", "oracle", "golden"]
-    results = {"machine": machine(), "quick": args.quick, "reference": [], "dialect": [], "oracle": [],
-               "oracle_primitives": [], "golden": []}
+    parts = args.only or ["reference", "torch", "oracle", "golden"]
+    results = {"machine": machine(), "quick": args.quick, "reference": [], "dialect": [], "torch_dialect": [],
+               "oracle": [], "oracle_primitives": [], "golden": []}
     repeat = 5
     print(f"lossref {lossref.__version__} on {results['machine'].get('cpu')} ({results['machine']['cpus']} cpus)")
     if "reference" in parts:
         print("reference vs peers, and the Keras dialect (class call and function) over the reference "
               "(float32 inputs; times are medians):")
         reference_benchmarks([16] if args.quick else [20, 24], repeat, results)
+    if "torch" in parts:
+        print("the PyTorch dialect over torch itself (float32 inputs, 'none' and 'mean'; medians):")
+        for name in torch_functions():
+            results["torch_dialect"].append(torch_row(name, 16 if args.quick else 22, repeat))
+            print_torch_row(results["torch_dialect"][-1])
     if "oracle" in parts:
         print("oracle vs naive mpmath (dps=50, no Ziv loop):")
         oracle_benchmarks(args.quick, repeat, results)
@@ -277,6 +288,11 @@ def summarise(results) -> None:
               f"most peak memory beyond the reference's {extra:+.2f}x inputs")
         results["summary_dialect"] = {"worst": f"{loss} {kind}", "worst_ratio": d[kind]["ratio_to_catalogue"],
                                       "max_extra_memory_ratio": extra}
+    if results.get("torch_dialect"):
+        results["summary_torch_dialect"] = summarise_torch(results["torch_dialect"])
+        for red, v in results["summary_torch_dialect"].items():
+            print(f"torch dialect '{red}': geometric-mean {v['geomean_ratio']:.2f}x torch, worst {v['worst']} "
+                  f"{v['worst_ratio']:.2f}x")
     ora = results["oracle"]
     if ora:
         tot_ours = sum(r["lossref"]["median_s"] for r in ora)

@@ -49,6 +49,15 @@ def test_quick_run_writes_every_part(tmp_path):
             assert d[call]["peak_extra_ratio"] > 0
         assert d["class"]["ratio_to_catalogue"] > 0 and d["function"]["ratio_to_catalogue"] > 0
     assert res["summary_dialect"]["worst_ratio"] > 0
+    # the PyTorch dialect against torch: every function, both reductions
+    from lossref.torch.nn import functional as F
+
+    assert [r["function"] for r in res["torch_dialect"]] == sorted(F.__all__)
+    for row in res["torch_dialect"]:
+        for red in ("none", "mean"):
+            assert row[red]["lossref"]["runs"] >= 5 and row[red]["torch"]["runs"] >= 5
+            assert row[red]["ratio_to_torch"] > 0 and row[red]["lossref"]["peak_extra_ratio"] > 0
+    assert set(res["summary_torch_dialect"]) == {"none", "mean"}
     assert {(r["loss"], r["format"]) for r in res["oracle"]} == {(n, f) for n in benched for f in ("float64", "float32")}
     assert all(r["rounded_results_agree"] and r["lossref"]["runs"] >= 5 and r["naive_dps50"]["runs"] >= 5
                for r in res["oracle"])

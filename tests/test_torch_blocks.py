@@ -1,5 +1,5 @@
-"""The torch dialect's blocked evaluation of large inputs: the same values as one
-whole-array evaluation, for every elementwise function, every layout (contiguous,
+"""Blocked evaluation of large inputs (the torch dialect, the catalogue's third inputs):
+the same values as one whole-array evaluation, for every elementwise function, every layout (contiguous,
 broadcast views, array parameters of other shapes) and any number of threads; and the
 blocked compensated total against ``math.fsum``."""
 
@@ -94,3 +94,28 @@ def test_blocked_total_is_the_compensated_sum():
     exact = float(sum(Fraction(a) * Fraction(b) for a, b in zip(v.tolist(), w.tolist())))
     for got, want in ((FLOAT64.total(v), math.fsum(v.tolist())), (FLOAT64.total(v, w), exact)):
         assert abs(float(got) - want) <= np.spacing(abs(want)), (got, want)
+
+
+@pytest.mark.parametrize("name, param", [("gaussian_nll", "var"), ("margin_ranking", "x2"),
+                                         ("cosine_embedding", "x2"), ("triplet_margin", "negative")])
+def test_catalogue_array_parameters_are_cut_with_the_rows(monkeypatch, name, param):
+    """A third input (LossDef.arrays) of the inputs' shape, of one row's shape (a
+    broadcast view: each block gathers its rows) and along strided inputs: the blocked
+    per-sample values equal the whole-array ones bit for bit."""
+    from lossref import get
+
+    L = get(name)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((ROWS, COLS)).astype(np.float32)
+    y = rng.standard_normal((ROWS, COLS)).astype(np.float32)
+    if name == "cosine_embedding":
+        y = np.where(rng.random(ROWS) < 0.5, 1, -1).astype(np.float32)
+    full = np.abs(rng.standard_normal((ROWS, COLS))).astype(np.float32) + np.float32(0.1)
+    for extra in (full, full[0], full[:, :1] if name in ("gaussian_nll", "margin_ranking") else full[::-1]):
+        for xx, yy in ((x, y), (x[:, ::-1], y[::-1])):  # contiguous, and strided views
+            blocked = L.per_sample(yy, xx, **{param: extra})
+            with monkeypatch.context() as m:
+                m.setattr(registry, "_CHUNK", 1 << 40)
+                whole = L.per_sample(yy, xx, **{param: extra})
+            assert blocked.shape == (ROWS,) and np.array_equal(blocked, whole, equal_nan=True), \
+                (name, np.shape(extra))

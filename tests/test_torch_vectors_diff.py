@@ -200,3 +200,33 @@ def test_diff_torch_classification_passes_int64_targets_and_records_kernel_error
     assert "torch.int64" in f["reproducer"]
     run = subprocess.run([sys.executable, "-c", f["reproducer"]], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0 and run.stdout.startswith("framework: ["), run.stderr[-2000:]
+
+
+def test_sweeps_of_the_torch_functions_run_torch_and_plot(tmp_path):
+    """Each torch function with a sweep: the case's exact values, torch's values on it (the
+    real worker), one finite ulp error per point, a plot. The sweeps move the argument the
+    function's error depends on: a logit, a log-rate or kl_div's target."""
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    from lossref.diff import runner, sweeps
+    from lossref.diff.cases import make_case
+
+    items = []
+    for name in ("binary_cross_entropy_with_logits", "poisson_nll_loss", "kl_div", "soft_margin_loss",
+                 "mse_loss", "binary_cross_entropy"):
+        x, t, p, label = sweeps.sweep_inputs(name, "float32", n=24)
+        assert t.shape == p.shape == (x.size, 1) and label
+        items.append((make_case(f"sweep/{name}/float32", name, "float32", t, p, reductions=("none",),
+                                dialect="torch"), x, label))
+    res = runner.run_backend("cpu", [c for c, _, _ in items], timeout=120, framework="torch")["results"]
+    for case, x, label in items:
+        ulps = sweeps.sweep_ulps(case, res[case["id"]])
+        # torch's own errors are what a sweep shows (soft_margin_loss's log(1 + exp(-x))
+        # overflows at x = -1e4: inf ulps there); most points are near-exact
+        assert len(ulps) == x.size and all(u >= 0 for u in ulps), (case["loss"], ulps)
+        assert sum(u < 4 for u in ulps) > x.size // 2, (case["loss"], ulps)
+        png = tmp_path / f"{case['loss']}.png"
+        assert sweeps.plot_sweep(x, ulps, case["loss"], label, str(png)) and png.stat().st_size > 1000
+    # both signs of a logit: softplus(-x) from about log 2 down to exp(-x) and up to |x|
+    logits = items[0][1]
+    assert logits.min() < -100 and logits.max() > 100

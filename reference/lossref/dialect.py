@@ -191,8 +191,10 @@ class DialectFunction:
         """``(a, b, keywords)``: the two inputs and the parameters, each given by position
         or by name as the signature allows (``f(a, b, 0.5)``, ``f(input=a, target=b)``)."""
         names = list(self.__signature__.parameters)
-        if len(args) > len(names):
-            raise TypeError(f"{self.__name__}() takes at most {len(names)} positional "
+        positional = [n for n, p in self.__signature__.parameters.items()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(args) > len(positional):  # keyword-only parameters are never filled by position
+            raise TypeError(f"{self.__name__}() takes at most {len(positional)} positional "
                             f"arguments ({len(args)} given)")
         twice = set(names[:len(args)]) & set(kwargs)
         if twice:
@@ -232,7 +234,7 @@ class DialectFunction:
     def start_precision(self, pr: Prepared) -> int:
         """First working precision of the Ziv loop for this evaluation."""
         extra = [v for v in pr.stage3.values() if isinstance(v, np.ndarray)]
-        return start_precision(pr.y_true, pr.y_pred, *extra)
+        return start_precision(pr.y_true, pr.y_pred, *extra, params=pr.params)
 
     def __call__(self, *args, **kwargs) -> np.ndarray:
         a, b, kw = self._arguments(args, kwargs)

@@ -17,7 +17,7 @@ from .oracle import ops as xops
 from .reduction import stage2_mean, stage2_sum
 
 __all__ = ["Param", "LossDef", "register", "names", "get", "check_float_array", "in_row_blocks",
-           "map_blocks", "map_index", "block_elements", "reuse_freed_memory"]
+           "map_blocks", "map_index", "block_elements", "param_array", "real_array_error", "reuse_freed_memory"]
 
 _CHUNK = 1 << 16  # elements per block: float64 temporaries stay in cache and small
 
@@ -63,6 +63,25 @@ def optional_nonneg_float(v) -> Optional[str]:
     return None if is_real(v) and math.isfinite(v) and v >= 0 else "expected None or a finite number >= 0"
 
 
+def real_array_error(v, required: bool = False) -> Optional[str]:
+    """Check helper of a third input (:attr:`LossDef.arrays`): a number, or an array of real
+    numbers (not bools; object arrays of exact values pass); None only where not `required`."""
+    if v is None:
+        return "required: an array broadcasting to the inputs' shape" if required else \
+            "expected a number or an array of numbers"
+    if isinstance(v, (bool, np.bool_)):
+        return "expected a number or an array of numbers, not a bool"
+    if is_real(v) or (isinstance(v, np.ndarray) and v.dtype == object):
+        return None
+    try:
+        arr = np.asarray(v)
+    except (ValueError, TypeError):
+        return "expected a rectangular array of numbers"
+    if not (arr.dtype.kind in "iuf" or arr.dtype.name == "bfloat16"):
+        return f"expected a number or an array of real numbers; got dtype {arr.dtype}"
+    return None
+
+
 def check_float_array(x, name: str) -> np.ndarray:
     """`x` as an array of a supported float format, or a ``TypeError`` naming `name`."""
     arr = np.asarray(x)
@@ -105,6 +124,11 @@ class LossDef:
     #: formats and widens them to float64 a block at a time itself (its blocks depend on
     #: the parameters, e.g. the reduced axes); otherwise it gets float64 copies
     native: bool = False
+    #: parameters that are a third input: arrays broadcasting to `y_pred`'s shape without
+    #: widening it (Gaussian NLL's variance, margin ranking's x2, triplet's negative). The
+    #: blocked stage 1+2 cuts them into the rows of each block with the inputs; a
+    #: structured loss with such parameters must reduce its last axis only.
+    arrays: Tuple[str, ...] = ()
 
     # -- parameters and inputs -----------------------------------------------------------------
     def bind(self, params: Mapping[str, Any]) -> Dict[str, Any]:
@@ -159,6 +183,8 @@ class LossDef:
         loss gets the arrays as they are and blocks them itself.
         """
         with np.errstate(all="ignore"):
+            if self.arrays:
+                return self._with_arrays(t, p, kw)
             if not self.separable:
                 if self.native:
                     return self.per_sample_ref(t, p, **kw)
@@ -180,6 +206,36 @@ class LossDef:
             if d == 0:
                 return per_rows(t.astype(np.float64), p.astype(np.float64))
             return in_row_blocks(per_rows, t.reshape(-1, d), p.reshape(-1, d), d).reshape(t.shape[:-1])
+
+    def _with_arrays(self, t: np.ndarray, p: np.ndarray, kw: Mapping[str, Any]) -> np.ndarray:
+        """Stage 1+2 of a loss with :attr:`arrays`: blocks of rows (the leading axes
+        flattened) of the inputs and of each array parameter broadcast to `p`'s shape, a
+        block's rows gathered and widened to float64 as it is reached (no full-size copy
+        of a broadcast parameter)."""
+        lead = p.shape[:-1]
+        n, d = int(np.prod(lead)), (p.shape[-1] if p.ndim else 1)
+        arrays = {k: param_array(self.name, k, kw[k], p.shape) for k in self.arrays}
+
+        def run(a, b, extra):
+            kw2 = {**kw, **{k: v.astype(np.float64) for k, v in extra.items()}}
+            if self.separable:
+                reduce2 = stage2_mean if self.stage2 == "mean" else stage2_sum
+                return reduce2(self.elementwise_ref(a.astype(np.float64), b.astype(np.float64), **kw2), axis=-1)
+            return self.per_sample_ref(a.astype(np.float64), b.astype(np.float64), **kw2)
+
+        step = max(1, _CHUNK // max(d, 1))
+        if p.ndim < 2 or n <= step or t.shape[:len(lead)] != lead:
+            return run(t, p, arrays)
+        full = {k: np.broadcast_to(v, p.shape) for k, v in arrays.items()}
+
+        def rows(a: np.ndarray, sl: slice) -> np.ndarray:
+            if a.flags.c_contiguous:
+                return a.reshape((n,) + a.shape[len(lead):])[sl]
+            return a[np.unravel_index(np.arange(sl.start, min(sl.stop, n)), lead)]
+
+        parts = map_index(lambda sl: run(rows(t, sl), rows(p, sl), {k: rows(v, sl) for k, v in full.items()}),
+                          [slice(i, i + step) for i in range(0, n, step)])
+        return np.concatenate(parts).reshape(lead)
 
     def per_sample(self, y_true, y_pred, **params) -> np.ndarray:
         """Stage 1+2 reference: one value per sample, rounded once to y_pred's format."""
@@ -209,8 +265,23 @@ class LossDef:
         t, p, fmt = self._inputs(y_true, y_pred)
         kw = self.bind(params)
         te, pe = to_exact(t), to_exact(p)
-        return Exact(lambda: oracle(te, pe, kw), start_prec=start_precision(t, p), dtype=fmt,
+        return Exact(lambda: oracle(te, pe, kw), start_prec=start_precision(t, p, params=kw), dtype=fmt,
                      label=self.name)
+
+
+def param_array(loss: str, name: str, value: Any, shape: tuple) -> np.ndarray:
+    """A parameter that is a third input (:attr:`LossDef.arrays`) as an array (object arrays
+    of exact values kept, others as float64), or a ``ValueError`` where it does not
+    broadcast to `shape`, the inputs' shape, or would widen it."""
+    v = value if isinstance(value, np.ndarray) and value.dtype == object else np.asarray(value, dtype=np.float64)
+    try:
+        ok = np.broadcast_shapes(v.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{loss}: {name} of shape {v.shape} does not broadcast to the inputs' "
+                         f"shape {tuple(shape)}")
+    return v
 
 
 def block_elements() -> int:

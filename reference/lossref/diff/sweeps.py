@@ -22,6 +22,9 @@ _REGRESSION = {"mean_squared_error", "mean_absolute_error", "mean_absolute_perce
                "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"}  # keras, then torch names
 _PROBABILITY = {"binary_crossentropy", "binary_focal_crossentropy", "kl_divergence", "poisson",
                 "binary_cross_entropy"}
+# torch functions of a logit or a log-rate: x over both signs, the target 1
+_LOGIT = {"binary_cross_entropy_with_logits", "soft_margin_loss", "multilabel_soft_margin_loss"}
+_LOG_RATE = {"poisson_nll_loss"}
 
 
 def sweep_inputs(loss: str, dtype: str, n: int = 96) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
@@ -41,6 +44,17 @@ def sweep_inputs(loss: str, dtype: str, n: int = 96) -> Optional[Tuple[np.ndarra
         x = np.unique(x)
         t = np.ones_like(x)
         return x, t.reshape(-1, 1), x.reshape(-1, 1), "y_pred probability (y_true = 1)"
+    if loss in _LOGIT | _LOG_RATE:
+        # a log-rate stops short of exp's overflow; a logit runs to where softplus is linear
+        top = np.log10(np.log(f.max)) - 0.05 if loss in _LOG_RATE else min(np.log10(f.max) - 1, 4)
+        x = np.logspace(lo, top, n // 2)
+        x = np.unique(formats.round_array(np.concatenate([-x, x]), f))
+        what = "input log-rate" if loss in _LOG_RATE else "input logit"
+        return x, np.ones_like(x).reshape(-1, 1), x.reshape(-1, 1), f"{what} (target = 1)"
+    if loss == "kl_div":  # the target moves; the input is the log-probability log(1/2)
+        x = np.unique(formats.round_array(np.logspace(lo, 0, n), f))
+        q = np.full_like(x, float(formats.round_array(np.log(0.5), f)))
+        return x, x.reshape(-1, 1), q.reshape(-1, 1), "target probability (input = log 1/2)"
     return None
 
 

@@ -18,29 +18,13 @@ import numpy as np
 from ..numerics import two_product, two_sum
 from ..oracle import to_exact
 from ..oracle import ops as x
-from ..reduction import stage2_mean
-from ..registry import LossDef, Param, block_elements, is_real, map_index, register
+from ..registry import LossDef, Param, is_real, param_array, real_array_error, register
 from .binary_crossentropy import check_bool
 
 #: ``log(2 pi) / 2`` as an unevaluated float64 sum ``HALF_LOG_2PI + HALF_LOG_2PI_LO`` (error
 #: below 2^-106 of it): the reference's constant; the oracle's is exact
 HALF_LOG_2PI = 0.9189385332046728
 HALF_LOG_2PI_LO = -3.8782941580672414e-17
-
-
-def variance(var, shape: tuple) -> np.ndarray:
-    """`var` as a float64 array, or a ``ValueError`` where it does not broadcast to `shape`
-    (the shape of the elementwise values) or would widen it."""
-    v = np.asarray(var, dtype=np.float64) if not (isinstance(var, np.ndarray) and var.dtype == object) \
-        else var
-    try:
-        ok = np.broadcast_shapes(v.shape, tuple(shape)) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"gaussian_nll: var of shape {v.shape} does not broadcast to the inputs' "
-                         f"shape {tuple(shape)}")
-    return v
 
 
 def half_square_over(x_: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -75,7 +59,7 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6
     the terms added with their rounding errors carried (TwoSum), so the only errors are
     those of the terms (``np.log``, the quotient) and one final rounding."""
     x_, y = np.broadcast_arrays(np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64))
-    v = np.maximum(variance(var, x_.shape), float(eps))  # NaN stays NaN, as torch's clamp
+    v = np.maximum(param_array("gaussian_nll", "var", var, x_.shape), float(eps))  # NaN stays NaN, as torch's clamp
     a = 0.5 * np.log(v)
     b = half_square_over(x_, y, v)
     s, e = two_sum(a, b)
@@ -94,7 +78,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6,
            full: bool = False) -> np.ndarray:
     """The literal definition on exact values."""
     e = y_pred - y_true
-    v = variance(var, e.shape)
+    v = param_array("gaussian_nll", "var", var, e.shape)
     v = x.maximum(v if v.dtype == object else to_exact(v), mpmath.mpf(eps))
     out = x.div(x.log(v) + x.div(e * e, v), 2)
     if full:
@@ -107,16 +91,9 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6,
 
 def check_var(v) -> Optional[str]:
     """Check helper: a real number or an array of them, each >= 0 or +inf (no NaN)."""
-    if isinstance(v, (bool, np.bool_)):
-        return "expected a number or an array of numbers, not a bool"
-    if not is_real(v):
-        try:
-            arr = np.asarray(v)
-        except Exception:  # pragma: no cover - ragged sequences and the like
-            return "expected a number or an array of numbers"
-        if not (arr.dtype.kind in "iuf" or arr.dtype.name == "bfloat16"):
-            return f"expected a number or an array of real numbers; got dtype {arr.dtype}"
-        v = arr
+    err = real_array_error(v)
+    if err:
+        return err
     arr = np.asarray(v, dtype=np.float64)
     if np.any(np.isnan(arr)):
         return "var holds NaN"
@@ -130,31 +107,7 @@ def check_eps(v) -> Optional[str]:
     return None if is_real(v) and math.isfinite(v) and v >= 0 else "expected a finite number >= 0"
 
 
-class GaussianLossDef(LossDef):
-    """The catalogue entry: a separable loss whose parameter `var` may vary along every axis.
-
-    The registry's blocked stage 1+2 cuts the inputs into blocks of rows; a `var` that is
-    not constant along the leading axes is cut along with them here.
-    """
-
-    def per_sample64(self, t: np.ndarray, p: np.ndarray, kw) -> np.ndarray:
-        v = variance(kw["var"], p.shape)
-        if v.ndim == 0 or all(n == 1 for n in v.shape[:-1]):
-            return super().per_sample64(t, p, {**kw, "var": v.reshape(v.shape[-1:])})
-        d = p.shape[-1]
-        vb = np.broadcast_to(v, p.shape).reshape(-1, d)
-        t2, p2 = t.reshape(-1, d), p.reshape(-1, d)
-        step = max(1, block_elements() // max(d, 1))
-
-        def rows(s):
-            return stage2_mean(self.elementwise_ref(t2[s].astype(np.float64), p2[s].astype(np.float64),
-                                                    **{**kw, "var": vb[s]}), -1)
-
-        out = map_index(rows, [slice(i, i + step) for i in range(0, t2.shape[0], step)])
-        return (np.concatenate(out) if out else np.zeros(0)).reshape(p.shape[:-1])
-
-
-LOSS = register(GaussianLossDef(
+LOSS = register(LossDef(
     name="gaussian_nll",
     summary="(log v + (x - y)^2 / v) / 2 with v = max(var, eps) (+ log(2 pi)/2 if full); "
             "mean over the last axis",
@@ -167,4 +120,5 @@ LOSS = register(GaussianLossDef(
     },
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    arrays=("var",),
 ))

@@ -43,13 +43,17 @@ def to_exact(x: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=object).reshape(arr.shape)
 
 
-def start_precision(*arrays: Optional[np.ndarray], base: int = 64) -> int:
+def start_precision(*arrays: Optional[np.ndarray], base: int = 64, params=None) -> int:
     """First working precision for a case: `base` plus twice the largest |exponent|.
 
     Terms of magnitude ``2**-k`` next to terms of order one need about ``2k`` bits to
     survive squaring or a ``1 + x`` before a log, so the loop starts there; Ziv's test
-    still decides when that is not enough.
+    still decides when that is not enough. The numbers among `params` (a mapping:
+    numbers, arrays and tuples of numbers; bools and others are skipped) count like the
+    arrays: a margin of 1 beside a term of 2**-1074 needs the bits between them from the
+    start, since two evaluations that both lose the small term agree with each other.
     """
+    arrays = list(arrays) + [v for v in (params or {}).values() if _numeric(v)]
     widest = 0
     for a in arrays:
         if a is None:
@@ -60,6 +64,24 @@ def start_precision(*arrays: Optional[np.ndarray], base: int = 64) -> int:
             lo, hi = np.frexp(np.array([v.min(), v.max()]))[1]
             widest = max(widest, abs(int(lo)), abs(int(hi)))
     return base + 2 * widest
+
+
+def _numeric(v) -> bool:
+    """A number, or an array or tuple of numbers (not a bool): what a parameter's
+    magnitude is read from."""
+    if isinstance(v, (bool, np.bool_, str)) or v is None:
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return True
+    if isinstance(v, (np.ndarray, tuple, list)):
+        try:
+            a = np.asarray(v)
+        except (ValueError, TypeError):
+            return False
+        return a.dtype.kind in "iuf" or a.dtype.name == "bfloat16" or \
+            (a.dtype == object and all(isinstance(x, (int, float, mpmath.mpf)) and not isinstance(x, bool)
+                                       for x in a.ravel()))
+    return isinstance(v, mpmath.mpf)
 
 
 def _as_object(v) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 from .. import formats
 from ..dialect import DialectFunction, Prepared, as_array, exact_params, is_float
 from ..formats import Format
-from ..oracle import start_precision, to_exact
+from ..oracle import to_exact
 from ..reduction import reduce_torch
 from ..registry import block_elements, map_index
 
@@ -212,9 +212,6 @@ class TorchFunction(DialectFunction):
             out = arith.divide(out, s["divide_by"])
         return out
 
-    def start_precision(self, pr: Prepared) -> int:
-        arrays = [v for v in (*pr.params.values(), *pr.stage3.values()) if isinstance(v, np.ndarray)]
-        return start_precision(pr.y_true, pr.y_pred, *arrays)
 
 
 def torch_function(loss: str, reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],

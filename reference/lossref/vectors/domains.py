@@ -730,6 +730,110 @@ def _label_lists(d: Draw, shape, _ps):
     return y.reshape(shape), _margin_scores(d, n, 1.0)
 
 
+def _signed_labels(d: Draw, n: int) -> np.ndarray:
+    """±1 labels; in a fifth of the cases some are 0, outside torch's documented {-1, 1}
+    (tag ``zero-targets``)."""
+    y = d.rng.signs(n)
+    if d.rng.chance(0.2):
+        d.tag("zero-targets")
+        y = np.where(d.rng.integers(n, 0, 4) == 0, 0.0, y)
+    return y
+
+
+def _ulps_off(d: Draw, v: np.ndarray, k_max: int = 2) -> np.ndarray:
+    """`v` moved by -k_max ... k_max units of the format's precision relative to it."""
+    k = d.rng.integers(v.size, -k_max, k_max + 1).astype(np.float64)
+    return v * (1.0 + k * 2.0 ** (1 - d.fmt.precision))
+
+
+def _margin_ranking(d: Draw, shape, _ps):
+    """margin_ranking_loss: returns ``(input2, input1)``, the ±1 target in ``d.arrays``;
+    adversarial: ``x1 - x2`` at the margin within a few ulps (``-y (x1 - x2) + m``
+    cancels), ties, wide-ranging values, or differences that overflow the format."""
+    n = int(np.prod(shape))
+    y = _signed_labels(d, n)
+    d.arrays["target"] = y.reshape(shape)
+    if d.category != "adversarial":
+        x2 = d.uniform(n, -3.0, 3.0)
+        return x2, x2 + d.uniform(n, -2.0, 2.0)
+    how = d.rng.choice(("margin-edge", "ties", "wide-range", "near-overflow"))
+    d.tag(how)
+    if how == "margin-edge":  # y (x1 - x2) = m, a few ulps either way
+        x2 = d.r(d.wide(n, -10, 10))
+        m = float(d.r(d.params.get("margin", 0.0)))
+        return x2, x2 + np.where(y == 0, 1.0, y) * _ulps_off(d, np.full(n, m if m else 1.0))
+    if how == "ties":
+        x2 = d.r(d.wide(n, -30, 30))
+        return x2, x2.copy()
+    if how == "wide-range":
+        return d.wide(n), d.wide(n)
+    big = d.rng.signs(n) * d.rng.log_uniform(n, d.fmt.emax - 2, d.fmt.emax - 1)
+    return -big * d.uniform(n, 0.5, 1.0), big
+
+
+def _pair_rows(d: Draw, shape) -> Tuple[np.ndarray, np.ndarray, str]:
+    """Two arrays of `shape` (rows are vectors) for the losses of pairs of embeddings:
+    typical, or (adversarial) parallel or antiparallel rows (a multiple, rounded), equal
+    rows, zero rows, rows whose squares overflow or underflow the format, or wide-ranging
+    entries. Returns ``(a, b, recipe)``."""
+    n = int(np.prod(shape))
+    d_ = shape[-1] if shape else 1
+    rows = n // d_ if d_ else 0
+    a = d.uniform(n, -3.0, 3.0)
+    if d.category != "adversarial":
+        return a, d.uniform(n, -3.0, 3.0), "typical"
+    how = d.rng.choice(("parallel", "equal", "zero-rows", "huge", "tiny", "wide-range"))
+    d.tag(how)
+    if how == "parallel":  # b = c a: cos = ±1 up to the rounding of b
+        c = np.repeat(d.rng.signs(rows) * d.rng.log_uniform(rows, -8, 8), d_)
+        return a, d.r(a * c), how
+    if how == "equal":
+        a = d.r(a)
+        return a, a.copy(), how
+    if how == "zero-rows":  # a row of zeros in either (signed zeros too)
+        z = np.repeat(d.rng.integers(rows, 0, 3), d_)
+        b = d.uniform(n, -3.0, 3.0)
+        return np.where(z == 1, -0.0, a), np.where(z == 2, 0.0, b), how
+    scale = (d.fmt.emax - 2) if how == "huge" else (d.fmt.emin - d.fmt.precision // 2)
+    if how in ("huge", "tiny"):
+        return (a * 2.0 ** scale, d.uniform(n, -3.0, 3.0) * 2.0 ** scale, how)
+    return d.wide(n), d.wide(n), how
+
+
+def _cosine_embedding(d: Draw, shape, _ps):
+    """cosine_embedding_loss: returns ``(input2, input1)`` of shape ``(N, D)`` or ``(D,)``,
+    the target (``(N,)`` or ``()``: ±1, sometimes 0) in ``d.arrays``; rows as
+    :func:`_pair_rows` draws them (adversarial: ``1 - cos`` cancels, zero rows, squares
+    that overflow or underflow)."""
+    rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    d.arrays["target"] = _signed_labels(d, rows).reshape(shape[:-1])
+    a, b, _ = _pair_rows(d, shape)
+    return b, a
+
+
+def _triplet(d: Draw, shape, _ps):
+    """triplet_margin_loss: returns ``(positive, anchor)`` of shape ``(N, D)`` or ``(D,)``
+    and the negative in ``d.arrays``; adversarial: the negative as far from the anchor as
+    the positive (``d(a, p) - d(a, n)`` cancels: the negative is the positive reflected
+    through the anchor), coincident points (distances made of ``eps`` alone), or pairs as
+    :func:`_pair_rows` draws them."""
+    n = int(np.prod(shape))
+    anchor = d.uniform(n, -3.0, 3.0)
+    if d.category != "adversarial":
+        pos, neg = anchor + d.uniform(n, -1.0, 1.0), anchor + d.uniform(n, -2.0, 2.0)
+    elif d.rng.chance(0.4):
+        how = d.rng.choice(("reflected", "coincident"))
+        d.tag(how)
+        anchor = d.r(anchor)
+        pos = d.r(anchor + d.uniform(n, -1.0, 1.0)) if how == "reflected" else anchor.copy()
+        neg = d.r(2 * anchor - pos) if how == "reflected" else _ulps_off(d, anchor)
+    else:
+        anchor, pos, how = _pair_rows(d, shape)
+        neg = d.wide(n) if how == "wide-range" else pos[::-1].copy()
+    d.arrays["negative"] = np.asarray(neg, np.float64).reshape(shape)
+    return pos, anchor
+
+
 #: kind -> generator(draw, y_shape, p_shape) -> (y_true, y_pred) (float64, not yet rounded)
 KINDS: Dict[str, Callable] = {
     "binary-logits": _binary_logits,
@@ -743,6 +847,9 @@ KINDS: Dict[str, Callable] = {
     "margin-index": _margin_index,
     "label-lists": _label_lists,
     "ctc-log-probs": _ctc_log_probs,
+    "margin-ranking": _margin_ranking,
+    "cosine-embedding": _cosine_embedding,
+    "triplet": _triplet,
     "real": _real,
     "binary": _binary,
     "categorical": _categorical,
@@ -821,7 +928,8 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
                       "class-logits", "class-log-probs", "margin-index", "label-lists")
     # torch kinds with one class index per position (the class axis is the last here)
     index = kind in ("sparse", "class-logits", "class-log-probs", "margin-index")
-    matrix = kind in ("margin-index", "label-lists")  # torch takes (C) or (N, C) only
+    # torch takes (C) or (N, C) only (the embedding losses: (D) or (N, D))
+    matrix = kind in ("margin-index", "label-lists", "cosine-embedding", "triplet")
     if kind == "class-logits" and d.params.get("ignore_index", -100) < 0 and rng.chance(0.3):
         d.tag("probability-targets")  # cross_entropy: a target of the input's shape
         index = False

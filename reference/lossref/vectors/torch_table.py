@@ -8,7 +8,7 @@ One entry per function (:data:`TORCH_TABLE`); the entry is the whole recipe:
   input)`` (``real``, ``binary`` probabilities, ``binary-logits``, ``log-distribution``
   for ``kl_div``, ``poisson-nll``, ``class-logits``/``class-log-probs`` with integer
   targets, ``multilabel-logits``, ``soft-margin``, ``hinge-embedding``, ``margin-index``,
-  ``label-lists``, ...);
+  ``label-lists``, ``margin-ranking``, ``cosine-embedding``, ``triplet``, ...);
 * ``params``: each keyword parameter that changes the math with the values to draw, the
   torch default first (the legacy ``size_average``/``reduce`` are never drawn);
 * ``arrays``: the extra tensor arguments (``weight``, ``pos_weight``) with the shape rule
@@ -23,7 +23,9 @@ One entry per function (:data:`TORCH_TABLE`); the entry is the whole recipe:
 * ``specials``: which special values a ``special`` case writes in (``"unit"``: only
   those in [0, 1], only into the input);
 * ``names``: the names of the two positional tensors, the drawn input and target
-  (``input, target``; ``ctc_loss``: ``log_probs, targets``); they are the case's keys;
+  (``input, target``; ``ctc_loss``: ``log_probs, targets``; the losses of three tensors:
+  the first two, e.g. ``input1, input2``, the third an array of rule ``kind``); they are
+  the case's keys;
 * ``dtypes``: the formats that get files (all four unless torch defines the function
   for fewer: ``ctc_loss`` has float32 and float64 kernels only).
 
@@ -124,6 +126,23 @@ TORCH_TABLE: Dict[str, TorchEntry] = {
                            arrays=(("input_lengths", "kind"), ("target_lengths", "kind")),
                            integer=("targets", "input_lengths", "target_lengths"),
                            names=("log_probs", "targets"), dtypes=("float32", "float64")),
+    # three tensors: the first two positional ones are the drawn pair, the third (the target
+    # or the negative) is drawn with them by the kind and passed by name
+    "margin_ranking_loss": TorchEntry("MarginRankingLoss", "margin-ranking",
+                                      params=(("margin", (0.0, 0.5, -1.0, 2.0)),),
+                                      arrays=(("target", "kind"),), names=("input1", "input2")),
+    "cosine_embedding_loss": TorchEntry("CosineEmbeddingLoss", "cosine-embedding",
+                                        params=(("margin", (0.0, 0.5, -0.3)),),
+                                        arrays=(("target", "kind"),), names=("input1", "input2")),
+    "triplet_margin_loss": TorchEntry("TripletMarginLoss", "triplet",
+                                      params=(("margin", (1.0, 0.5, 2.0)), ("p", (2.0, 1.0, 3.0)),
+                                              ("eps", (1e-06, 0.0, 1e-3)), ("swap", (False, True))),
+                                      arrays=(("negative", "kind"),), names=("anchor", "positive")),
+    # the default distance only (a user callable cannot be evaluated exactly); torch 2.13
+    # refuses a margin <= 0 in both triplet functions
+    "triplet_margin_with_distance_loss": TorchEntry(
+        "TripletMarginWithDistanceLoss", "triplet", params=(("margin", (1.0, 0.5, 2.0)), ("swap", (False, True))),
+        arrays=(("negative", "kind"),), names=("anchor", "positive")),
 }
 
 

@@ -232,8 +232,12 @@ from ._classification import (cross_entropy, hinge_embedding_loss, multi_margin_
                               multilabel_margin_loss, multilabel_soft_margin_loss, nll_loss,
                               soft_margin_loss)
 from ._ctc import ctc_loss  # noqa: E402
+from ._cosine_embedding import cosine_embedding_loss  # noqa: E402
 from ._gaussian import gaussian_nll_loss  # noqa: E402
+from ._ranking import margin_ranking_loss  # noqa: E402
+from ._triplet import triplet_margin_loss, triplet_margin_with_distance_loss  # noqa: E402
 
 __all__ += ["nll_loss", "cross_entropy", "multilabel_soft_margin_loss", "soft_margin_loss",
             "hinge_embedding_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss",
-            "gaussian_nll_loss"]
+            "gaussian_nll_loss", "margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss",
+            "triplet_margin_with_distance_loss"]

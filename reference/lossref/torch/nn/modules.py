@@ -46,6 +46,25 @@ class _Loss:
         return f"{type(self).__name__}()"
 
 
+class _PairLoss(_Loss):
+    """The modules of losses of a pair of inputs and a label (``MarginRankingLoss``,
+    ``CosineEmbeddingLoss``): ``module(input1, input2, target)``, one setting, the margin."""
+
+    _settings = ("margin",)
+
+    def __init__(self, margin: float = 0.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input1, input2, target) -> np.ndarray:
+        """The loss of the pairs (`input1`, `input2`) with labels `target`."""
+        return type(self)._function(input1, input2, target, **self._keywords())
+
+    def exact(self, input1, input2, target) -> Exact:
+        """The exact twin of :meth:`forward`."""
+        return type(self)._function.exact(input1, input2, target, **self._keywords())
+
+
 class L1Loss(_Loss):
     """``torch.nn.L1Loss``."""
 

@@ -1,0 +1,234 @@
+"""Cosine embedding loss. Spec: spec/losses/cosine_embedding.md.
+
+Per sample, with ``x1 = y_pred`` and ``x2`` (an array parameter of the same shape) along
+the last axis, ``y = y_true`` one label per sample and
+``cos = sum(x1 x2) / sqrt((sum(x1^2) + eps1) (sum(x2^2) + eps2))``:
+``1 - cos`` where ``y = 1``, ``max(0, cos - margin)`` where ``y = -1``, 0 for any other
+label. ``eps`` is one number for both norms or a pair ``(eps1, eps2)``. PyTorch:
+``torch.nn.functional.cosine_embedding_loss`` (:mod:`lossref.torch.nn._cosine_embedding`).
+
+The catalogue's API takes two inputs, labels and one array; the loss has three, so the
+second vector ``x2`` is a parameter (as ``var`` of ``gaussian_nll``).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Optional, Tuple
+
+import mpmath
+import numpy as np
+
+from ..numerics import sum2, sum2_parts, two_product, two_sum
+from ..oracle import ops as x
+from ..oracle import to_exact
+from ..registry import LossDef, Param, check_float_array, finite_number, is_real, param_array, real_array_error, register
+
+#: below every exponent a finite float64 (or the square root of a positive eps) can have
+_NONE = -4000
+
+
+# --- inputs and parameters ---------------------------------------------------------------------
+
+
+def check_inputs(name: str, y_true, y_pred) -> Tuple[np.ndarray, np.ndarray]:
+    """Vectors ``(..., D)`` (float) and one label per vector ``(...)`` (bool, int or float)."""
+    p = check_float_array(y_pred, "y_pred")
+    if p.ndim == 0:
+        raise ValueError(f"{name}: y_pred needs a last (feature) axis; got a scalar")
+    t = np.asarray(y_true)
+    if t.dtype.kind not in "biuf" and t.dtype.name != "bfloat16":
+        raise TypeError(f"{name}: y_true must hold numeric labels; got dtype {t.dtype}")
+    if t.shape != p.shape[:-1]:
+        raise ValueError(f"{name}: y_true shape {t.shape} must be y_pred's shape without its last axis "
+                         f"{p.shape[:-1]}")
+    return t, p
+
+
+def eps_pair(eps) -> Tuple[float, float]:
+    """``(eps1, eps2)`` from one number or a pair."""
+    if isinstance(eps, (tuple, list)):
+        return float(eps[0]), float(eps[1])
+    return float(eps), float(eps)
+
+
+def _check_eps(v) -> Optional[str]:
+    items = v if isinstance(v, (tuple, list)) and len(v) == 2 else (v,)
+    ok = all(is_real(e) and math.isfinite(e) and e >= 0 for e in items)
+    return None if ok else "expected a finite number >= 0 or a pair of them"
+
+
+# --- reference ---------------------------------------------------------------------------------
+
+
+def _dd_mul(ah, al, bh, bl):
+    """``(a_h + a_l)(b_h + b_l)`` as an unevaluated pair, error of order u^2 |ab|."""
+    h, low = two_product(ah, bh)
+    return h, low + (ah * bl + al * bh)
+
+
+def _norm(w: np.ndarray, e: np.ndarray, eps: float):
+    """``sum(x^2) + eps = 2^(2k) (A_h + A_l)`` for rows ``x = w 2^e`` (max |w| in [1/2, 1)).
+
+    ``k = max(e, f)`` with ``sqrt(eps) = m 2^f`` puts ``A`` in [1/4, D + 1): neither the
+    squares nor eps overflow or underflow where they matter. Returns ``(A_h, A_l, k, E)``
+    with ``E = eps 2^(-2k)``, the eps part of ``A``.
+    """
+    h, low = two_product(w, w)
+    sh, sl = sum2_parts(h, lo=low)
+    f = np.frexp(math.sqrt(eps))[1] if eps > 0 else _NONE
+    k = np.maximum(e, f)
+    big = np.ldexp(eps, -2 * k)
+    ah, al = two_sum(np.ldexp(sh, 2 * (e - k)), big)
+    return ah, al + np.ldexp(sl, 2 * (e - k)), k, big
+
+
+def _dd_div(a: np.ndarray, bh: np.ndarray, bl: np.ndarray):
+    """``a / (b_h + b_l)`` as a pair (the remainder ``a - q b`` from an exact product)."""
+    q = a / bh
+    h, low = two_product(q, bh)
+    return q, (((a - h) - low) - q * bl) / bh
+
+
+def _rsqrt(ah: np.ndarray, al: np.ndarray):
+    """``1 / sqrt(A_h + A_l)`` as a pair (one Newton step on ``1 - A y^2``, computed with
+    exact products: ``1 - q`` is exact for q near 1)."""
+    y = 1.0 / np.sqrt(ah)
+    p, pl = two_product(y, y)
+    q, ql = two_product(ah, p)
+    r = ((1.0 - q) - ql) - (ah * pl + al * p)
+    return y, 0.5 * y * r
+
+
+def _rows(t: np.ndarray, p: np.ndarray, q: np.ndarray, margin: float, eps1: float, eps2: float) -> np.ndarray:
+    """The loss of float64 rows ``p`` (x1) and ``q`` (x2), shape (n, D), labels ``t`` (n,).
+
+    Both vectors are scaled by powers of two (exact). ``1 - cos`` uses the unit vectors
+    ``u_i = x_i / sqrt(||x_i||^2 + eps_i)``: ``2 (1 - cos) = ||u_1 - u_2||^2 + eps_1 / a_1 +
+    eps_2 / a_2`` (``a_i`` the squared norm plus eps), a sum of non-negative terms, with
+    ``u_1 - u_2`` formed from exact products and double-length scale factors, so nearly
+    parallel vectors keep their ``1 - cos``. ``cos - margin`` takes ``cos`` as a pair
+    (compensated dot product times double-length factors) and one TwoSum.
+    """
+    finite = np.all(np.isfinite(p) & np.isfinite(q), axis=-1)
+    p, q = np.where(finite[:, None], p, 0.0), np.where(finite[:, None], q, 0.0)
+    tops = [np.max(np.abs(v), axis=-1, initial=0.0) for v in (p, q)]
+    ex, ey = (np.where(top > 0, np.frexp(top)[1], _NONE) for top in tops)
+    w, v = np.ldexp(p, -ex[:, None]), np.ldexp(q, -ey[:, None])
+    ah, al, kx, bx = _norm(w, ex, eps1)
+    bh, bl, ky, by = _norm(v, ey, eps2)
+    defined = finite & (ah > 0) & (bh > 0)  # a zero vector with eps = 0: 0 / 0
+    ah, bh = np.where(defined, ah, 1.0), np.where(defined, bh, 1.0)
+    rx, rxl = _rsqrt(ah, al)
+    ry, ryl = _rsqrt(bh, bl)
+    gx, gy = ex - kx, ey - ky  # u_1 = w rx 2^gx, u_2 = v ry 2^gy
+    # 1 - cos: the difference of the unit vectors at the common scale 2^g
+    g = np.maximum(gx, gy)
+    sx, sy = np.ldexp(1.0, gx - g)[:, None], np.ldexp(1.0, gy - g)[:, None]
+    h1, l1 = two_product(w, rx[:, None] * sx)
+    h2, l2 = two_product(v, ry[:, None] * sy)
+    d, de = two_sum(h1, -h2)
+    d, dl = two_sum(d, de + ((l1 + w * (rxl[:, None] * sx)) - (l2 + v * (ryl[:, None] * sy))))
+    sq, sql = two_product(d, d)
+    qh, ql = sum2_parts(sq, lo=sql + 2.0 * d * dl)
+    one_minus = 0.5 * sum2(np.stack([np.ldexp(qh, 2 * g), np.ldexp(ql, 2 * g), *_dd_div(bx, ah, al),
+                                     *_dd_div(by, bh, bl)], axis=-1))
+    # cos - margin
+    h, low = two_product(w, v)
+    ph, pl = sum2_parts(h, lo=low)
+    ch, cl = _dd_mul(*_dd_mul(ph, pl, rx, rxl), ry, ryl)
+    ch, cl = np.ldexp(ch, gx + gy), np.ldexp(cl, gx + gy)
+    s, se = two_sum(ch, -np.float64(margin))
+    above = s + (se + cl)
+    plain = ~np.isfinite(above)  # an infinite margin: IEEE's cos - margin
+    if np.any(plain):
+        above = np.where(plain, (ch + cl) - margin, above)
+    beyond = np.maximum(above, 0.0)
+    out = np.where(t == 1, one_minus, np.where(t == -1, beyond, 0.0))
+    return np.where(defined | ((t != 1) & (t != -1)), out, np.nan)
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0.0, eps: Any = 1e-12) -> np.ndarray:
+    """Per-sample value in float64 (shape ``y_pred.shape[:-1]``) of float64 arrays.
+
+    Error (spec page): ``1 - cos`` within a few u of itself plus a term of order
+    ``u^2 ||u_1 - u_2||``; ``max(0, cos - margin)`` within a few u of itself plus
+    ``u^2 (|cos| + |margin|)``.
+    """
+    q = np.broadcast_to(np.asarray(param_array("cosine_embedding", "x2", x2, y_pred.shape), np.float64), y_pred.shape)
+    e1, e2 = eps_pair(eps)
+    d = y_pred.shape[-1]
+    out = _rows(np.asarray(y_true, np.float64).reshape(-1), np.asarray(y_pred, np.float64).reshape(-1, d),
+                q.reshape(-1, d), margin, e1, e2)
+    return out.reshape(y_pred.shape[:-1])
+
+
+# --- oracle ------------------------------------------------------------------------------------
+
+
+def _frac(v) -> Fraction:
+    """The exact value of a finite mpf."""
+    sign, man, exp, _ = mpmath.mpf(v)._mpf_
+    n = -man if sign else man
+    return Fraction(n * 2 ** exp) if exp >= 0 else Fraction(n, 2 ** -exp)
+
+
+def _mpf(r: Fraction):
+    return mpmath.mpf(r.numerator) / r.denominator
+
+
+def _exact_row(label, a, b, margin: float, eps1: float, eps2: float):
+    """One sample on exact values: the sums, ``AB - d^2`` and ``d^2 - m^2 AB`` are exact
+    rationals, so only a square root and a quotient round (no cancellation is left)."""
+    if label != 1 and label != -1:  # NaN included
+        return mpmath.mpf(0)
+    if not all(mpmath.isfinite(v) for v in (*a, *b)):
+        return x.NAN
+    fa, fb = [_frac(v) for v in a], [_frac(v) for v in b]
+    ab = (sum(v * v for v in fa) + Fraction(eps1)) * (sum(v * v for v in fb) + Fraction(eps2))
+    d = sum(u * v for u, v in zip(fa, fb))
+    if ab == 0:
+        return x.NAN
+    s = mpmath.sqrt(_mpf(ab))
+    if label == 1:  # 1 - d/s = (AB - d^2) / (s (s + d)) for d > 0
+        return _mpf(ab - d * d) / (s * (s + _mpf(d))) if d > 0 else 1 - _mpf(d) / s
+    if not math.isfinite(margin):
+        return x.maximum(_mpf(d) / s - mpmath.mpf(margin), 0)[()]
+    m = Fraction(margin)
+    if d * m > 0:  # d - m s = (d^2 - m^2 AB) / (d + m s), d and m s of one sign
+        above = _mpf(d * d - m * m * ab) / (s * (_mpf(d) + _mpf(m) * s))
+    else:
+        above = (_mpf(d) - _mpf(m) * s) / s
+    return max(above, mpmath.mpf(0))
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0.0, eps: Any = 1e-12) -> np.ndarray:
+    """The definition on exact values (object arrays)."""
+    q = np.broadcast_to(param_array("cosine_embedding", "x2", x2, y_pred.shape), y_pred.shape)
+    q = q if q.dtype == object else to_exact(q)
+    e1, e2 = eps_pair(eps)
+    out = np.empty(y_pred.shape[:-1], dtype=object)
+    for i in np.ndindex(out.shape):  # the oracle may loop: it is the slow, literal definition
+        out[i] = _exact_row(y_true[i], y_pred[i], q[i], margin, e1, e2)
+    return out
+
+
+LOSS = register(LossDef(
+    name="cosine_embedding",
+    summary="1 - cos(x1, x2) where y = 1, max(0, cos - margin) where y = -1, 0 otherwise; "
+            "cos = x1.x2 / sqrt((|x1|^2 + eps)(|x2|^2 + eps)) over the last axis; x2 a parameter",
+    stage2="structured",
+    rowwise=True,
+    params={
+        "x2": Param(None, "float array broadcasting to y_pred's shape without widening it (required): "
+                         "the second vector of each pair", lambda v: real_array_error(v, required=True)),
+        "margin": Param(0.0, "finite number", finite_number),
+        "eps": Param(1e-12, "finite number >= 0, or a pair (eps1, eps2): added to the two squared norms",
+                     _check_eps),
+    },
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    check_inputs=check_inputs,
+    arrays=("x2",),
+))
