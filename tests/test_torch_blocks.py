@@ -27,7 +27,8 @@ def _inputs(rng, dtype):
 
 
 def _calls(x, y, prob, label):
-    """(name, call) for every function the dialect evaluates elementwise."""
+    """(name, call) for every function the dialect evaluates in blocks: elementwise, or
+    per row through the catalogue's own blocks (the embedding losses)."""
     row_var = np.abs(y[:, 0]) + 0.5  # one variance per row: broadcast, not contiguous
     return [
         ("l1_loss", lambda r: F.l1_loss(x, y, reduction=r)),
@@ -46,6 +47,10 @@ def _calls(x, y, prob, label):
         ("gaussian_nll_loss", lambda r: F.gaussian_nll_loss(x, y, np.abs(y) + 0.1, reduction=r)),
         ("gaussian_nll_loss row var", lambda r: F.gaussian_nll_loss(x, y, row_var, reduction=r)),
         ("mse_loss broadcast target", lambda r: F.mse_loss(x, y[:1], reduction=r)),
+        ("margin_ranking_loss", lambda r: F.margin_ranking_loss(x, y, np.sign(y), reduction=r, margin=0.5)),
+        ("cosine_embedding_loss", lambda r: F.cosine_embedding_loss(x, y, np.sign(y[:, 0]), reduction=r)),
+        ("triplet_margin_loss", lambda r: F.triplet_margin_loss(x, y, prob, reduction=r, p=3.0, swap=True)),
+        ("triplet_margin_with_distance_loss", lambda r: F.triplet_margin_with_distance_loss(x, y, prob, reduction=r)),
     ]
 
 

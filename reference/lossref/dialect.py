@@ -23,9 +23,9 @@ from . import formats
 from .formats import Format
 from .oracle import Exact, start_precision, to_exact
 from .reduction import EXACT, FLOAT64
-from .registry import LossDef, get, is_real
+from .registry import LossDef, block_elements, get, is_real, map_index
 
-__all__ = ["Prepared", "DialectFunction", "as_array", "is_float", "convert", "check_bool",
+__all__ = ["Prepared", "DialectFunction", "CatalogueFunction", "as_array", "is_float", "convert", "check_bool",
            "params_key", "exact_params"]
 
 
@@ -252,6 +252,68 @@ class DialectFunction:
 
     def __repr__(self) -> str:
         return f"<{self.namespace}.{self.__name__}>"
+
+
+class CatalogueFunction(DialectFunction):
+    """A dialect function that evaluates a catalogue loss by a reference/oracle pair of
+    functions ``f(y_true, y_pred, **params)`` (PyTorch's and Optax's functions): the
+    values before :meth:`finish` are ``reference(...)`` in float64 and ``oracle(...)`` on
+    exact values. An `elementwise` pair (each value depends only on the elements at its
+    position: inputs and array parameters of the input's shape or broadcasting to it) is
+    evaluated on large inputs a block at a time, and so is a catalogue loss's own
+    per-sample pair where its rows are independent (:meth:`LossDef.per_sample64`)."""
+
+    def __init__(self, prepare: Callable[..., Prepared], loss: str,
+                 reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],
+                 elementwise: bool = False) -> None:
+        super().__init__(prepare, loss)
+        self._reference, self._oracle = reference, oracle
+        self._elementwise = elementwise
+
+    def values64(self, pr: Prepared) -> np.ndarray:
+        blocks = self._blocks(pr) if self._elementwise else None
+        if blocks is not None:
+            return blocks
+        loss = self.loss
+        if self._reference is loss.per_sample_ref and (loss.rowwise or loss.arrays):
+            return loss.per_sample64(pr.y_true, pr.y_pred, pr.params)  # the catalogue's blocks
+        kw = {k: np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v for k, v in pr.params.items()}
+        with np.errstate(all="ignore"):
+            return self._reference(np.asarray(pr.y_true, np.float64), np.asarray(pr.y_pred, np.float64), **kw)
+
+    def _blocks(self, pr: Prepared) -> Optional[np.ndarray]:
+        """An elementwise reference evaluated a block at a time (each block widened to
+        float64 while it is in cache, blocks on threads: :func:`~lossref.registry.map_index`),
+        or None where the inputs are small or not laid out for it. The values are those of
+        the whole-array evaluation: every element is computed alone."""
+        shape = pr.y_pred.shape
+        n = block_elements()
+        if pr.y_true.shape != shape or pr.y_pred.size <= 4 * n:
+            return None
+        names = [k for k, v in pr.params.items() if isinstance(v, np.ndarray)]
+        try:
+            arrays = [pr.y_true, pr.y_pred] + [np.broadcast_to(pr.params[k], shape) for k in names]
+        except ValueError:
+            return None
+        out = np.empty(shape, np.float64)
+        if all(a.flags.c_contiguous for a in arrays):  # one flat run of elements
+            arrays, dest = [a.reshape(-1) for a in arrays], out.reshape(-1)
+            index = [slice(i, i + n) for i in range(0, pr.y_pred.size, n)]
+        else:  # broadcast views: blocks of rows
+            step = max(1, n // max(1, pr.y_pred.size // shape[0]))
+            dest, index = out, [slice(i, i + step) for i in range(0, shape[0], step)]
+            if len(index) < 2:
+                return None
+
+        def block(ix):
+            a = [v[ix].astype(np.float64) for v in arrays]
+            dest[ix] = self._reference(a[0], a[1], **{**pr.params, **dict(zip(names, a[2:]))})
+
+        map_index(block, index)
+        return out
+
+    def oracle(self, pr: Prepared) -> np.ndarray:
+        return self._oracle(to_exact(pr.y_true), to_exact(pr.y_pred), **exact_params(pr.params))
 
 
 def exact_params(params: Dict[str, Any]) -> Dict[str, Any]:

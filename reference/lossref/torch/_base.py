@@ -23,11 +23,9 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 
 from .. import formats
-from ..dialect import DialectFunction, Prepared, as_array, exact_params, is_float
+from ..dialect import CatalogueFunction, Prepared, as_array, is_float
 from ..formats import Format
-from ..oracle import to_exact
 from ..reduction import reduce_torch
-from ..registry import block_elements, map_index
 
 __all__ = ["TorchRuntimeError", "TorchDtypeError", "as_tensor", "result_type", "result_format", "float_format",
            "broadcast", "TorchFunction", "torch_function", "Prepared"]
@@ -143,67 +141,18 @@ def expands_to(fn: str, name: str, arr: np.ndarray, shape: tuple) -> np.ndarray:
 # --- the function object --------------------------------------------------------------------------
 
 
-class TorchFunction(DialectFunction):
+class TorchFunction(CatalogueFunction):
     """A ``torch.nn.functional`` loss: ``f(input, target, ...)`` and ``f.exact(...)``.
 
     The preparer returns :class:`Prepared` with ``y_pred = input`` and ``y_true = target``
     (the catalogue's order), the result format, the elementwise parameters and
     ``stage3 = {"reduction", "weight", "batch_size", "divide_by"}``; `reference` and
-    `oracle` are the catalogue's elementwise pair, and the stage 3 is
-    :func:`lossref.reduction.reduce_torch`.
+    `oracle` are the catalogue's pair (:class:`~lossref.dialect.CatalogueFunction`), and
+    the stage 3 is :func:`lossref.reduction.reduce_torch`.
     """
 
     namespace = "lossref.torch.nn.functional"
     dialect = "torch"
-
-    def __init__(self, prepare: Callable[..., Prepared], loss: str,
-                 reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],
-                 elementwise: bool = False) -> None:
-        super().__init__(prepare, loss)
-        self._reference, self._oracle = reference, oracle
-        self._elementwise = elementwise
-
-    def values64(self, pr: Prepared) -> np.ndarray:
-        blocks = self._blocks(pr) if self._elementwise else None
-        if blocks is not None:
-            return blocks
-        kw = {k: np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v for k, v in pr.params.items()}
-        with np.errstate(all="ignore"):
-            return self._reference(np.asarray(pr.y_true, np.float64), np.asarray(pr.y_pred, np.float64), **kw)
-
-    def _blocks(self, pr: Prepared) -> Optional[np.ndarray]:
-        """An elementwise reference evaluated a block at a time (each block widened to
-        float64 while it is in cache, blocks on threads: :func:`~lossref.registry.map_index`),
-        or None where the inputs are small or not laid out for it. The values are those of
-        the whole-array evaluation: every element is computed alone."""
-        shape = pr.y_pred.shape
-        n = block_elements()
-        if pr.y_true.shape != shape or pr.y_pred.size <= 4 * n:
-            return None
-        names = [k for k, v in pr.params.items() if isinstance(v, np.ndarray)]
-        try:
-            arrays = [pr.y_true, pr.y_pred] + [np.broadcast_to(pr.params[k], shape) for k in names]
-        except ValueError:
-            return None
-        out = np.empty(shape, np.float64)
-        if all(a.flags.c_contiguous for a in arrays):  # one flat run of elements
-            arrays, dest = [a.reshape(-1) for a in arrays], out.reshape(-1)
-            index = [slice(i, i + n) for i in range(0, pr.y_pred.size, n)]
-        else:  # broadcast views: blocks of rows
-            step = max(1, n // max(1, pr.y_pred.size // shape[0]))
-            dest, index = out, [slice(i, i + step) for i in range(0, shape[0], step)]
-            if len(index) < 2:
-                return None
-
-        def block(ix):
-            a = [v[ix].astype(np.float64) for v in arrays]
-            dest[ix] = self._reference(a[0], a[1], **{**pr.params, **dict(zip(names, a[2:]))})
-
-        map_index(block, index)
-        return out
-
-    def oracle(self, pr: Prepared) -> np.ndarray:
-        return self._oracle(to_exact(pr.y_true), to_exact(pr.y_pred), **exact_params(pr.params))
 
     def finish(self, pr: Prepared, values, arith):
         s = pr.stage3
@@ -211,7 +160,6 @@ class TorchFunction(DialectFunction):
         if s.get("divide_by") is not None:  # kl_div's 'batchmean' after a legacy reduction
             out = arith.divide(out, s["divide_by"])
         return out
-
 
 
 def torch_function(loss: str, reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],

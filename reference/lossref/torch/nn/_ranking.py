@@ -43,7 +43,7 @@ def _margin(fn: str, margin) -> float:
     return float(margin)  # a Python int past float64's range: OverflowError, as torch
 
 
-@torch_function("margin_ranking", _mr.reference, _mr.oracle)
+@torch_function("margin_ranking", _mr.reference, _mr.oracle, elementwise=True)
 def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=None, reduce=None,
                         reduction: str = "mean"):
     """``max(0, -target (input1 - input2) + margin)`` elementwise; `margin` rounded to the
