@@ -52,6 +52,11 @@ def inputs_for(loss: str, shape: tuple, rng: np.random.Generator) -> Tuple[np.nd
         return (u() > 0.5).astype(np.float32), np.clip(u(), 1e-6, 1 - 1e-6)
     if loss in ("kl_divergence", "poisson"):
         return u(), u() + np.float32(1e-3)
+    if loss == "generalized_kl_divergence":  # targets > 0, log-predictions
+        return u() + np.float32(1e-3), np.log(u() + np.float32(1e-3))
+    if loss == "poly1_crossentropy":  # one-hot labels, logits
+        return np.eye(shape[-1], dtype=np.float32)[rng.integers(0, shape[-1], shape[:-1])], \
+            rng.standard_normal(shape, dtype=np.float32)
     if loss in ("hinge", "squared_hinge", "soft_margin", "hinge_embedding", "margin_ranking"):
         return np.where(u() > 0.5, 1, -1).astype(np.float32), rng.standard_normal(shape, dtype=np.float32)
     if loss in ("dice", "tversky"):

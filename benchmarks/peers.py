@@ -2,7 +2,8 @@
 
 Each loss is written once against a small namespace shim, so torch and JAX run the same
 formula (Keras's definition: same clip constants and stage-2 axis). The losses Keras does
-not have (soft_margin, hinge_embedding, gaussian_nll, margin_ranking) are PyTorch's: the torch peer calls its own
+not have (soft_margin, hinge_embedding, gaussian_nll, margin_ranking) are PyTorch's, and
+(poly1_crossentropy, generalized_kl_divergence) optax's: the torch peer calls its own
 function (``reduction='none'``, then the mean over the last axis), the others run
 PyTorch's formula. They exist to time what a framework user would run, not to be accurate.
 """
@@ -187,6 +188,9 @@ def _formulas(xp) -> Dict[str, Callable]:
         "hinge_embedding": lambda y, p: xp.mean(xp.hinge_embedding(y, p)),
         "gaussian_nll": lambda y, p: xp.mean(xp.gaussian_nll(y, p)),
         "margin_ranking": lambda y, p: xp.mean(xp.margin_ranking(y, p)),
+        # optax's (epsilon = 2, the catalogue's default; log-predictions p)
+        "poly1_crossentropy": lambda y, p: xp.sum(y * (2.0 * (1 - xp.exp(xp.log_softmax(p))) - xp.log_softmax(p))),
+        "generalized_kl_divergence": lambda y, p: xp.sum(y * (xp.log(y) - p) - y + xp.exp(p)),
         "binary_crossentropy": lambda y, p: xp.mean(bce_elem(y, p)),
         "binary_focal_crossentropy": lambda y, p: xp.mean(
             xp.square(1 - (y * p + (1 - y) * (1 - p))) * bce_elem(y, p)),

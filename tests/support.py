@@ -192,3 +192,22 @@ def assert_close_to_torch(ours, theirs, scale, fmt, k: float, what: str = "") ->
     same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
     ok = same | (np.abs(ours - theirs) <= k * u * (np.abs(ours) + scale))
     assert ok.all(), f"{what}: ours {ours[~ok]} torch {theirs[~ok]}"
+
+
+def optax_x64():
+    """``(jax, optax)`` with ``jax_enable_x64`` on (the configuration lossref.optax models;
+    float64 arrays stay float64), or a skip where optax is not installed."""
+    import pytest
+
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    jax.config.update("jax_enable_x64", True)
+    return jax, optax
+
+
+def call_optax(fn, *arrays, **kw) -> np.ndarray:
+    """An optax function on NumPy arrays (exactly as they are: x64 on), its result as a
+    NumPy array in the dtype JAX returns."""
+    jax, _ = optax_x64()
+    out = fn(*(jax.numpy.asarray(a) if isinstance(a, np.ndarray) else a for a in arrays), **kw)
+    return np.asarray(out)

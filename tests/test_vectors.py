@@ -245,7 +245,7 @@ def test_manifest_lists_every_file_with_its_sha256():
     for rel, h in listed.items():
         assert hashlib.sha256((SET / rel).read_bytes()).hexdigest() == h
     text = (SET / "MANIFEST.sha256").read_text()
-    assert all(re.fullmatch(r"[0-9a-f]{64}  (keras|torch)/[a-z0-9_]+/[a-z0-9]+\.jsonl", ln) for ln in text.splitlines())
+    assert all(re.fullmatch(r"[0-9a-f]{64}  (keras|torch|optax|tf)/[a-z0-9_]+/[a-z0-9]+\.jsonl", ln) for ln in text.splitlines())
 
 
 def test_every_file_loads_and_passes_the_builtin_checks():

@@ -200,10 +200,12 @@ class DialectFunction:
         if twice:
             raise TypeError(f"{self.__name__}() got multiple values for {sorted(twice)}")
         given = {**dict(zip(names, args)), **kwargs}
-        missing = [n for n in names[:2] if n not in given]
+        params = self.__signature__.parameters
+        missing = [n for n in names[:2] if n not in given and params[n].default is params[n].empty]
         if missing:
             raise TypeError(f"{self.__name__}() missing required argument(s) {missing}")
-        return given.pop(names[0]), given.pop(names[1]), given
+        # a second input with a default (optax's targets=None) is passed as that default
+        return given.pop(names[0]), given.pop(names[1], params[names[1]].default), given
 
     def prepare(self, a, b, **kwargs) -> Prepared:
         """The :class:`Prepared` of one call (parameters checked)."""

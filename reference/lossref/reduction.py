@@ -32,6 +32,7 @@ __all__ = [
     "TORCH_REDUCTIONS",
     "torch_reduction",
     "reduce_torch",
+    "reduce_tf",
 ]
 
 #: Every ``reduction`` value Keras accepts.
@@ -337,6 +338,33 @@ def reduce_torch(values, reduction="mean", weight=None, arith=FLOAT64, *, batch_
             batch_size = values.shape[0] if values.ndim else 1
         return ar.mean_of_total(values, w, batch_size)
     raise ValueError(f"reduction {reduction!r} is not one of {TORCH_RULES}")
+
+
+def reduce_tf(values, sample_weight, global_batch_size, arith):
+    """TF's ``tf.nn.compute_average_loss`` with one replica, in the given arithmetic:
+    ``Σ w·ℓ / global_batch_size`` over every element, 0 when the batch size is 0
+    (``div_no_nan``, whatever the sum).
+
+    Parameters
+    ----------
+    values : array
+        Per-example losses, rank >= 1.
+    sample_weight : array or None
+        Broadcast against `values` (already squeezed or expanded to their rank).
+    global_batch_size : int or None
+        Divisor; None: the first dimension of ``w·ℓ`` (TF's per-replica batch).
+    arith : FLOAT64 or EXACT
+        The reference or the oracle arithmetic (:mod:`lossref.reduction`).
+    """
+    ar = arith
+    values = ar.asarray(values)
+    w = None if sample_weight is None else ar.asarray(sample_weight)
+    if global_batch_size is None:
+        shape = values.shape if w is None else np.broadcast_shapes(values.shape, w.shape)
+        global_batch_size = shape[0]
+    if global_batch_size == 0:
+        return ar.divide_no_nan(ar.total(values, w), 0)
+    return ar.mean_of_total(values, w, int(global_batch_size))
 
 
 def _result_format(values) -> formats.Format:

@@ -8,7 +8,7 @@ import re
 def pytest_addoption(parser) -> None:
     g = parser.getgroup("lossref", "lossref conformance suite")
     g.addoption("--lossref-framework", default=None, metavar="FRAMEWORK[BACKEND]",
-                help="framework to check, e.g. keras[numpy], keras[jax], keras[torch], torch")
+                help="framework to check, e.g. keras[numpy], keras[jax], keras[torch], torch, optax, tf")
     g.addoption("--lossref-vectors", default=None, metavar="PATH",
                 help="golden-vector file or folder (default: the canonical set)")
     g.addoption("--lossref-loss", action="append", default=None, help="only this loss (repeatable)")
@@ -23,10 +23,10 @@ def parse_framework(spec: str):
     if not m:
         raise ValueError(f"--lossref-framework {spec!r}: expected FRAMEWORK[BACKEND], e.g. keras[numpy]")
     fw = m.group(1)
-    if fw == "torch":
+    if fw in ("torch", "optax", "tf"):
         if m.group(2) not in (None, "cpu"):
-            raise ValueError(f"--lossref-framework {spec!r}: torch runs on cpu only")
+            raise ValueError(f"--lossref-framework {spec!r}: {fw} runs on cpu only")
         return fw, "cpu"
     if fw != "keras":
-        raise ValueError(f"--lossref-framework {spec!r}: keras[BACKEND] or torch")
+        raise ValueError(f"--lossref-framework {spec!r}: keras[BACKEND], torch, optax or tf")
     return fw, m.group(2) or "numpy"

@@ -30,8 +30,8 @@ def make_case(case_id: str, loss: str, dtype: str, y_true, y_pred, *, params: Op
         exp = expected(target, f, params, t, p, sw, REDUCTIONS if reductions is None else tuple(reductions))
         inputs = {"y_true": encode_array(t), "y_pred": encode_array(p), "sample_weight": encode_array(sw)}
     else:
-        pn, tn = target.entry.names
-        ins = {pn: p, tn: t, **{k: rnd((arrays or {}).get(k)) for k in target.arrays}}
+        ins = {**dict(zip(target.entry.names, (p, t))),
+               **{k: rnd((arrays or {}).get(k)) for k in target.arrays}}
         exp = expected_of(target, f, params, ins, None if reductions is None else tuple(reductions))
         inputs = {k: encode_array(ins[k]) for k in target.input_names}
     return {"id": case_id, "dialect": dialect, "loss": loss, "dtype": dtype, "params": params,

@@ -150,8 +150,18 @@ def load_vector_cases(path: str, losses: Optional[Sequence[str]], dtypes: Option
     return cases
 
 
-def _expect_one(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """The case of `spec` with the oracle's expectations (run in a pool worker)."""
+def _expect_one(spec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The case of `spec` with the oracle's expectations (run in a pool worker), or
+    ``{"dropped": why}`` where the dialect refuses it or the oracle cannot decide it."""
+    from ..vectors.targets import Rejected
+
+    try:
+        return _expect(spec)
+    except Rejected as e:
+        return {"dropped": str(e)}
+
+
+def _expect(spec: Dict[str, Any]) -> Dict[str, Any]:
     from .cases import make_case
     from .compare import decode_hex
 
@@ -159,8 +169,8 @@ def _expect_one(spec: Dict[str, Any]) -> Dict[str, Any]:
     arr = lambda a: None if a is None else decode_hex(a["hex"]).reshape(a["shape"])  # noqa: E731
     if spec.get("dialect", "keras") != "keras":
         from ..vectors.targets import get_target
-        i, t = get_target(spec["dialect"], spec["loss"]).entry.names
-        return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins[t]), arr(ins[i]),
+        i, t = (get_target(spec["dialect"], spec["loss"]).entry.names + (None,))[:2]
+        return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins.get(t)), arr(ins[i]),
                          params=spec["params"], reductions=spec["reductions"], tags=spec.get("tags", []),
                          dialect=spec["dialect"],
                          arrays={k: arr(v) for k, v in ins.items() if k not in (i, t)})
@@ -184,7 +194,8 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
     Returns
     -------
     list of dict
-        One case per spec, in order; a cached and a computed case are identical dicts.
+        One case per spec, in order (a spec the oracle cannot decide is left out, with a
+        warning on stderr); a cached and a computed case are identical dicts.
     """
     cache = OracleCache(cache_dir) if cache_dir else None
     out: Dict[int, Dict[str, Any]] = {}
@@ -198,12 +209,16 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
         mapper = map if serial else stack.enter_context(process_pool(jobs)).map
         bar = stack.enter_context(_progress("oracle", len(todo)) if todo else _NoBar())
         for i, case in zip(todo, mapper(_expect_one, [specs[i] for i in todo])):
+            bar.update(1)
+            if "dropped" in case:  # the same inputs give the same decision: runs stay alike
+                print(f"lossref diff: warning: fresh case {specs[i]['id']} left out: {case['dropped']}",
+                      file=sys.stderr)
+                continue
             payload = payload_of(case)
             if cache:
                 cache.put(specs[i], payload)
             out[i] = canonical_case(payload, specs[i])
-            bar.update(1)
-    return [out[i] for i in range(len(specs))]
+    return [out[i] for i in range(len(specs)) if i in out]
 
 
 #: Options that change how or where a run is done, not what it reports: left out of the
@@ -261,8 +276,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
     # every usage error is found before any work (oracle, backends) starts
     fw = args.framework
-    if fw not in ("keras", "torch"):
-        return usage(f"framework {fw!r} is not supported (keras, torch)")
+    if fw not in ("keras", "torch", "optax", "tf"):
+        return usage(f"framework {fw!r} is not supported (keras, torch, optax, tf)")
     known = dialect_targets(fw)
     for d in args.dtype or []:
         try:
@@ -291,16 +306,18 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     problem = _out_problem(args.out)
     if problem:
         return usage(f"--out {args.out}: {problem}")
-    if fw == "torch":
+    if fw in ("torch", "optax", "tf"):
         if any(b != "cpu" for b in args.backend or []):
-            return usage("--backend: torch runs on cpu only")
+            return usage(f"--backend: {fw} runs on cpu only")
         import importlib.util
-        if importlib.util.find_spec("torch") is None:
-            return usage("torch is not installed (pip install torch)")
+        needs, extra = {"torch": (("torch",), "torch"), "optax": (("jax", "optax"), "jax"),
+                        "tf": (("tensorflow",), "tf")}[fw]
+        if any(importlib.util.find_spec(m) is None for m in needs):
+            return usage(f"{fw} is not installed (pip install 'lossref[{extra}]')")
         backends = ["cpu"]
     else:
         if any(b == "cpu" for b in args.backend or []):
-            return usage("--backend cpu is for torch; Keras backends: numpy, jax, torch, tensorflow")
+            return usage("--backend cpu is for torch and optax; Keras backends: numpy, jax, torch, tensorflow")
         backends = args.backend or runner.installed_backends()
     if not backends:
         return usage("no Keras backend is installed (pip install 'lossref[keras]')")
@@ -350,7 +367,7 @@ def _sweep_plots(reports, out_dir: str, backends, timeout: float, framework: str
             continue
         x, t, p, label = s
         case = make_case(f"sweep/{loss}/{dtype}", loss, dtype, t, p,
-                         reductions=("none",) if framework == "torch" else (), dialect=framework)
+                         reductions=("none",) if framework != "keras" else (), dialect=framework)
         by_backend.setdefault(b, []).append((case, x, label))
     os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
     for b, items in by_backend.items():
@@ -371,11 +388,12 @@ def register_commands(sub) -> None:
                                    "cases, compare with the exact values, and write report.json, "
                                    "report.md and index.html to --out. Exit 1 when a finding is "
                                    "inaccurate, mismatch or error.")
-    p.add_argument("framework", choices=["keras", "torch"],
-                   help="the framework: keras (its losses on each backend) or torch "
-                        "(torch.nn.functional on the CPU)")
+    p.add_argument("framework", choices=["keras", "torch", "optax", "tf"],
+                   help="the framework: keras (its losses on each backend), torch "
+                        "(torch.nn.functional on the CPU), optax (optax.losses on JAX's CPU, x64 on) or tf "
+                        "(tf.nn's loss primitives on the CPU)")
     p.add_argument("--backend", action="append", choices=["numpy", "jax", "torch", "tensorflow", "cpu"],
-                   help="Keras backend, repeatable (default: every installed one); torch: cpu")
+                   help="Keras backend, repeatable (default: every installed one); torch, optax, tf: cpu")
     p.add_argument("--vectors", default=None, help="golden-vector file or folder (default: the canonical set)")
     p.add_argument("--cases", type=int, default=0, metavar="N", help="fresh cases per loss and dtype (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh cases")

@@ -49,6 +49,10 @@ def _n_terms(case: Dict[str, Any], output: str) -> int:
     if case.get("dialect") == "torch":  # 'none' is elementwise; a reduction sums every element
         shape = case["inputs"][get_target("torch", case["loss"]).entry.names[0]]["shape"]
         return 1 if output == "none" else (int(np.prod(shape)) if shape else 1)
+    if case.get("dialect") in ("optax", "tf"):  # per example: the terms an output value sums
+        shape = case["inputs"][get_target(case["dialect"], case["loss"]).entry.names[0]]["shape"]
+        out = case["expected"]["reductions"]["none"]["shape"]
+        return max(1, int(np.prod(shape)) // max(1, int(np.prod(out))))
     shape = case["inputs"]["y_pred"]["shape"]
     if output == "per_sample" or output == "none":
         return int(shape[-1]) if shape else 1
@@ -75,6 +79,13 @@ def _read_results(path: str) -> List[Dict[str, Any]]:
     return out
 
 
+def _compile_key(case: Dict[str, Any]) -> tuple:
+    """What a JAX compilation depends on: the function, the dtype, the parameters and the
+    input shapes (the results are keyed by case id, so the order changes nothing else)."""
+    shapes = tuple((k, tuple(v["shape"]) if v else None) for k, v in sorted(case["inputs"].items()))
+    return case["loss"], case["dtype"], json.dumps(case.get("params") or {}, sort_keys=True), shapes, case["id"]
+
+
 def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0,
                 workdir: Optional[str] = None, progress=None, framework: str = "keras") -> Dict[str, Any]:
     """Run `cases` through Keras on `backend` (or torch, `framework` ``"torch"``, backend
@@ -89,11 +100,13 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
             return run_backend(backend, cases, timeout, tmp, progress, framework)
     results: Dict[str, Dict[str, Any]] = {}
     header: Dict[str, Any] = {}
-    if framework == "torch":
-        todo = [dict(c, torch={"integer": list(integer_inputs(get_target("torch", c["loss"]).entry,
+    if framework in ("torch", "optax", "tf"):
+        todo = [dict(c, torch={"integer": list(integer_inputs(get_target(framework, c["loss"]).entry,
                                                               c["inputs"])),
-                               "positional": list(get_target("torch", c["loss"]).entry.names)})
+                               "positional": list(get_target(framework, c["loss"]).entry.positional)})
                 for c in cases]
+        if framework == "optax":  # JAX compiles once per function, shapes and dtype: group them
+            todo.sort(key=_compile_key)
     else:
         targets = keras_targets()
         todo = [dict(c, keras={"function": targets[c["loss"]].function_name,
@@ -106,7 +119,11 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
         with open(cin, "w", encoding="utf-8") as f:
             for c in todo:
                 f.write(json.dumps(c) + "\n")
-        env = dict(os.environ, KERAS_BACKEND=backend, PYTHONWARNINGS="ignore")
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        if framework == "keras":
+            env["KERAS_BACKEND"] = backend
+        else:  # "cpu" is no Keras backend (tensorflow imports Keras, which reads the variable)
+            env.pop("KERAS_BACKEND", None)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         # output captured: a worker's noise (or its traceback on Ctrl-C) never reaches the
         # terminal; on an exception here (Ctrl-C included) subprocess.run kills the worker
@@ -155,7 +172,7 @@ def output_names(case: Dict[str, Any]) -> List[str]:
     'mean', 'sum', 'batchmean'), any other name after, sorted, whatever the order of the
     keys in the record (a cached case's are sorted)."""
     reds = case["expected"].get("reductions", {})
-    order = ("none", "mean", "sum", "batchmean") if case.get("dialect") == "torch" else REDUCTIONS
+    order = ("none", "mean", "sum", "batchmean") if case.get("dialect") in ("torch", "optax", "tf") else REDUCTIONS
     head = ["per_sample"] if "per_sample" in case["expected"] else []
     return head + [r for r in order if r in reds] + sorted(set(reds) - set(order))
 
@@ -286,7 +303,7 @@ def torch_reproducer(case: Dict[str, Any], output: str) -> str:
         dtype = "torch.int64" if k in integer_inputs(target.entry, case["inputs"]) else f"torch.{dt}"
         lines.append(f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r}, {dtype})")
         names.append(k)
-    i, t = target.entry.names
+    i, t = target.entry.positional
     kw = "".join(f", {k}={k}" for k in names if k not in (i, t))
     kw += "".join(f", {k}={v!r}" for k, v in _sorted_params(case).items())
     lines.append(f"out = torch.nn.functional.{case['loss']}({i}, {t}, reduction={output!r}{kw})")
@@ -298,10 +315,55 @@ def torch_reproducer(case: Dict[str, Any], output: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: per functional dialect without reductions: the imports, the array constructor, the namespace
+_FRAMEWORK_CODE = {
+    "optax": (["import jax", "jax.config.update('jax_enable_x64', True)", "import numpy as np", "import optax"],
+              "jax.numpy.asarray", "optax.losses"),
+    "tf": (["import os", "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'", "import numpy as np",
+            "import tensorflow as tf"], "tf.constant", "tf.nn"),
+}
+
+
+def array_reproducer(case: Dict[str, Any]) -> str:
+    """A self-contained snippet for optax (JAX with x64 on) or tf.nn, NumPy beside it: the
+    arrays rebuilt from hex, the function called as the framework orders its arguments,
+    its value and the exact decimals."""
+    dialect = case["dialect"]
+    target = get_target(dialect, case["loss"])
+    imports, make, namespace = _FRAMEWORK_CODE[dialect]
+    dt = case["dtype"]
+    lines = list(imports)
+    lines += (["import ml_dtypes", "DT = ml_dtypes.bfloat16"] if dt == "bfloat16" else [f"DT = np.{dt}"])
+    lines += ["", "def arr(hexes, shape, dtype=None):",
+              "    v = [float('nan') if h == 'nan' else float.fromhex(h) for h in hexes]",
+              f"    return {make}(np.array(v, dtype=np.float64).reshape(shape).astype(dtype or DT))", ""]
+    names = []
+    for k in target.input_names:
+        a = case["inputs"].get(k)
+        if a is None:
+            continue
+        integer = k in integer_inputs(target.entry, case["inputs"])
+        lines.append(f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r}{', np.int64' if integer else ''})")
+        names.append(k)
+    pos = target.entry.positional
+    args = ", ".join(pos)
+    args += "".join(f", {k}={k}" for k in names if k not in pos)
+    args += "".join(f", {k}={v!r}" for k, v in _sorted_params(case).items())
+    lines.append(f"out = {namespace}.{case['loss']}({args})")
+    exp = _expected_of(case, "none")
+    lines += ["out = np.asarray(out).astype(np.float64).ravel()",
+              f"exact = {list(exp['decimal'])!r}  # lossref oracle, 40 significant digits",
+              "print('framework:', [repr(float(v)) for v in out])",
+              "print('exact    :', exact)"]
+    return "\n".join(lines) + "\n"
+
+
 def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     """A self-contained snippet (the framework and NumPy only) that shows the finding."""
     if case.get("dialect") == "torch":
         return torch_reproducer(case, output)
+    if case.get("dialect") in ("optax", "tf"):
+        return array_reproducer(case)
     target = keras_targets()[case["loss"]]
     ins = case["inputs"]
     dt = case["dtype"]

@@ -132,6 +132,68 @@ class TorchAdapter:
         return {"reductions": reds}
 
 
+class OptaxAdapter(TorchAdapter):
+    """optax.losses on JAX's CPU with ``jax_enable_x64`` on (float64 stays float64): the
+    arrays rebuilt exactly from hex as NumPy arrays of the case's dtype (integer labels as
+    int64), the function called once (optax has no reduction: its output is ``none``)."""
+
+    def __init__(self, backend: str = "cpu") -> None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import optax
+
+        self.convert, self.namespace = jax.numpy.asarray, optax.losses
+        self.backend = "cpu"
+        self.version = optax.__version__
+        self.versions = {"optax": optax.__version__, "jax": jax.__version__, "numpy": np.__version__}
+
+    def run(self, case: dict) -> dict:
+        from ..formats import get_format
+
+        dt = get_format(case["dtype"]).dtype
+        integer = set(case.get("torch", {}).get("integer", ()))
+        ins = {}
+        for k, v in case["inputs"].items():
+            if v is not None:
+                a = np.array(decode_hex(v["hex"]), dtype=np.float64).reshape(v["shape"])
+                ins[k] = self.convert(a.astype(np.int64) if k in integer else a.astype(dt))
+        # the tensors passed by position, in the framework's order; the rest by name
+        pos = case.get("torch", {}).get("positional", ("predictions", "targets"))
+        extra = {k: v for k, v in ins.items() if k not in pos}
+        fn = getattr(self.namespace, case["loss"])
+        params = case.get("params") or {}
+
+        def call():
+            values, dtype = self.values(fn(*(ins[k] for k in pos), **params, **extra))
+            return dict(encode_array(values), dtype=dtype)
+
+        return {"reductions": {"none": _guard(call)}}
+
+    def values(self, out):
+        """``(float64 NumPy array, dtype name)`` of a framework result (exact: a widening)."""
+        out = np.asarray(out)
+        return out.astype(np.float64), str(out.dtype)
+
+
+class TFAdapter(OptaxAdapter):
+    """tf.nn on the CPU: the same calls with ``tf.constant`` arrays (TF 2, eager)."""
+
+    def __init__(self, backend: str = "cpu") -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+
+        self.tf = tf
+        self.convert, self.namespace = tf.constant, tf.nn
+        self.backend = "cpu"
+        self.version = tf.__version__
+        self.versions = {"tensorflow": tf.__version__, "numpy": np.__version__}
+
+    def values(self, out):
+        # NumPy cannot read a bfloat16 tensor's buffer: widen in TF first (exactly)
+        return self.tf.cast(out, self.tf.float64).numpy(), out.dtype.name
+
+
 def _guard(compute) -> dict:
     """``compute()``, or the exception it raised as ``{"error", "kind", "traceback"}``."""
     try:
@@ -176,7 +238,8 @@ def _main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     with open(args.out, "a", encoding="utf-8") as out:
         try:
-            adapter = TorchAdapter(args.backend) if args.framework == "torch" else KerasAdapter(args.backend)
+            adapter = {"torch": TorchAdapter, "optax": OptaxAdapter,
+                       "tf": TFAdapter}.get(args.framework, KerasAdapter)(args.backend)
         except Exception as e:  # the backend itself cannot start: one header saying so
             out.write(json.dumps({"header": True, "error": f"{type(e).__name__}: {e}"}) + "\n")
             return 3

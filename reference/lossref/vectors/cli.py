@@ -112,8 +112,9 @@ def register_commands(sub) -> None:
                     "resumes. Exit 0 done, 1 a file failed or the set has a file the manifest "
                     "cannot vouch for, 2 a usage error (checked before any work), 130 "
                     "interrupted. Format and rules: spec/vectors/README.md.")
-    p.add_argument("--dialect", default="keras", choices=["keras", "torch"],
-                   help="dialect: keras, or torch (the functions of lossref/vectors/torch_table.py)")
+    p.add_argument("--dialect", default="keras", choices=["keras", "torch", "optax", "tf"],
+                   help="dialect: keras, torch, optax or tf (the functions of lossref/vectors/torch_table.py, "
+                        "optax_table.py and tf_table.py)")
     p.add_argument("--loss", nargs="+", action="extend", metavar="NAME",
                    help="only these losses (repeatable; default: every loss of the dialect)")
     p.add_argument("--dtype", nargs="+", action="extend", metavar="DTYPE",

@@ -86,7 +86,7 @@ PARAM_VALUES: Dict[str, Tuple[Any, ...]] = {
 
 #: Kinds whose ``y_true`` holds integer labels (never overwritten by special values).
 _LABEL_KINDS = ("sparse", "circle", "ctc", "class-logits", "class-log-probs", "margin-index",
-                "label-lists", "ctc-log-probs")
+                "label-lists", "ctc-log-probs", "index-logits", "ntxent", "ctc-paddings", "ctc-tf")
 
 
 def label_kinds() -> Tuple[str, ...]:
@@ -523,14 +523,14 @@ def _poisson_nll(d: Draw, shape, ps):
     return y, d.rng.signs(n) * d.rng.log_uniform(n, *d.exp_range(-30, 7))
 
 
-def _index_targets(d: Draw, y_shape, c: int) -> np.ndarray:
-    """Class indices in [0, C) for torch; some (adversarial: sometimes all) set to the
-    ``ignore_index`` parameter (torch's default -100 too): an all-ignored batch makes
-    ``'mean'`` 0/0, NaN."""
+def _index_targets(d: Draw, y_shape, c: int, ignored: bool = True) -> np.ndarray:
+    """Class indices in [0, C); for torch (`ignored`) some (adversarial: sometimes all) set
+    to the ``ignore_index`` parameter (torch's default -100 too): an all-ignored batch
+    makes ``'mean'`` 0/0, NaN."""
     n = int(np.prod(y_shape))
     y = d.rng.integers(n, 0, max(c, 1)).astype(np.float64)
     ignore = d.params.get("ignore_index", -100)
-    if n and d.rng.chance(0.4 if d.category != "adversarial" else 0.6):
+    if ignored and n and d.rng.chance(0.4 if d.category != "adversarial" else 0.6):
         if d.category == "adversarial" and d.rng.chance(0.3):
             d.tag("all-ignored")
             y[:] = ignore
@@ -540,15 +540,16 @@ def _index_targets(d: Draw, y_shape, c: int) -> np.ndarray:
     return y.reshape(y_shape)
 
 
-def _class_logits(d: Draw, y_shape, p_shape):
-    """cross_entropy: class indices (with ignored ones) or, for a target of the input's
-    shape, class probabilities; logits (adversarial: large, -inf, ties, wide range)."""
+def _class_logits(d: Draw, y_shape, p_shape, ignored: bool = True):
+    """cross_entropy: class indices (with ignored ones, where `ignored`) or, for a target of
+    the input's shape, class probabilities; logits (adversarial: large, -inf, ties, wide
+    range)."""
     n = int(np.prod(p_shape))
     if tuple(y_shape) == tuple(p_shape):
         y = _one_hot(d, p_shape) if d.rng.chance(0.25) else _distribution_rows(
             d, p_shape, d.category == "adversarial" and d.rng.chance(0.5))
     else:
-        y = _index_targets(d, y_shape, p_shape[-1])
+        y = _index_targets(d, y_shape, p_shape[-1], ignored)
     if d.category != "adversarial":
         return y, d.uniform(n, -6.0, 6.0)
     probabilities = tuple(y_shape) == tuple(p_shape)
@@ -597,7 +598,7 @@ def _ctc_log_probs(d: Draw, y_shape, p_shape):
     n, s = y_shape
     t_len, _, c = p_shape
     rng = d.rng
-    blank = int(d.params.get("blank", 0))
+    blank = _blank(d)
     too_short = "too-short" in d.tags
     repeated = d.category == "adversarial" and rng.chance(0.4)
     if repeated:
@@ -830,8 +831,55 @@ def _triplet(d: Draw, shape, _ps):
     else:
         anchor, pos, how = _pair_rows(d, shape)
         neg = d.wide(n) if how == "wide-range" else pos[::-1].copy()
-    d.arrays["negative"] = np.asarray(neg, np.float64).reshape(shape)
+    d.arrays["negative"] = d.arrays["negatives"] = np.asarray(neg, np.float64).reshape(shape)  # torch, optax
     return pos, anchor
+
+
+def _log_distribution_log(d: Draw, shape, ps):
+    """optax's kl_divergence_with_log_targets: both sides log-probabilities."""
+    y, logp = _log_distribution(d, shape, ps)
+    return _mp_log(y), logp
+
+
+def _ntxent(d: Draw, y_shape, p_shape):
+    """ntxent: embeddings (N, D) and integer labels (N,), drawn from N/2 classes so that most
+    rows have a positive partner; adversarial embeddings are parallel, equal, zero, huge,
+    tiny or wide-ranging (:func:`_pair_rows`)."""
+    n = int(np.prod(y_shape))
+    y = d.rng.integers(n, 0, max(1, n // 2)).astype(np.float64)
+    _, e, _ = _pair_rows(d, p_shape)
+    return y.reshape(y_shape), e
+
+
+def _blank(d: Draw) -> int:
+    """The blank class of a CTC case: torch's ``blank``, optax's ``blank_id``, tf's
+    ``blank_index`` (None: 0)."""
+    for name in ("blank", "blank_id", "blank_index"):
+        if d.params.get(name) is not None:
+            return int(d.params[name])
+    return 0
+
+
+def _ctc_tf(d: Draw, y_shape, p_shape):
+    """tf.nn.ctc_loss: the draw of ``ctc-log-probs`` (dense labels (N, S), time-major
+    logits (T, N, C), which TF normalises itself) with the lengths under TF's names."""
+    y, lp = _ctc_log_probs(d, y_shape, p_shape)
+    d.arrays["logit_length"] = d.arrays.pop("input_lengths")
+    d.arrays["label_length"] = d.arrays.pop("target_lengths")
+    return y, lp
+
+
+def _ctc_paddings(d: Draw, y_shape, p_shape):
+    """optax's ctc_loss: the draw of ``ctc-log-probs`` in optax's terms: logits batch-major
+    (N, T, C) (log-probabilities, or raw scores, which optax normalises itself), the labels
+    (N, S) and the paddings (1 where padded) of both in ``d.arrays``; returns
+    ``(logit_paddings, logits)``."""
+    y, lp = _ctc_log_probs(d, y_shape, p_shape)
+    t_len, n, _ = p_shape
+    il, tl = d.arrays.pop("input_lengths"), d.arrays.pop("target_lengths")
+    d.arrays["labels"] = y
+    d.arrays["label_paddings"] = (np.arange(y_shape[1]) >= tl[:, None]).astype(np.float64)
+    return (np.arange(t_len) >= il[:, None]).astype(np.float64), np.swapaxes(lp, 0, 1)
 
 
 #: kind -> generator(draw, y_shape, p_shape) -> (y_true, y_pred) (float64, not yet rounded)
@@ -848,6 +896,12 @@ KINDS: Dict[str, Callable] = {
     "label-lists": _label_lists,
     "ctc-log-probs": _ctc_log_probs,
     "margin-ranking": _margin_ranking,
+    "softmax-logits": _class_logits,
+    "index-logits": lambda d, ys, ps: _class_logits(d, ys, ps, ignored=False),  # every label a class
+    "log-distribution-log": _log_distribution_log,
+    "ntxent": _ntxent,
+    "ctc-paddings": _ctc_paddings,
+    "ctc-tf": _ctc_tf,
     "cosine-embedding": _cosine_embedding,
     "triplet": _triplet,
     "real": _real,
@@ -901,8 +955,8 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
             else:
                 t, length = 1, 1
         return (b, length), (b, t, c)
-    if kind == "ctc-log-probs":  # ((N, S), (T, N, C)); ctc_loss refuses an empty log_probs
-        blank = int(d.params.get("blank", 0))
+    if kind in ("ctc-log-probs", "ctc-paddings", "ctc-tf"):  # ((N, S), (T, N, C)); no empty log_probs
+        blank = _blank(d)
         n, t = rng.integer(1, 4), rng.integer(1, 9)
         c = blank + 1 if blank and rng.chance(0.5) else rng.integer(max(2, blank + 2), blank + 6)
         s = rng.integer(0, t + 2)
@@ -925,11 +979,12 @@ def draw_shapes(d: Draw, kind: str) -> Tuple[tuple, tuple]:
                 n, t, c, s = 1, rng.integer(30, 65), max(3, blank + 1), rng.integer(5, 20)
         return (n, s), (t, n, c)
     classy = kind in ("categorical", "distribution", "sparse", "scores", "log-distribution",
-                      "class-logits", "class-log-probs", "margin-index", "label-lists")
-    # torch kinds with one class index per position (the class axis is the last here)
-    index = kind in ("sparse", "class-logits", "class-log-probs", "margin-index")
+                      "class-logits", "class-log-probs", "margin-index", "label-lists",
+                      "softmax-logits", "index-logits", "log-distribution-log", "ntxent")
+    # kinds with one class index per position (the class axis is the last here)
+    index = kind in ("sparse", "class-logits", "class-log-probs", "margin-index", "index-logits", "ntxent")
     # torch takes (C) or (N, C) only (the embedding losses: (D) or (N, D))
-    matrix = kind in ("margin-index", "label-lists", "cosine-embedding", "triplet")
+    matrix = kind in ("margin-index", "label-lists", "cosine-embedding", "triplet", "ntxent")
     if kind == "class-logits" and d.params.get("ignore_index", -100) < 0 and rng.chance(0.3):
         d.tag("probability-targets")  # cross_entropy: a target of the input's shape
         index = False
@@ -973,8 +1028,10 @@ def draw_inputs(d: Draw, kind: str) -> Tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_pred)`` of one case, rounded into the format."""
     y_shape, p_shape = draw_shapes(d, kind)
     t, p = KINDS[kind](d, y_shape, p_shape)
-    t = d.r(np.asarray(t, dtype=np.float64).reshape(y_shape))
-    p = d.r(np.asarray(p, dtype=np.float64).reshape(p_shape))
+    # flat draws take the drawn shapes; a kind may return its own (ctc-paddings: optax's layout)
+    t, p = (np.asarray(a, dtype=np.float64) for a in (t, p))
+    t = d.r(t.reshape(y_shape) if t.ndim <= 1 else t)
+    p = d.r(p.reshape(p_shape) if p.ndim <= 1 else p)
     return t, p
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from .. import formats
 from ..formats import Format
 from .targets import DECIMAL_DIGITS, REDUCTIONS
-from .torch_table import TORCH_REDUCTIONS
+from .torch_table import FUNCTION_DIALECTS, TORCH_REDUCTIONS, table
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ID_STEP", "CATEGORIES", "dumps", "case_id",
            "check_provenance", "check_case", "check_values", "decimal_mismatches", "decode_array",
@@ -73,11 +73,11 @@ def _layout(prov: Mapping[str, Any]):
     ``KeyError`` for an unknown dialect or torch function."""
     if prov["dialect"] == "keras":
         return ("y_true", "y_pred", "sample_weight"), ("sample_weight",), REDUCTIONS, True
-    if prov["dialect"] == "torch":
-        from .torch_table import TORCH_TABLE
-        entry = TORCH_TABLE.get(prov["loss"])
+    if prov["dialect"] in FUNCTION_DIALECTS:
+        entry = table(prov["dialect"]).get(prov["loss"])
         if entry is None:
-            raise KeyError(f"torch function {prov['loss']!r} has no entry in the torch table")
+            raise KeyError(f"{prov['dialect']} function {prov['loss']!r} has no entry in the "
+                           f"{prov['dialect']} table")
         extra = tuple(n for n, _ in entry.arrays)
         reds = prov.get("reductions") or entry.reductions
         return tuple(entry.names) + extra, extra, tuple(reds), False
@@ -145,7 +145,11 @@ def check_provenance(obj: Any) -> List[str]:
     for k in ("cases", "seed", "id_step", "redrawn"):
         if not _is_int(p[k]) or p[k] < 0:
             out.append(f"provenance: {k} must be a non-negative integer, got {p[k]!r}")
-    if p["dialect"] == "torch":
+    if p["dialect"] in ("optax", "tf"):  # one output: the function's value
+        if list(p["reductions"]) != ["none"]:
+            out.append(f"provenance: reductions {p['reductions']!r}, expected ['none'] "
+                       f"({p['dialect']} has no reduction argument)")
+    elif p["dialect"] == "torch":
         reds = p["reductions"]
         if not (isinstance(reds, list) and reds and reds[0] == "none" and len(set(reds)) == len(reds)
                 and all(r in TORCH_REDUCTIONS for r in reds)):
@@ -405,13 +409,12 @@ class Case:
             dec[r] = np.array(v["decimal"], dtype=str).reshape(tuple(v["shape"]))
         inputs = {k: decode_array(v, fmt) for k, v in rec["inputs"].items()}
         i, t = "y_pred", "y_true"
-        if rec["dialect"] == "torch":  # the entry's names: input, target (ctc_loss: log_probs, targets)
-            from .torch_table import TORCH_TABLE
-            entry = TORCH_TABLE.get(rec["loss"])
-            i, t = entry.names if entry is not None else ("input", "target")
+        if rec["dialect"] in FUNCTION_DIALECTS:  # the entry's names: input, target, logits, ...
+            entry = table(rec["dialect"]).get(rec["loss"])
+            i, t = (entry.names + (None,))[:2] if entry is not None else ("input", "target")
         return cls(id=rec["id"], dialect=rec["dialect"], loss=rec["loss"], dtype=rec["dtype"],
                    params=dict(rec["params"]), tags=list(rec["tags"]),
-                   y_true=inputs[t],
+                   y_true=inputs.get(t),
                    y_pred=inputs[i],
                    sample_weight=inputs.get("sample_weight"),
                    per_sample=None if ps is None else decode_array(ps, formats.get_format(ps["dtype"])),

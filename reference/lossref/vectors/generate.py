@@ -125,8 +125,8 @@ def draw_inputs_of(target, dtype: str, key: str, index: int) -> Tuple[
         if t.shape == p.shape:
             t = np.ascontiguousarray(np.moveaxis(t, -1, cd))
         p = np.ascontiguousarray(np.moveaxis(p, -1, cd))
-    pn, tn = target.entry.names
-    inputs: Dict[str, Optional[np.ndarray]] = {pn: p, tn: t}
+    names = target.entry.names  # the drawn input, then the drawn target (if the function takes one)
+    inputs: Dict[str, Optional[np.ndarray]] = dict(zip(names, (p, t)))
     for name, rule in target.entry.arrays:
         inputs[name] = domains.draw_array(d, name, rule, p.shape)
     check_inputs(target, fmt, params, inputs)
@@ -322,28 +322,29 @@ class GoldenReport:
 def plan(dialect: str = "keras", losses: Optional[Sequence[str]] = None,
          dtypes: Optional[Sequence[str]] = None) -> List[Tuple[str, str]]:
     """The (loss, dtype) pairs of a run; ``KeyError``/``TypeError`` for unknown names.
-    A torch function is paired only with the formats of its table entry's ``dtypes``."""
+    A torch or optax function is paired only with the formats of its table entry's
+    ``dtypes``."""
     known = targets(dialect)  # KeyError for an unknown dialect
-    if dialect == "torch" and not losses:
+    if dialect != "keras" and not losses:
         from .torch_table import missing_entries
-        missing = missing_entries()
+        missing = missing_entries(dialect)
         if missing:  # never skip a function of the dialect silently
-            raise KeyError(f"lossref.torch.nn.functional has function(s) without an entry in "
-                           f"lossref/vectors/torch_table.py: {', '.join(missing)}; add one each "
-                           f"(or name the functions to generate with --loss)")
+            raise KeyError(f"lossref's {dialect} dialect has function(s) without an entry in its "
+                           f"table (lossref/vectors/{dialect}_table.py): {', '.join(missing)}; add "
+                           f"one each (or name the functions to generate with --loss)")
     names = sorted(known) if not losses else list(dict.fromkeys(losses))
     for n in names:
         get_target(dialect, n)
     dts = list(DTYPES) if not dtypes else [formats.get_format(d).name for d in dict.fromkeys(dtypes)]
-    if dialect != "torch":
+    if dialect == "keras":
         return [(n, d) for n in names for d in dts]
-    # a torch function gets files only in the formats torch defines it for (its entry's dtypes)
+    # a function gets files only in the formats its framework defines it for (entry's dtypes)
     pairs = [(n, d) for n in names for d in dts if d in known[n].entry.dtypes]
     if losses and dtypes:  # asked for by name: a format the function lacks is an error
         for n in names:
             lacking = [d for d in dts if d not in known[n].entry.dtypes]
             if lacking:
-                raise TypeError(f"{n} has no {', '.join(lacking)} vectors: torch defines it for "
+                raise TypeError(f"{n} has no {', '.join(lacking)} vectors: {dialect} defines it for "
                                 f"{', '.join(known[n].entry.dtypes)} only")
     return pairs
 
@@ -403,7 +404,7 @@ def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = 
     out : path
         The set's folder (created if missing).
     dialect : str
-        ``"keras"`` or ``"torch"``.
+        ``"keras"``, ``"torch"`` or ``"optax"``.
     losses, dtypes : sequence of str, optional
         Default: every loss of the dialect, every format.
     cases : int

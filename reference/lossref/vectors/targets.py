@@ -36,7 +36,7 @@ __all__ = ["KerasTarget", "keras_targets", "get_target", "targets", "DIALECTS", 
            "expected_of", "check_inputs", "Rejected"]
 
 #: Dialects with golden vectors.
-DIALECTS = ("keras", "torch")
+DIALECTS = ("keras", "torch", "optax", "tf")
 
 #: Reductions of every case, in file order ("none" is Keras's ``None``/``"none"``).
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
@@ -132,12 +132,13 @@ def keras_targets() -> Dict[str, KerasTarget]:
 
 def targets(dialect: str) -> Dict[str, Any]:
     """Loss name -> target of every loss of `dialect` with golden vectors (Keras: found by
-    scanning the dialect; torch: :data:`~lossref.vectors.torch_table.TORCH_TABLE`)."""
+    scanning the dialect; torch and optax: their tables,
+    :func:`~lossref.vectors.torch_table.table`)."""
     if dialect == "keras":
         return keras_targets()
-    if dialect == "torch":
-        from .torch_table import torch_targets
-        return torch_targets()
+    if dialect in ("torch", "optax", "tf"):
+        from .torch_table import function_targets
+        return function_targets(dialect)
     raise KeyError(f"unknown dialect {dialect!r}; golden vectors exist for: {', '.join(DIALECTS)}")
 
 
@@ -148,8 +149,8 @@ def get_target(dialect: str, loss: str):
     known = targets(dialect)
     if loss not in known:
         where = ("has no Keras function and class in lossref.keras.losses" if dialect == "keras"
-                 else "is not a function of lossref.torch.nn.functional with an entry in "
-                      "lossref/vectors/torch_table.py")
+                 else f"is not a function of lossref's {dialect} dialect with an entry in its "
+                      "table (lossref/vectors/torch_table.py, optax_table.py)")
         raise KeyError(f"loss {loss!r} {where}; known: {', '.join(sorted(known))}")
     return known[loss]
 
@@ -265,11 +266,14 @@ def _torch_arrays(target, fmt: Format, inputs: Mapping[str, Optional[np.ndarray]
 
 
 def _torch_call(target, fmt, params, inputs, reduction, exact: bool):
+    """A function of torch, optax or tf on the case (optax and tf have no ``reduction``:
+    their one output is called ``none``)."""
     a = _torch_arrays(target, fmt, inputs)
     fn = target.function.exact if exact else target.function
-    i, t = target.entry.names
-    extra = {k: v for k, v in a.items() if k not in (i, t)}
-    return fn(a[i], a[t], reduction=reduction, **call_params(params), **extra)
+    pos = target.entry.positional
+    extra = {k: v for k, v in a.items() if k not in pos}
+    red = {"reduction": reduction} if target.dialect == "torch" else {}
+    return fn(*(a[k] for k in pos), **red, **call_params(params), **extra)
 
 
 def check_inputs(target, fmt: Format, params: Mapping[str, Any],

@@ -43,8 +43,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["TorchEntry", "TORCH_TABLE", "TORCH_REDUCTIONS", "ARRAY_RULES", "TorchTarget",
-           "torch_targets", "missing_entries", "integer_inputs"]
+__all__ = ["TorchEntry", "TORCH_TABLE", "TORCH_REDUCTIONS", "ARRAY_RULES", "FunctionTarget", "TorchTarget",
+           "FUNCTION_DIALECTS", "table", "function_targets", "torch_targets", "missing_entries",
+           "integer_inputs"]
 
 #: Every reduction name a torch file may list.
 TORCH_REDUCTIONS = ("none", "mean", "sum", "batchmean")
@@ -60,9 +61,10 @@ ARRAY_RULES = ("input", "broadcast", "last", "class", "variance", "kind")
 
 @dataclass(frozen=True)
 class TorchEntry:
-    """How one torch function's cases are drawn (see the module docstring)."""
+    """How one function's cases are drawn (see the module docstring); optax's functions
+    use it too (no ``module``: optax has no classes; reductions ``("none",)``)."""
 
-    module: str
+    module: Optional[str]
     kind: str
     params: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()
     arrays: Tuple[Tuple[str, str], ...] = ()
@@ -80,6 +82,15 @@ class TorchEntry:
     names: Tuple[str, str] = ("input", "target")
     #: the formats that get files (torch defines ctc_loss for float32/float64 only)
     dtypes: Tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+    #: the framework's positional order of the named tensors where it is not `names`'s
+    #: (``tf.nn``: labels first, then logits); `names` may hold one name (``l2_loss(t)``:
+    #: the drawn input alone)
+    order: Optional[Tuple[str, ...]] = None
+
+    @property
+    def positional(self) -> Tuple[str, ...]:
+        """The tensors passed by position, in the framework's order."""
+        return self.order or self.names
 
 
 #: Function name -> entry. The list of torch functions with golden vectors.
@@ -154,21 +165,20 @@ def integer_inputs(entry: TorchEntry, inputs: Mapping[str, Any]) -> Tuple[str, .
     def shape(v):
         return None if v is None else tuple(v["shape"] if isinstance(v, Mapping) else np.shape(v))
     out = entry.integer
-    i, t = entry.names
+    i, t = (entry.names + (None,))[:2]
     if entry.probability_target and shape(inputs.get(t)) == shape(inputs.get(i)):
         out = tuple(n for n in out if n != t)
     return out
 
 
 @dataclass(frozen=True)
-class TorchTarget:
-    """One torch function of the dialect with its table entry."""
+class FunctionTarget:
+    """One function of a functional dialect (torch, optax) with its table entry."""
 
     loss: str
     function: Any
     entry: TorchEntry
-
-    dialect = "torch"
+    dialect: str = "torch"
 
     @property
     def params(self) -> Tuple[Tuple[str, Any], ...]:
@@ -202,16 +212,16 @@ class TorchTarget:
         return self.loss
 
     @property
-    def class_name(self) -> str:
+    def class_name(self) -> Optional[str]:
         return self.entry.module
 
     @property
     def function_qualname(self) -> str:
-        return f"torch.nn.functional.{self.loss}"
+        return f"{_QUALNAMES[self.dialect][0]}.{self.loss}"
 
     @property
-    def class_qualname(self) -> str:
-        return f"torch.nn.{self.entry.module}"
+    def class_qualname(self) -> Optional[str]:
+        return f"{_QUALNAMES[self.dialect][1]}.{self.entry.module}" if self.entry.module else None
 
     def defaults(self) -> Dict[str, Any]:
         return dict(self.params)
@@ -220,20 +230,60 @@ class TorchTarget:
         return dict(self.entry.params)[name]
 
 
-def _functional():
+#: the name the functions of the first PR keep
+TorchTarget = FunctionTarget
+
+#: dialects whose losses are functions described by a table like :data:`TORCH_TABLE`
+FUNCTION_DIALECTS = ("torch", "optax", "tf")
+#: where each dialect's functions and classes live in the framework itself
+_QUALNAMES = {"torch": ("torch.nn.functional", "torch.nn"), "optax": ("optax.losses", None),
+              "tf": ("tf.nn", None)}
+
+
+def table(dialect: str) -> Dict[str, TorchEntry]:
+    """The function table of a functional dialect (``KeyError`` for another)."""
+    if dialect == "torch":
+        return TORCH_TABLE
+    if dialect == "optax":
+        from .optax_table import OPTAX_TABLE
+        return OPTAX_TABLE
+    if dialect == "tf":
+        from .tf_table import TF_TABLE
+        return TF_TABLE
+    raise KeyError(f"{dialect!r} is not a functional dialect; those are: {', '.join(FUNCTION_DIALECTS)}")
+
+
+def _namespace(dialect: str):
+    if dialect == "optax":
+        from ..optax import losses
+        return losses
+    if dialect == "tf":
+        from ..tf import nn
+        return nn
     from ..torch.nn import functional
     return functional
 
 
 @lru_cache(maxsize=None)
-def torch_targets() -> Dict[str, TorchTarget]:
-    """Function name -> :class:`TorchTarget` for every table entry the dialect has."""
-    F = _functional()
-    return {name: TorchTarget(name, getattr(F, name), entry)
-            for name, entry in sorted(TORCH_TABLE.items()) if hasattr(F, name)}
+def function_targets(dialect: str) -> Dict[str, FunctionTarget]:
+    """Function name -> :class:`FunctionTarget` for every entry of `dialect`'s table the
+    dialect has."""
+    F = _namespace(dialect)
+    return {name: FunctionTarget(name, getattr(F, name), entry, dialect)
+            for name, entry in sorted(table(dialect).items()) if hasattr(F, name)}
 
 
-def missing_entries() -> List[str]:
-    """Functions of ``lossref.torch.nn.functional.__all__`` without a table entry."""
-    F = _functional()
-    return sorted(n for n in getattr(F, "__all__", ()) if n not in TORCH_TABLE)
+def torch_targets() -> Dict[str, FunctionTarget]:
+    """:func:`function_targets` of torch."""
+    return function_targets("torch")
+
+
+def missing_entries(dialect: str = "torch") -> List[str]:
+    """Functions of the dialect's ``__all__`` without a table entry."""
+    F = _namespace(dialect)
+    skip = {}
+    if dialect == "optax":
+        from .optax_table import NO_VECTORS as skip
+    elif dialect == "tf":
+        from .tf_table import NO_VECTORS as skip
+    return sorted(n for n in getattr(F, "__all__", ()) if n not in table(dialect) and n not in skip)

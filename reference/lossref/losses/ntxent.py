@@ -1,0 +1,97 @@
+"""NT-Xent (normalised temperature-scaled cross-entropy). Spec: spec/losses/ntxent.md.
+
+For embeddings ``x`` of shape ``(B, D)`` (``y_pred``) with group labels ``g`` (``y_true``,
+shape ``(B,)``): ``u_i = x_i / sqrt(max(||x_i||**2, eps))``, ``s_ij = u_i . u_j / T``; over
+the positive pairs ``P = {(i, j): i != j, g_i = g_j}`` and the negatives
+``N_i = {k: g_k != g_i}`` of each anchor, the mean of
+``log(exp(s_ij) + sum_{k in N_i} exp(s_ik)) - s_ij``. One value per batch; no positive
+pair gives NaN (0/0). Optax: ``optax.losses.ntxent`` (:mod:`lossref.optax._margin`).
+"""
+
+from __future__ import annotations
+
+
+import mpmath
+import numpy as np
+
+from ..numerics import logsumexp, softplus, sum2, two_product
+from ..registry import LossDef, Param, check_float_array, finite_number, positive_float, register
+
+
+def _cosines(e: np.ndarray, eps: float) -> np.ndarray:
+    """``u_i . u_j`` for all pairs: squared norms and dot products as compensated sums of
+    exact products, so each cosine is within a few u."""
+    ph, pl = two_product(e, e)
+    ss = sum2(ph, lo=pl)
+    norm = np.sqrt(np.maximum(ss, eps))
+    gh, gl = two_product(e[:, None, :], e[None, :, :])
+    dots = sum2(gh, lo=gl)
+    return dots / norm[:, None] / norm[None, :]
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, temperature: float = 0.07, eps: float = 0.0) -> np.ndarray:
+    """The batch's value in float64 (a 0-dim array). Each pair's term is
+    ``softplus(lse_{N_i}(s_i.) - s_ij)``: no exponential overflows and ``log(1 + r)``
+    keeps its accuracy for a small ``r``."""
+    g = np.asarray(y_true, np.float64).reshape(-1)
+    e = np.asarray(y_pred, np.float64)
+    b = e.shape[0]
+    with np.errstate(all="ignore"):
+        s = _cosines(e, eps) / temperature
+        same = g[:, None] == g[None, :]
+        pos = same & ~np.eye(b, dtype=bool)
+        lse_neg = logsumexp(np.where(same, -np.inf, s), axis=-1)[:, None]
+        terms = np.where(pos, softplus(lse_neg - s), 0.0)
+        return np.asarray(sum2(terms.reshape(-1)) / np.sum(pos))
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, temperature: float = 0.07, eps: float = 0.0) -> np.ndarray:
+    """The literal definition on exact values (loops over the pairs)."""
+    g = list(y_true.reshape(-1))
+    b, d = y_pred.shape
+    t, ep = mpmath.mpf(temperature), mpmath.mpf(eps)
+    nrm = [mpmath.sqrt(max(mpmath.fsum(v * v for v in y_pred[i]), ep)) for i in range(b)]
+    s = [[mpmath.fsum(y_pred[i, k] * y_pred[j, k] for k in range(d)) / (nrm[i] * nrm[j]) / t
+          for j in range(b)] for i in range(b)]
+    terms = []
+    for i in range(b):
+        neg = mpmath.fsum(mpmath.exp(s[i][k]) for k in range(b) if g[k] != g[i])
+        for j in range(b):
+            if j != i and g[j] == g[i]:
+                # log(e^s + neg) - s written as log1p(neg e^-s): exactly 0 without negatives
+                terms.append(mpmath.log1p(neg * mpmath.exp(-s[i][j])))
+    if not terms:
+        return np.asarray(mpmath.mpf("nan"), dtype=object)
+    return np.asarray(mpmath.fsum(terms) / len(terms), dtype=object)
+
+
+def check_inputs(name: str, y_true, y_pred):
+    """Embeddings ``(B, D)`` and labels ``(B,)``, both float."""
+    e = check_float_array(y_pred, "y_pred")
+    g = check_float_array(y_true, "y_true")
+    if e.ndim != 2 or g.shape != e.shape[:1]:
+        raise ValueError(f"{name}: expected embeddings (B, D) and labels (B,); got {e.shape} and {g.shape}")
+    return g, e
+
+
+def _eps(v):
+    return None if is_nonneg(v) else "expected a finite number >= 0"
+
+
+def is_nonneg(v) -> bool:
+    return finite_number(v) is None and v >= 0
+
+
+LOSS = register(LossDef(
+    name="ntxent",
+    summary="NT-Xent: mean over positive pairs (i, j) of log(exp s_ij + sum_{k in N_i} exp s_ik) - s_ij, "
+            "s = cosine / temperature, norms clamped at sqrt(eps); y_true labels (B,), y_pred (B, D)",
+    stage2="structured",
+    params={
+        "temperature": Param(0.07, "number > 0", positive_float),
+        "eps": Param(0.0, "number >= 0: the squared norm is clamped below at eps", _eps),
+    },
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    check_inputs=check_inputs,
+))

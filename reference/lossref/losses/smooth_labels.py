@@ -1,0 +1,59 @@
+"""Label smoothing: ``(1 - alpha) y + alpha / k`` elementwise. Spec: spec/losses/smooth_labels.md.
+
+Not a loss but the preprocessing step of the cross-entropy losses; it is catalogued so
+that it has a reference, an oracle and a spec page like every value lossref computes.
+The catalogue's two inputs are the labels ``y = y_true`` and ``k = y_pred``, the number
+of classes each label is shared among (a positive integer held as a float; 0 gives
+IEEE's ``alpha / 0``). Optax: ``optax.losses.smooth_labels``
+(:func:`lossref.optax.losses.smooth_labels`). The values keep the input's shape, so the
+entry is structured (its "per-sample" values are the smoothed labels).
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+from ..numerics import sum2, two_product
+from ..oracle import ops as x
+from ..registry import LossDef, Param, finite_number, register
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """Elementwise value in float64, about one rounding even where the two terms cancel.
+
+    ``y - alpha y + alpha / k`` as five float64 terms whose sum is the exact value (up to
+    ``u^2`` of the quotient): ``alpha y`` split by TwoProduct, ``alpha / k`` as its
+    quotient ``q`` and the remainder ``(alpha - q k) / k`` (``alpha - fl(q k)`` is exact by
+    Sterbenz). The compensated sum leaves ``u |v| + 18 u^2 sum|terms|``. Infinite or NaN
+    inputs, and ``k = 0``, take IEEE's value of the plain formula.
+    """
+    y, k = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    a = float(alpha)
+    with np.errstate(all="ignore"):
+        h, lo = two_product(np.full(y.shape, a), y)
+        q = a / k
+        qh, ql = two_product(q, k)
+        r = ((a - qh) - ql) / k
+        out = sum2(np.stack([y, -h, -lo, q, r], axis=-1), axis=-1)
+        finite = np.isfinite(y) & np.isfinite(q)
+        if not np.all(finite):
+            out = np.where(finite, out, (1.0 - a) * y + q)
+    return out
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """The literal definition on exact values."""
+    a = mpmath.mpf(alpha)  # exact: a float's value
+    return (1 - a) * y_true + x.div(a, y_pred)
+
+
+LOSS = register(LossDef(
+    name="smooth_labels",
+    summary="(1 - alpha) y + alpha / k elementwise (label smoothing; k = y_pred, the class count)",
+    stage2="structured",
+    params={"alpha": Param(0.1, "finite number: the smoothing factor", finite_number)},
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    rowwise=True,
+))

@@ -1,0 +1,113 @@
+"""Triplet margin loss with a power-sum distance. Spec: spec/losses/triplet_margin_powsum.md.
+
+Per sample, with anchor ``a = y_pred``, positive ``b = y_true`` and ``n = negative`` (an
+array parameter), over the last axis: ``max(margin + d(a, b) - d(a, n), 0)`` with
+``d(u, v) = (sum_k (u_k - v_k)**p + eps)**(1/p)``. The powers are IEEE ``pow`` of the
+signed differences (no absolute value): for an odd or non-integer ``p`` the "distance"
+may be negative or NaN, as defined. Differs from ``triplet_margin`` (``||u - v + eps||_p``).
+Optax: ``optax.losses.triplet_margin_loss`` (:mod:`lossref.optax._margin`).
+"""
+
+from __future__ import annotations
+
+
+import mpmath
+import numpy as np
+
+from ..numerics import sum2, sum2_parts, two_product, two_sum
+from ..oracle import to_exact
+from ..registry import LossDef, Param, finite_number, param_array, real_array_error, register
+
+#: rows whose largest difference exceeds 2**_BIG are squared scaled by a power of two
+_BIG = 500
+
+
+def _distance2(u: np.ndarray, v: np.ndarray, eps: float):
+    """``sqrt(sum (u - v)**2 + eps)`` as ``(h, l)``: exact differences (TwoSum) and squares
+    (TwoProduct) summed in double-double, a corrected square root; rows with a
+    difference above 2**500 are scaled by ``2**-e`` first (then eps is negligible)."""
+    dh, dl = two_sum(u, -v)
+    top = np.max(np.where(np.isfinite(dh), np.abs(dh), 0.0), axis=-1)
+    e = np.where(top > 2.0 ** _BIG, np.frexp(top)[1], 0)
+    dh, dl = np.ldexp(dh, -e[..., None]), np.ldexp(dl, -e[..., None])
+    sq, sq_lo = two_product(dh, dh)
+    s, s_lo = sum2_parts(np.concatenate([sq, np.ldexp(np.full(sq.shape[:-1] + (1,), eps), -2 * e[..., None])], -1),
+                         lo=np.concatenate([sq_lo + 2.0 * dh * dl, np.zeros(sq.shape[:-1] + (1,))], -1))
+    h = np.sqrt(s)
+    hh, hl = two_product(h, h)
+    l = np.where(h > 0, (((s - hh) - hl) + s_lo) / (2.0 * h), 0.0)
+    l = np.where(np.isfinite(l), l, 0.0)
+    return np.ldexp(h, e), np.ldexp(l, e)
+
+
+def _distance_pow(u: np.ndarray, v: np.ndarray, p: float, eps: float):
+    """The plain power sum for ``p != 2`` (a few u where no term cancels)."""
+    s = sum2(np.power(u - v, p)) + eps
+    return np.power(s, 1.0 / p), np.zeros_like(s)
+
+
+def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0, p: float = 2,
+              eps: float = 1e-6) -> np.ndarray:
+    """Per-sample value in float64: for p = 2 the distances as double-doubles and
+    ``margin + d(a, b) - d(a, n)`` summed from their parts, so where the distances cancel
+    only ``O(u**2)`` of them remains."""
+    a, b = np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64)
+    n = np.broadcast_to(np.asarray(param_array("triplet_margin_powsum", "negative", negative, a.shape),
+                                   np.float64), a.shape)
+    with np.errstate(all="ignore"):
+        dist = _distance2 if p == 2 else (lambda u, v, e: _distance_pow(u, v, p, e))
+        ph, pl = dist(a, b, eps)
+        nh, nl = dist(a, n, eps)
+        x, xe = two_sum(ph, -nh)
+        xe = np.where(np.isfinite(xe), xe, 0.0)
+        out = sum2(np.stack([np.full(np.shape(x), float(margin)), x, xe, pl, -nl], axis=-1))
+        return np.maximum(out, 0.0) + 0.0
+
+
+def _pow(base, q):
+    """IEEE ``pow`` on exact values: a negative base needs an integer exponent."""
+    if mpmath.isnan(base):
+        return mpmath.mpf("nan")
+    if base < 0:
+        return base ** int(q) if q == int(q) else mpmath.mpf("nan")
+    return base ** q
+
+
+def oracle(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0, p: float = 2,
+           eps: float = 1e-6) -> np.ndarray:
+    """The literal definition on exact values (``1/p`` exact)."""
+    n = negative if getattr(negative, "dtype", None) == object else to_exact(np.asarray(negative))
+    n = np.broadcast_to(param_array("triplet_margin_powsum", "negative", n, y_pred.shape), y_pred.shape)
+    pw = np.frompyfunc(_pow, 2, 1)
+    q = mpmath.mpf(p)
+
+    def dist(u, v):
+        s = np.frompyfunc(lambda *r: mpmath.fsum(r), u.shape[-1], 1)(*np.moveaxis(pw(u - v, q), -1, 0)) \
+            if u.shape[-1] else np.zeros(u.shape[:-1], object)
+        return pw(np.asarray(s, dtype=object) + mpmath.mpf(eps), 1 / q)
+
+    val = margin + dist(y_pred, y_true) - dist(y_pred, n)
+    return np.asarray(np.frompyfunc(lambda v: v if mpmath.isnan(v) else max(v, mpmath.mpf(0)), 1, 1)(val), dtype=object)
+
+
+def _check_p(v):
+    return None if finite_number(v) is None and v > 0 else "expected a finite number > 0"
+
+
+LOSS = register(LossDef(
+    name="triplet_margin_powsum",
+    summary="max(0, margin + d(a, b) - d(a, n)) per sample, d(u, v) = (sum (u - v)^p + eps)^(1/p) over "
+            "the last axis (signed powers); a = y_pred, b = y_true, n = negative",
+    stage2="structured",
+    rowwise=True,
+    params={
+        "negative": Param(None, "array of floats broadcasting to the inputs' shape without widening it",
+                          lambda v: real_array_error(v, required=True)),
+        "margin": Param(1.0, "finite number", finite_number),
+        "p": Param(2, "finite number > 0: the power of the differences", _check_p),
+        "eps": Param(1e-6, "finite number, added to the power sum", finite_number),
+    },
+    per_sample_ref=reference,
+    per_sample_exact=oracle,
+    arrays=("negative",),
+))
