@@ -2,7 +2,7 @@
 reference, the PyTorch dialect against torch, the oracle against a naive baseline, and
 golden-vector generation — all in one process, one table.
 
-    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|torch|oracle|golden]
+    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|torch|optax-tf|oracle|golden]
 
 Every timing is the median of at least five runs (min and max are recorded too). Ratios
 are the reference's time over the fastest peer's, on the same arrays. Beside each
@@ -10,7 +10,8 @@ reference time of a loss Keras has, the Keras dialect's class call and function 
 same arrays (``keras_dialect``: times interleaved with the reference's, see ``dialect.py``); the
 dialect's other losses (the structured ones) follow at the largest size. Every function
 of the PyTorch dialect against ``torch.nn.functional`` on the same arrays
-(``torch_dialect``, see ``torch_dialect.py``).
+(``torch_dialect``, see ``torch_dialect.py``), and every function of the Optax and tf
+dialects against optax and tf.nn (``array_dialects``, see ``array_dialects.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from torch_dialect import functions as torch_functions  # noqa: E402
 from torch_dialect import print_row as print_torch_row  # noqa: E402
 from torch_dialect import summarise as summarise_torch  # noqa: E402
 from torch_dialect import torch_row  # noqa: E402
+from array_dialects import dialect_row as array_row  # noqa: E402
+from array_dialects import functions as array_functions  # noqa: E402
+from array_dialects import print_row as print_array_row  # noqa: E402
+from array_dialects import summarise as summarise_arrays  # noqa: E402
 from lossref import formats  # noqa: E402
 from lossref.oracle import to_exact  # noqa: E402
 
@@ -234,11 +239,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--only", choices=["reference", "torch", "oracle", "golden"], action="append")
+    ap.add_argument("--only", choices=["reference", "torch", "optax-tf", "oracle", "golden"], action="append")
     args = ap.parse_args(argv)
-    parts = args.only or ["reference", "torch", "oracle", "golden"]
+    parts = args.only or ["reference", "torch", "optax-tf", "oracle", "golden"]
     results = {"machine": machine(), "quick": args.quick, "reference": [], "dialect": [], "torch_dialect": [],
-               "oracle": [], "oracle_primitives": [], "golden": []}
+               "array_dialects": [], "oracle": [], "oracle_primitives": [], "golden": []}
     repeat = 5
     print(f"lossref {lossref.__version__} on {results['machine'].get('cpu')} ({results['machine']['cpus']} cpus)")
     if "reference" in parts:
@@ -250,6 +255,12 @@ def main(argv=None) -> int:
         for name in torch_functions():
             results["torch_dialect"].append(torch_row(name, 16 if args.quick else 22, repeat))
             print_torch_row(results["torch_dialect"][-1])
+    if "optax-tf" in parts:
+        print("the Optax and TensorFlow dialects over optax and tf.nn (float32 inputs; medians):")
+        for fw in ("optax", "tf"):
+            for name in array_functions(fw):
+                results["array_dialects"].append(array_row(fw, name, 12 if args.quick else 18, repeat))
+                print_array_row(results["array_dialects"][-1])
     if "oracle" in parts:
         print("oracle vs naive mpmath (dps=50, no Ziv loop):")
         oracle_benchmarks(args.quick, repeat, results)
@@ -292,6 +303,11 @@ def summarise(results) -> None:
         results["summary_torch_dialect"] = summarise_torch(results["torch_dialect"])
         for red, v in results["summary_torch_dialect"].items():
             print(f"torch dialect '{red}': geometric-mean {v['geomean_ratio']:.2f}x torch, worst {v['worst']} "
+                  f"{v['worst_ratio']:.2f}x")
+    if results.get("array_dialects"):
+        results["summary_array_dialects"] = summarise_arrays(results["array_dialects"])
+        for fw, v in results["summary_array_dialects"].items():
+            print(f"{fw} dialect: geometric-mean {v['geomean_ratio']:.2f}x {fw}, worst {v['worst']} "
                   f"{v['worst_ratio']:.2f}x")
     ora = results["oracle"]
     if ora:

@@ -91,24 +91,31 @@ def torch_row(name: str, log2n: int, repeat: int, seed: int = 0) -> dict:
     in_bytes = int(sum(a.nbytes for a in args))
     row: Dict[str, object] = {"function": name, "elements": int(args[0].size), "input_bytes": in_bytes}
     for red in ("none", "mean"):
-        calls: Dict[str, Callable[[], object]] = {
-            "lossref": lambda: ours(*args, reduction=red, **kw),
-            "torch": lambda: theirs(*targs, reduction=red, **kw)}
-        ts = {k: [] for k in calls}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # kl_div's 'mean' warning, in both
-            for f in calls.values():  # warm-up
-                f()
-            for _ in range(repeat):
-                for k, f in calls.items():
-                    t0 = time.perf_counter()
-                    f()
-                    ts[k].append(time.perf_counter() - t0)
-            r = {k: summary(v) for k, v in ts.items()}
-            r["ratio_to_torch"] = r["lossref"]["median_s"] / r["torch"]["median_s"]
-            r["lossref"]["peak_extra_ratio"] = peak_extra_bytes(calls["lossref"]) / in_bytes
+        r = timed_pair({"lossref": lambda: ours(*args, reduction=red, **kw),
+                        "torch": lambda: theirs(*targs, reduction=red, **kw)}, repeat, in_bytes)
+        r["ratio_to_torch"] = r.pop("ratio")
         row[red] = r
     return row
+
+
+def timed_pair(calls: Dict[str, Callable[[], object]], repeat: int, in_bytes: int) -> dict:
+    """Medians of the two calls (``lossref`` and the framework's) interleaved after a
+    warm-up, their ratio, and lossref's peak memory beyond the inputs."""
+    ts = {k: [] for k in calls}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. kl_div's 'mean' warning, in both
+        for f in calls.values():  # warm-up (and compilation, for JAX)
+            f()
+        for _ in range(repeat):
+            for k, f in calls.items():
+                t0 = time.perf_counter()
+                f()
+                ts[k].append(time.perf_counter() - t0)
+        r = {k: summary(v) for k, v in ts.items()}
+        other = next(k for k in calls if k != "lossref")
+        r["ratio"] = r["lossref"]["median_s"] / r[other]["median_s"]
+        r["lossref"]["peak_extra_ratio"] = peak_extra_bytes(calls["lossref"]) / in_bytes
+    return r
 
 
 def functions() -> list:

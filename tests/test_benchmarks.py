@@ -58,6 +58,16 @@ def test_quick_run_writes_every_part(tmp_path):
             assert row[red]["lossref"]["runs"] >= 5 and row[red]["torch"]["runs"] >= 5
             assert row[red]["ratio_to_torch"] > 0 and row[red]["lossref"]["peak_extra_ratio"] > 0
     assert set(res["summary_torch_dialect"]) == {"none", "mean"}
+    # the Optax and TensorFlow dialects against their frameworks: every function
+    from lossref.optax import losses as lo
+    from lossref.tf import nn as ltf
+
+    assert sorted((r["framework"], r["function"]) for r in res["array_dialects"]) == sorted(
+        [("optax", n) for n in lo.__all__] + [("tf", n) for n in ltf.__all__])
+    for row in res["array_dialects"]:
+        r = row["none"]
+        assert r["lossref"]["runs"] >= 5 and r[row["framework"]]["runs"] >= 5 and r["ratio_to_framework"] > 0
+    assert set(res["summary_array_dialects"]) == {"optax", "tf"}
     assert {(r["loss"], r["format"]) for r in res["oracle"]} == {(n, f) for n in benched for f in ("float64", "float32")}
     assert all(r["rounded_results_agree"] and r["lossref"]["runs"] >= 5 and r["naive_dps50"]["runs"] >= 5
                for r in res["oracle"])

@@ -10,7 +10,9 @@ pool then never shuts down. A second Ctrl-C while they finish kills them.
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
@@ -26,7 +28,12 @@ def _ignore_sigint() -> None:
 def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A ``ProcessPoolExecutor`` of `workers` processes that ignore SIGINT; on an exception
     in the ``with`` block (Ctrl-C included) the tasks not started are cancelled."""
-    pool = ProcessPoolExecutor(max_workers=max(1, workers), initializer=_ignore_sigint)
+    # forking a process that runs JAX's threads may deadlock the child (a lock held by a
+    # thread that the child does not have): then the workers start from a fork server
+    ctx = None
+    if "jax" in sys.modules and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+    pool = ProcessPoolExecutor(max_workers=max(1, workers), initializer=_ignore_sigint, mp_context=ctx)
     try:
         yield pool
     except BaseException:

@@ -143,14 +143,22 @@ class OptaxAdapter(TorchAdapter):
         jax.config.update("jax_enable_x64", True)
         import optax
 
-        self.convert, self.namespace = jax.numpy.asarray, optax.losses
+        self.jax, self.convert, self.namespace = jax, jax.numpy.asarray, optax.losses
         self.backend = "cpu"
         self.version = optax.__version__
         self.versions = {"optax": optax.__version__, "jax": jax.__version__, "numpy": np.__version__}
 
+    #: compilations kept before JAX's caches are emptied (each is kept for reuse; thousands
+    #: of distinct shapes would hold gigabytes)
+    _CLEAR_EVERY = 1000
+    _calls = 0
+
     def run(self, case: dict) -> dict:
         from ..formats import get_format
 
+        self._calls += 1
+        if self._calls % self._CLEAR_EVERY == 0 and hasattr(self, "jax"):
+            self.jax.clear_caches()
         dt = get_format(case["dtype"]).dtype
         integer = set(case.get("torch", {}).get("integer", ()))
         ins = {}
