@@ -149,8 +149,13 @@ def get_target(dialect: str, loss: str):
     known = targets(dialect)
     if loss not in known:
         where = ("has no Keras function and class in lossref.keras.losses" if dialect == "keras"
-                 else f"is not a function of lossref's {dialect} dialect with an entry in its "
-                      "table (lossref/vectors/torch_table.py, optax_table.py)")
+                 else f"is not a function of lossref's {dialect} dialect with an entry in "
+                      f"lossref/vectors/{dialect}_table.py")
+        if dialect in ("optax", "tf"):
+            import importlib
+            reason = importlib.import_module(f".{dialect}_table", __package__).NO_VECTORS.get(loss)
+            if reason:
+                where = f"has no golden vectors: {reason}"
         raise KeyError(f"loss {loss!r} {where}; known: {', '.join(sorted(known))}")
     return known[loss]
 
