@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 
 from ..numerics import logsumexp, softplus, sum2, two_product
-from ..registry import LossDef, Param, check_float_array, finite_number, positive_float, register
+from ..registry import LossDef, Param, block_elements, check_float_array, finite_number, positive_float, register
 
 
 def _cosines(e: np.ndarray, eps: float) -> np.ndarray:
@@ -24,8 +24,14 @@ def _cosines(e: np.ndarray, eps: float) -> np.ndarray:
     ph, pl = two_product(e, e)
     ss = sum2(ph, lo=pl)
     norm = np.sqrt(np.maximum(ss, eps))
-    gh, gl = two_product(e[:, None, :], e[None, :, :])
-    dots = sum2(gh, lo=gl)
+    b, d = e.shape
+    # the products of a block of rows with every row at a time: (k, B, D) temporaries of
+    # about 2**16 elements instead of one (B, B, D) set
+    k = max(1, block_elements() // max(1, b * d))
+    dots = np.empty((b, b))
+    for i in range(0, b, k):
+        gh, gl = two_product(e[i:i + k, None, :], e[None, :, :])
+        dots[i:i + k] = sum2(gh, lo=gl)
     return dots / norm[:, None] / norm[None, :]
 
 
