@@ -25,7 +25,7 @@ from .oracle import Exact, start_precision, to_exact
 from .reduction import EXACT, FLOAT64
 from .registry import LossDef, block_elements, get, is_real, map_index
 
-__all__ = ["Prepared", "DialectFunction", "CatalogueFunction", "as_array", "is_float", "convert", "check_bool",
+__all__ = ["Prepared", "DialectFunction", "CatalogueFunction", "as_array", "is_float", "float_format", "convert", "check_bool",
            "params_key", "exact_params"]
 
 
@@ -50,6 +50,15 @@ def as_array(x: Any, name: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
         raise TypeError(f"{name} must be numeric (bool, int or float); got dtype {arr.dtype}")
     return arr
+
+
+def float_format(fn: str, arr: np.ndarray, name: str, error: type = TypeError) -> Format:
+    """The format of a float array, or `error` (a framework's dtype error, a ``TypeError``)
+    naming `name`."""
+    if not is_float(arr.dtype):
+        raise error(f"{fn}: {name} must be a float array (float16, bfloat16, float32 or float64); "
+                    f"got dtype {arr.dtype}")
+    return formats.get_format(arr.dtype)
 
 
 def convert(arr: np.ndarray, fmt: Format) -> np.ndarray:

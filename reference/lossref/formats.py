@@ -237,6 +237,15 @@ def to_format_array(x64: np.ndarray, fmt: FormatLike) -> np.ndarray:
     return round_array(x, f).astype(f.dtype)
 
 
+def promote(a: FormatLike, b: FormatLike) -> "Format":
+    """The format two float formats combine into in Keras, PyTorch and JAX alike: the
+    wider one, and float32 for float16 with bfloat16 (neither holds the other)."""
+    fa, fb = get_format(a), get_format(b)
+    if {fa.name, fb.name} == {"float16", "bfloat16"}:
+        return FLOAT32
+    return fa if fa.precision >= fb.precision else fb
+
+
 def _is_float(dtype: np.dtype) -> bool:
     return dtype.kind == "f" or dtype.name == "bfloat16"
 

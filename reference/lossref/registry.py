@@ -56,6 +56,11 @@ def positive_float(v) -> Optional[str]:
     return None if is_real(v) and math.isfinite(v) and v > 0 else "expected a finite number > 0"
 
 
+def nonneg_float(v) -> Optional[str]:
+    """Check helper: a finite number >= 0."""
+    return None if is_real(v) and math.isfinite(v) and v >= 0 else "expected a finite number >= 0"
+
+
 def optional_nonneg_float(v) -> Optional[str]:
     """Check helper: None or a finite float >= 0."""
     if v is None:

@@ -91,15 +91,6 @@ def _smoothing(label_smoothing, n_classes: int, fmt: Format):
     return weak(1.0 - ls, fmt), weak(weak(ls, fmt) / weak(n_classes, fmt), fmt)
 
 
-def _promote(a: Format, b: Format) -> Format:
-    """Keras's promotion of two float formats (float16 with bfloat16 gives float32)."""
-    if a == b:
-        return a
-    if {a.name, b.name} == {"float16", "bfloat16"}:
-        return formats.FLOAT32
-    return a if a.precision >= b.precision else b
-
-
 def _labels(y_true):
     """Labels as given (ints or floats), as float64 values."""
     return convert(y_true, "y_true", formats.FLOAT64)[0]
@@ -148,7 +139,7 @@ def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_l
         if a.ndim == 1 and a.shape[0] > 1 and ax != p.ndim - 1:
             raise ValueError(f"{fn}: a per-class alpha needs the class axis last (Keras "
                              f"broadcasts alpha against the last axis); got axis={axis}")
-        out = _promote(fmt, afmt)
+        out = formats.promote(fmt, afmt)
     return Prepared(np.moveaxis(t, ax, -1), np.moveaxis(p, ax, -1), out,
                     {"alpha": a, "gamma": weak(gamma, fmt), "from_logits": bool(from_logits),
                      "label_smoothing": ls, "epsilon": clip_bounds(fmt)})

@@ -21,7 +21,7 @@ import mpmath
 import numpy as np
 
 from .. import formats
-from ..formats import FLOAT32, Format
+from ..formats import FLOAT32
 from ..losses import circle as _circle
 from ..losses import ctc as _ctc
 from .base import (KerasFunction, LossFunctionWrapper, Prepared, convert, keras_function,
@@ -31,15 +31,6 @@ __all__ = ["circle", "ctc", "Circle", "CTC"]
 
 _DEFAULT = "sum_over_batch_size"
 _INT32 = (-2.0 ** 31, 2.0 ** 31 - 1)
-
-
-def _promote(a: Format, b: Format) -> Format:
-    """Keras's float promotion of two formats (float16 with bfloat16 gives float32)."""
-    if a == b:
-        return a
-    if {a.name, b.name} == {"float16", "bfloat16"}:
-        return FLOAT32
-    return a if a.precision > b.precision else b
 
 
 def _int32_labels(labels, name: str) -> np.ndarray:
@@ -71,7 +62,7 @@ def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal
     r_emb = None
     if ref_embeddings is not None:
         r_emb, r_fmt = convert(ref_embeddings, "ref_embeddings")
-        fmt = _promote(fmt, r_fmt)  # matmul promotes; the constants meet the result
+        fmt = formats.promote(fmt, r_fmt)  # matmul promotes; the constants meet the result
     if t.shape[0] != p.shape[0]:
         raise ValueError(f"circle: batch sizes differ: y_true shape {np.shape(y_true)}, "
                          f"y_pred shape {p.shape}")

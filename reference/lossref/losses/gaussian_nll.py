@@ -9,7 +9,6 @@ constant ``log(2 pi) / 2``. Mean over the last axis. PyTorch:
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import mpmath
@@ -18,7 +17,7 @@ import numpy as np
 from ..numerics import two_product, two_sum
 from ..oracle import to_exact
 from ..oracle import ops as x
-from ..registry import LossDef, Param, is_real, param_array, real_array_error, register
+from ..registry import LossDef, Param, nonneg_float, param_array, real_array_error, register
 from .binary_crossentropy import check_bool
 
 #: ``log(2 pi) / 2`` as an unevaluated float64 sum ``HALF_LOG_2PI + HALF_LOG_2PI_LO`` (error
@@ -102,11 +101,6 @@ def check_var(v) -> Optional[str]:
     return None
 
 
-def check_eps(v) -> Optional[str]:
-    """Check helper: a finite number >= 0."""
-    return None if is_real(v) and math.isfinite(v) and v >= 0 else "expected a finite number >= 0"
-
-
 LOSS = register(LossDef(
     name="gaussian_nll",
     summary="(log v + (x - y)^2 / v) / 2 with v = max(var, eps) (+ log(2 pi)/2 if full); "
@@ -115,7 +109,7 @@ LOSS = register(LossDef(
     params={
         "var": Param(1.0, "number or array of numbers >= 0 (+inf allowed, NaN not) broadcasting to "
                           "the inputs' shape without widening it: the variance of each element", check_var),
-        "eps": Param(1e-6, "finite number >= 0: the floor of var (v = max(var, eps))", check_eps),
+        "eps": Param(1e-6, "finite number >= 0: the floor of var (v = max(var, eps))", nonneg_float),
         "full": Param(False, "bool: add the constant log(2 pi) / 2", check_bool),
     },
     elementwise_ref=reference,

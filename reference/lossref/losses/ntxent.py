@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 
 from ..numerics import logsumexp, softplus, sum2, two_product
-from ..registry import LossDef, Param, block_elements, check_float_array, finite_number, positive_float, register
+from ..registry import LossDef, Param, block_elements, check_float_array, nonneg_float, positive_float, register
 
 
 def _cosines(e: np.ndarray, eps: float) -> np.ndarray:
@@ -80,14 +80,6 @@ def check_inputs(name: str, y_true, y_pred):
     return g, e
 
 
-def _eps(v):
-    return None if is_nonneg(v) else "expected a finite number >= 0"
-
-
-def is_nonneg(v) -> bool:
-    return finite_number(v) is None and v >= 0
-
-
 LOSS = register(LossDef(
     name="ntxent",
     summary="NT-Xent: mean over positive pairs (i, j) of log(exp s_ij + sum_{k in N_i} exp s_ik) - s_ij, "
@@ -95,7 +87,7 @@ LOSS = register(LossDef(
     stage2="structured",
     params={
         "temperature": Param(0.07, "number > 0", positive_float),
-        "eps": Param(0.0, "number >= 0: the squared norm is clamped below at eps", _eps),
+        "eps": Param(0.0, "number >= 0: the squared norm is clamped below at eps", nonneg_float),
     },
     per_sample_ref=reference,
     per_sample_exact=oracle,

@@ -23,7 +23,7 @@ from typing import Any, Callable, Tuple
 import numpy as np
 
 from .. import formats
-from ..dialect import CatalogueFunction, Prepared, as_array, is_float
+from ..dialect import CatalogueFunction, Prepared, as_array, float_format, is_float
 from ..formats import Format
 
 __all__ = ["as_jax", "result_format", "float_format", "broadcast", "OptaxFunction", "optax_function",
@@ -36,14 +36,6 @@ def as_jax(x: Any, name: str) -> np.ndarray:
     return as_array(x, name)
 
 
-def _promote(a: np.dtype, b: np.dtype) -> np.dtype:
-    """``jnp.promote_types`` of two float dtypes (x64 on)."""
-    fa, fb = formats.get_format(a), formats.get_format(b)
-    if {fa.name, fb.name} == {"float16", "bfloat16"}:
-        return formats.FLOAT32.dtype
-    return a if fa.precision >= fb.precision else b
-
-
 def result_format(fn: str, *arrays: np.ndarray) -> Format:
     """The format of JAX's result of float arrays combined elementwise; a non-float
     operand is a ``TypeError`` (lossref's optax dialect takes float inputs, where optax's
@@ -53,16 +45,8 @@ def result_format(fn: str, *arrays: np.ndarray) -> Format:
         if not is_float(a.dtype):
             raise TypeError(f"{fn}: expected float arrays (float16, bfloat16, float32 or float64); "
                             f"got dtype {a.dtype}")
-        out = a.dtype if out is None else _promote(out, a.dtype)
+        out = a.dtype if out is None else formats.promote(out, a.dtype).dtype  # jnp.promote_types
     return formats.get_format(out)
-
-
-def float_format(fn: str, arr: np.ndarray, name: str) -> Format:
-    """The format of a float array, or a ``TypeError`` naming `name`."""
-    if not is_float(arr.dtype):
-        raise TypeError(f"{fn}: {name} must be a float array (float16, bfloat16, float32 or "
-                        f"float64); got dtype {arr.dtype}")
-    return formats.get_format(arr.dtype)
 
 
 def broadcast(fn: str, *arrays: np.ndarray) -> Tuple[np.ndarray, ...]:

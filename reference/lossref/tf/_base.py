@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import formats
-from ..dialect import CatalogueFunction, Prepared, as_array, is_float
+from ..dialect import CatalogueFunction, Prepared, as_array
+from ..dialect import float_format as dialect_float_format
 from ..formats import Format
 from ..oracle import to_exact
 from ..reduction import reduce_tf
@@ -65,10 +66,7 @@ def as_tensor(x: Any, name: str) -> np.ndarray:
 def float_format(fn: str, arr: np.ndarray, name: str) -> Format:
     """The format of a float tensor, or TF's dtype error naming `name` (integer and bool
     tensors have no kernel)."""
-    if not is_float(arr.dtype):
-        raise TFDtypeError(f"{fn}: {name} must be float16, bfloat16, float32 or float64 (TF has "
-                           f"no kernel for dtype {arr.dtype})")
-    return formats.get_format(arr.dtype)
+    return dialect_float_format(fn, arr, name, TFDtypeError)
 
 
 def same_dtype(fn: str, a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import formats
 from ..dialect import CatalogueFunction, Prepared, as_array, is_float
+from ..dialect import float_format as dialect_float_format
 from ..formats import Format
 from ..reduction import reduce_torch
 
@@ -66,10 +67,7 @@ def _promote(a: Optional[np.dtype], b: Optional[np.dtype]) -> Optional[np.dtype]
         return a if ca > cb else b
     if ca < 2:
         return np.promote_types(a, b)
-    fa, fb = formats.get_format(a), formats.get_format(b)
-    if {fa.name, fb.name} == {"float16", "bfloat16"}:
-        return formats.FLOAT32.dtype
-    return a if fa.precision >= fb.precision else b
+    return formats.promote(a, b).dtype
 
 
 def result_type(*operands: Tuple[np.dtype, int]) -> Tuple[np.dtype, int]:
@@ -105,10 +103,7 @@ def result_format(fn: str, *operands: Tuple[np.dtype, int]) -> Format:
 
 def float_format(fn: str, arr: np.ndarray, name: str) -> Format:
     """The format of a float array, or torch's dtype error naming `name`."""
-    if not is_float(arr.dtype):
-        raise TorchDtypeError(f"{fn}: {name} must be a float array (float16, bfloat16, float32 "
-                              f"or float64); got dtype {arr.dtype}")
-    return formats.get_format(arr.dtype)
+    return dialect_float_format(fn, arr, name, TorchDtypeError)
 
 
 def broadcast(fn: str, input: np.ndarray, target: np.ndarray, *, warn: bool = False):
