@@ -105,22 +105,11 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_s
 # --- oracle: the same definitions on exact values ------------------------------------------------
 
 
-def _fraction(v) -> Fraction:
-    """The exact rational value of a finite mpmath number."""
-    sign, man, exp, _ = mpmath.mpf(v)._mpf_
-    f = Fraction(int(man)) * (Fraction(2) ** int(exp))
-    return -f if sign else f
-
-
-def _to_mpf(f: Fraction):
-    return mpmath.mpf(f.numerator) / f.denominator  # two roundings at the working precision
-
-
 def _normalize_row(row, bounds):
     """Exact ``q = x / sum(x)`` and ``1 - q`` as rationals, the clip exact on them, then logs."""
     n = len(row)
     if all(mpmath.isfinite(v) for v in row):
-        fr = [_fraction(v) for v in row]
+        fr = [x.to_fraction(v) for v in row]
         s = sum(fr)
         if s != 0:
             q = [f / s for f in fr]
@@ -133,10 +122,10 @@ def _normalize_row(row, bounds):
                 if qi <= 0:
                     logq.append(-x.INF if qi == 0 else x.NAN)
                 elif qi > Fraction(1, 2):  # log of the exact complement: no rounding of q near 1
-                    logq.append(mpmath.log1p(-_to_mpf(ci)))
+                    logq.append(mpmath.log1p(-x.from_fraction(ci)))
                 else:
-                    logq.append(mpmath.log(_to_mpf(qi)))
-            return [_to_mpf(v) for v in q], [_to_mpf(v) for v in c], logq
+                    logq.append(mpmath.log(x.from_fraction(qi)))
+            return [x.from_fraction(v) for v in q], [x.from_fraction(v) for v in c], logq
     # a zero sum or non-finite entries: IEEE division (x / 0 = ±inf or NaN), clip, log
     r = np.asarray(row, dtype=object)
     s = x.fsum(r)

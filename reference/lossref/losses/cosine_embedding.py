@@ -167,17 +167,6 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0
 # --- oracle ------------------------------------------------------------------------------------
 
 
-def _frac(v) -> Fraction:
-    """The exact value of a finite mpf."""
-    sign, man, exp, _ = mpmath.mpf(v)._mpf_
-    n = -man if sign else man
-    return Fraction(n * 2 ** exp) if exp >= 0 else Fraction(n, 2 ** -exp)
-
-
-def _mpf(r: Fraction):
-    return mpmath.mpf(r.numerator) / r.denominator
-
-
 def _exact_row(label, a, b, margin: float, eps1: float, eps2: float):
     """One sample on exact values: the sums, ``AB - d^2`` and ``d^2 - m^2 AB`` are exact
     rationals, so only a square root and a quotient round (no cancellation is left)."""
@@ -185,21 +174,21 @@ def _exact_row(label, a, b, margin: float, eps1: float, eps2: float):
         return mpmath.mpf(0)
     if not all(mpmath.isfinite(v) for v in (*a, *b)):
         return x.NAN
-    fa, fb = [_frac(v) for v in a], [_frac(v) for v in b]
+    fa, fb = [x.to_fraction(v) for v in a], [x.to_fraction(v) for v in b]
     ab = (sum(v * v for v in fa) + Fraction(eps1)) * (sum(v * v for v in fb) + Fraction(eps2))
     d = sum(u * v for u, v in zip(fa, fb))
     if ab == 0:
         return x.NAN
-    s = mpmath.sqrt(_mpf(ab))
+    s = mpmath.sqrt(x.from_fraction(ab))
     if label == 1:  # 1 - d/s = (AB - d^2) / (s (s + d)) for d > 0
-        return _mpf(ab - d * d) / (s * (s + _mpf(d))) if d > 0 else 1 - _mpf(d) / s
+        return x.from_fraction(ab - d * d) / (s * (s + x.from_fraction(d))) if d > 0 else 1 - x.from_fraction(d) / s
     if not math.isfinite(margin):
-        return x.maximum(_mpf(d) / s - mpmath.mpf(margin), 0)[()]
+        return x.maximum(x.from_fraction(d) / s - mpmath.mpf(margin), 0)[()]
     m = Fraction(margin)
     if d * m > 0:  # d - m s = (d^2 - m^2 AB) / (d + m s), d and m s of one sign
-        above = _mpf(d * d - m * m * ab) / (s * (_mpf(d) + _mpf(m) * s))
+        above = x.from_fraction(d * d - m * m * ab) / (s * (x.from_fraction(d) + x.from_fraction(m) * s))
     else:
-        above = (_mpf(d) - _mpf(m) * s) / s
+        above = (x.from_fraction(d) - x.from_fraction(m) * s) / s
     return max(above, mpmath.mpf(0))
 
 

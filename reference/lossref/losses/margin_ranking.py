@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..numerics import _TP_HI, _TP_LO, two_product, two_sum
+from ..numerics import _TP_HI, _TP_LO, sum_k3, two_product, two_sum
 from ..oracle import to_exact
 from ..oracle import ops as x
 from ..reduction import stage2_mean
@@ -22,28 +22,12 @@ from ..registry import LossDef, Param, finite_number, param_array, real_array_er
 
 
 
-def _sum_k3(terms: list) -> np.ndarray:
-    """The sum of a few float64 arrays, about one rounding: two passes of a TwoSum cascade
-    (each leaves the exact sum unchanged and pushes it into the last entry), then the plain
-    sum (SumK of Ogita, Rump and Oishi with K = 3). Error ``<= (u + 3 g(n-1)^2) |sum| +
-    g(2n-2)^3 sum|terms|`` with ``g(k) = k u / (1 - k u)``: for 5 terms below ``2^-150
-    sum|terms|`` besides the final rounding, where pairwise compensation (``sum2``) leaves
-    ``~2^-102 sum|terms|``."""
-    for _ in range(2):
-        s, errs = terms[0], []
-        for t in terms[1:]:
-            s, e = two_sum(s, t)
-            errs.append(e)
-        terms = errs + [s]
-    return sum(terms[:-1]) + terms[-1]
-
-
 def _margin_minus(m, y, d, e) -> np.ndarray:
     """``m - y (d + e)`` from exact pieces: ``y d`` and ``y e`` split by TwoProduct (exact
-    while the products lie in ``[2^-900, 2^990]``), the five terms summed by :func:`_sum_k3`."""
+    while the products lie in ``[2^-900, 2^990]``), the five terms summed by :func:`sum_k3`."""
     h, lo = two_product(y, d)
     th, tl = two_product(y, e)
-    return _sum_k3([m, -h, -lo, -th, -tl])
+    return sum_k3([m, -h, -lo, -th, -tl])
 
 
 def _scaled(y, x1, x2, m) -> np.ndarray:
@@ -65,7 +49,7 @@ def _scaled(y, x1, x2, m) -> np.ndarray:
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.ndarray:
     """Elementwise value in float64: ``max(0, m - y (x1 - x2))`` with the inner value rounded
-    about once (error-free difference and products, :func:`_sum_k3`), even where ``x1 - x2``
+    about once (error-free difference and products, :func:`sum_k3`), even where ``x1 - x2``
     or ``m`` against ``y (x1 - x2)`` cancels; IEEE's value where an input is infinite or NaN."""
     y, x1 = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
     x2 = np.broadcast_to(np.asarray(param_array("margin_ranking", "x2", x2, x1.shape), np.float64), x1.shape)

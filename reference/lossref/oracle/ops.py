@@ -8,6 +8,8 @@ outside the domain, ±inf for a pole), so those edges are handled here once.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import mpmath
 import numpy as np
 
@@ -152,7 +154,19 @@ def mean(x, axis=-1) -> np.ndarray:
 
 # --- binary cross-entropy family: zero-weight products, IEEE power, sigmoid ----------------------
 
-__all__ += ["xmul", "power", "sigmoid"]
+__all__ += ["xmul", "power", "sigmoid", "to_fraction", "from_fraction"]
+
+
+def to_fraction(v) -> Fraction:
+    """The exact rational value of a finite mpmath number (or float)."""
+    sign, man, exp, _ = mpmath.mpf(v)._mpf_
+    f = Fraction(int(man)) * (Fraction(2) ** int(exp))
+    return -f if sign else f
+
+
+def from_fraction(f: Fraction):
+    """A rational as an mpmath number at the working precision (two roundings)."""
+    return mpmath.mpf(f.numerator) / f.denominator
 
 
 def _xmul2(w, v):
