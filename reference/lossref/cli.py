@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .diff.cli import register_commands as _register_diff
     _register_diff(sub)
+    from .diff.sweep import register_commands as _register_sweep
+    _register_sweep(sub)
     from .vectors.cli import register_commands
     register_commands(sub)
     return ap

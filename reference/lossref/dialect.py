@@ -16,17 +16,17 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from . import formats
 from .formats import Format
 from .oracle import Exact, start_precision, to_exact
+from .oracle import ops as xops
 from .reduction import EXACT, FLOAT64
 from .registry import LossDef, block_elements, get, is_real, map_index
 
 __all__ = ["Prepared", "DialectFunction", "CatalogueFunction", "as_array", "is_float", "float_format", "convert", "check_bool",
-           "params_key", "exact_params"]
+           "params_key", "exact_params", "exact_all", "exact_any", "exact_is_inf"]
 
 
 # --- input conversion ---------------------------------------------------------------------------
@@ -117,10 +117,10 @@ _ORACLE_CACHE_SIZE = 64
 
 
 def _cached(key: tuple, compute: Callable[[], Any]) -> Callable[[], Any]:
-    """``compute`` behind the cache, keyed by `key` and the working precision."""
+    """``compute`` behind the cache, keyed by `key`, the oracle backend and the working precision."""
 
     def evaluate():
-        k = key + (mpmath.mp.prec,)
+        k = key + (xops.backend(), xops.precision())
         hit = _ORACLE_CACHE.get(k)
         if hit is None:
             hit = compute()
@@ -259,7 +259,7 @@ class DialectFunction:
         pr = self.prepare(a, b, **kw)
         values = self.values_exact(pr)
         return Exact(lambda: self.finish(pr, values(), EXACT), start_prec=self.start_precision(pr),
-                     dtype=pr.fmt, label=f"{self.dialect}.{self.__name__}")
+                     dtype=pr.fmt, label=f"{self.dialect}.{self.__name__}", balls=True)
 
     def __repr__(self) -> str:
         return f"<{self.namespace}.{self.__name__}>"
@@ -328,5 +328,58 @@ class CatalogueFunction(DialectFunction):
 
 
 def exact_params(params: Dict[str, Any]) -> Dict[str, Any]:
-    """`params` with every float array taken exactly (object arrays of mpmath numbers)."""
-    return {k: to_exact(v) if isinstance(v, np.ndarray) else v for k, v in params.items()}
+    """`params` with every array taken exactly, as numbers of the oracle backend in use
+    (:mod:`lossref.oracle.ops`): numeric arrays by :func:`~lossref.oracle.to_exact`, object
+    arrays (exact numbers of either backend) by ``ops.lift``; everything else as it is.
+
+    Call it inside the evaluated function (as :meth:`CatalogueFunction.oracle` does), so
+    the arrays are lifted on the backend that evaluates them.
+    """
+    def exact(v):
+        if not isinstance(v, np.ndarray):
+            return v
+        return xops.lift(v) if v.dtype == object else to_exact(v)
+
+    return {k: exact(v) for k, v in params.items()}
+
+
+# --- conditions of oracles, reduced along an axis ----------------------------------------------
+
+
+def _tri_masks(c: np.ndarray):
+    """Where a ball condition (True/False/None) is True, and where it is undecided."""
+    undecided = np.asarray(np.frompyfunc(lambda v: v is None, 1, 1)(c), dtype=bool).reshape(c.shape)
+    true = np.asarray(np.frompyfunc(lambda v: v is not None and bool(v), 1, 1)(c), dtype=bool).reshape(c.shape)
+    return true, undecided
+
+
+def exact_all(cond, axis=-1) -> np.ndarray:
+    """``np.all(cond, axis)`` of an oracle condition (:func:`lossref.oracle.ops.lt`, ...):
+    a bool array on mpmath; on balls True/False/None, False where some element is False,
+    else None (undecided) where some element is."""
+    c = np.asarray(cond)
+    if c.dtype != object:
+        return np.all(c, axis=axis)
+    true, undecided = _tri_masks(c)
+    false = ~true & ~undecided
+    out = np.where(np.any(false, axis=axis), False, np.where(np.any(undecided, axis=axis), None, True))
+    return np.asarray(out, dtype=object)
+
+
+def exact_any(cond, axis=-1) -> np.ndarray:
+    """``np.any(cond, axis)`` of an oracle condition: a bool array on mpmath; on balls
+    True where some element is True, else None where some element is undecided."""
+    c = np.asarray(cond)
+    if c.dtype != object:
+        return np.any(c, axis=axis)
+    true, undecided = _tri_masks(c)
+    out = np.where(np.any(true, axis=axis), True, np.where(np.any(undecided, axis=axis), None, False))
+    return np.asarray(out, dtype=object)
+
+
+def exact_is_inf(v, sign: int = 1) -> np.ndarray:
+    """Where exact values are +inf (`sign` > 0) or -inf: an oracle condition that is
+    False wherever a value is finite, on balls too (there ``ops.INF`` is a NaN ball, "not
+    known", so a bare ``ops.eq(v, ops.INF)`` never decides)."""
+    inf = xops.INF if sign > 0 else -xops.INF
+    return xops.land(xops.lnot(xops.isfinite(v)), xops.eq(v, inf))

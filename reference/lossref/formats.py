@@ -152,6 +152,8 @@ def as_mpf(x: Any) -> mpmath.mpf:
     of higher precision to the current working precision)."""
     if isinstance(x, mpmath.mpf):
         return x
+    if type(x).__module__.startswith("flint"):  # mpmath would convert a ball through a float
+        raise TypeError("a ball is not an exact number; decide it with lossref.oracle.balls")
     with mpmath.workprec(max(mpmath.mp.prec, 64)):  # every binary64 value is exact here
         return mpmath.mpf(float(x) if isinstance(x, np.floating) else x)
 

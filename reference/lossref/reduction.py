@@ -4,7 +4,8 @@ Each dialect's stage-3 rules are written once against a tiny arithmetic interfac
 Keras's (rank fix, mask weights, divisors, early returns) in
 :func:`reduce_weighted_values`, PyTorch's (numel mean, weighted mean, batchmean) in
 :func:`reduce_torch`. :data:`FLOAT64` runs them in NumPy float64 for the reference and
-:data:`EXACT` in mpmath for the oracle, so the two cannot disagree about a rule.
+:data:`EXACT` on the oracle's numbers (mpmath or Arb balls: :mod:`lossref.oracle.ops`), so
+the two cannot disagree about a rule.
 ``spec/pipeline.md`` states them.
 """
 
@@ -176,25 +177,34 @@ class _Float64:
 
 
 class _Exact:
-    """Oracle arithmetic: mpmath object arrays at the current working precision."""
+    """Oracle arithmetic: object arrays of the oracle backend's numbers (mpmath or Arb
+    balls, :mod:`lossref.oracle.ops`) at the current working precision.
+
+    Its methods run inside an :class:`~lossref.oracle.Exact` evaluation: float arrays are
+    taken exactly there (:func:`~lossref.oracle.to_exact`) and object arrays are lifted to
+    the backend in use, so a Python number or a float array given as a weight or a count
+    never mixes into a ball computation unconverted.
+    """
 
     def asarray(self, x):
         x = np.asarray(x)
-        return x if x.dtype == object else to_exact(x)
+        return xops.lift(x) if x.dtype == object else to_exact(x)
 
     def sum_all(self, x):
-        return xops.fsum(x)
+        return xops.fsum(self.asarray(x))
 
     def mean_all(self, x, n):
         return self.divide_no_nan(self.sum_all(x), n)
 
     def divide_no_nan(self, a, b):
-        a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
-        zero = np.asarray(b == 0, dtype=bool)
-        return xops.where(zero, 0, xops.div(a, np.where(zero, 1, b)))
+        a, b = self.asarray(a), self.asarray(b)
+        # b is often a computed weight sum: on balls a sum that may be 0 is undecided and
+        # where() answers it with the union of both branches, so the value stays enclosed
+        zero = xops.eq(b, 0)
+        return xops.where(zero, 0, xops.div(a, xops.where(zero, 1, b)))
 
     def divide(self, a, b):
-        return xops.div(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+        return xops.div(self.asarray(a), self.asarray(b))
 
     def multiply(self, a, b):
         return np.asarray(self.asarray(a) * self.asarray(b), dtype=object)
@@ -411,11 +421,15 @@ def reduce(values, reduction="sum_over_batch_size", sample_weight=None, mask=Non
 def _reduce_exact(values, reduction="sum_over_batch_size", sample_weight=None, mask=None) -> Exact:
     """The exact twin of :func:`reduce`."""
     fmt = _result_format(values)
-    v = to_exact(values)
-    w = None if sample_weight is None else to_exact(np.asarray(sample_weight, dtype=np.float64))
-    return Exact(lambda: reduce_weighted_values(v, reduction, w, mask, EXACT),
-                 start_prec=start_precision(values, sample_weight), dtype=fmt,
-                 label="reduce")
+    v = np.asarray(values)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+
+    def evaluate():
+        # the inputs are taken exactly on whichever backend evaluates the reduction
+        return reduce_weighted_values(to_exact(v), reduction, None if w is None else to_exact(w), mask, EXACT)
+
+    return Exact(evaluate, start_prec=start_precision(values, sample_weight), dtype=fmt, label="reduce",
+                 balls=True)
 
 
 reduce.exact = _reduce_exact

@@ -260,18 +260,34 @@ class LossDef:
     def exact(self, y_true, y_pred, **params) -> Exact:
         """The exact twin of :meth:`per_sample`."""
         return self._exact_of(lambda te, pe, kw: self.per_sample_exact_values(te, pe, kw),
-                              y_true, y_pred, params)
+                              y_true, y_pred, params, rows=self.separable or self.rowwise)
 
     def _elementwise_exact_api(self, y_true, y_pred, **params) -> Exact:
         return self._exact_of(lambda te, pe, kw: self.elementwise_exact(te, pe, **kw),
-                              y_true, y_pred, params)
+                              y_true, y_pred, params, rows=True, elementwise=True)
 
-    def _exact_of(self, oracle, y_true, y_pred, params) -> Exact:
+    def _exact_of(self, oracle, y_true, y_pred, params, rows: bool = False,
+                  elementwise: bool = False) -> Exact:
         t, p, fmt = self._inputs(y_true, y_pred)
         kw = self.bind(params)
-        te, pe = to_exact(t), to_exact(p)
-        return Exact(lambda: oracle(te, pe, kw), start_prec=start_precision(t, p, params=kw), dtype=fmt,
-                     label=self.name)
+
+        def run(a, b, kw2):
+            # the inputs are taken exactly on whichever backend evaluates the oracle
+            return lambda: oracle(to_exact(a), to_exact(b), kw2)
+
+        rows_of = None
+        # rows of the result along its first axis come from the same rows of the inputs
+        # (and of the array parameters) where samples are independent
+        if rows and p.ndim >= (1 if elementwise else 2) and t.shape[:1] == p.shape[:1]:
+            full = {k: np.broadcast_to(param_array(self.name, k, kw[k], p.shape), p.shape)
+                    for k in self.arrays}
+
+            def rows_of_(index: np.ndarray):
+                return run(t[index], p[index], {**kw, **{k: v[index] for k, v in full.items()}})
+
+            rows_of = rows_of_
+        return Exact(run(t, p, kw), start_prec=start_precision(t, p, params=kw), dtype=fmt,
+                     label=self.name, rows=rows_of, balls=True)
 
 
 def param_array(loss: str, name: str, value: Any, shape: tuple) -> np.ndarray:

@@ -13,7 +13,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import formats
-from .._procs import process_pool
+from .._procs import SchedulerError, check_scheduler_address, work_pool
 from ..vectors.fileformat import check_provenance, parse_lines
 from ..vectors.targets import targets as dialect_targets
 from .cache import OracleCache, canonical_case, case_problem, default_cache_dir, payload_of
@@ -179,7 +179,8 @@ def _expect(spec: Dict[str, Any]) -> Dict[str, Any]:
                      reductions=spec["reductions"], tags=spec.get("tags", []))
 
 
-def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], jobs: int) -> List[Dict[str, Any]]:
+def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], jobs: int,
+                      scheduler: Optional[str] = None) -> List[Dict[str, Any]]:
     """Cases for input specs, the oracle's expectations computed in parallel and cached.
 
     Parameters
@@ -190,12 +191,20 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
         The oracle cache (:class:`lossref.diff.cache.OracleCache`); None: no cache.
     jobs : int
         Processes for the oracle (1: in this process).
+    scheduler : str, optional
+        Address of a ``dask.distributed`` scheduler whose workers compute the cases not in
+        the cache instead (`jobs` unused); the cases are the same dicts.
 
     Returns
     -------
     list of dict
         One case per spec, in order (a spec the oracle cannot decide is left out, with a
         warning on stderr); a cached and a computed case are identical dicts.
+
+    Raises
+    ------
+    lossref._procs.SchedulerError
+        `scheduler` names no usable dask cluster.
     """
     cache = OracleCache(cache_dir) if cache_dir else None
     out: Dict[int, Dict[str, Any]] = {}
@@ -204,9 +213,11 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
         if hit is not None:
             out[i] = hit
     todo = [i for i in range(len(specs)) if i not in out]
-    serial = jobs <= 1 or len(todo) <= 1  # a pool costs more than it saves here
+    serial = jobs <= 1 or len(todo) <= 1  # a local pool costs more than it saves here
     with contextlib.ExitStack() as stack:
-        mapper = map if serial else stack.enter_context(process_pool(jobs)).map
+        # the cluster is asked for only when there is work for it (a warm cache needs none)
+        mapper = stack.enter_context(work_pool(1 if serial else jobs,
+                                               scheduler if todo else None))
         bar = stack.enter_context(_progress("oracle", len(todo)) if todo else _NoBar())
         for i, case in zip(todo, mapper(_expect_one, [specs[i] for i in todo])):
             bar.update(1)
@@ -224,7 +235,7 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
 #: Options that change how or where a run is done, not what it reports: left out of the
 #: report's ``command``, so the same run gives the same bytes in any folder (DESIGN.md,
 #: "Integrity").
-_EXECUTION_ONLY = {"jobs", "cache_dir", "no_cache", "out"}
+_EXECUTION_ONLY = {"jobs", "scheduler", "cache_dir", "no_cache", "out"}
 
 
 def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -232,7 +243,7 @@ def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
     `args` rendered as canonical options in the parser's order (abbreviations and
     ``--opt=value`` forms written out), leaving out the execution-only ones (``--jobs``,
-    ``--cache-dir``, ``--no-cache``, ``--out``) and those at their default.
+    ``--scheduler``, ``--cache-dir``, ``--no-cache``, ``--out``) and those at their default.
     """
     words = ["lossref", "diff", args.framework]
     for action in parser._actions:  # noqa: SLF001 (argparse has no public list of options)
@@ -299,6 +310,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return usage(f"--cases must be >= 0; got {args.cases}")
     if args.jobs < 0:
         return usage(f"--jobs must be >= 0 (0: every core); got {args.jobs}")
+    if args.scheduler is not None:
+        try:
+            check_scheduler_address(args.scheduler)
+        except SchedulerError as e:
+            return usage(str(e))
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         return usage(f"--timeout must be a positive number of seconds; got {args.timeout:g}")
     if args.vectors is not None and not os.path.exists(args.vectors):
@@ -333,7 +349,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         from ..vectors import fresh_specs
         specs = fresh_specs(args.cases, args.seed, losses=args.loss, dtypes=args.dtype, dialect=fw)
         cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
-        cases += with_expectations(specs, cache, args.jobs or os.cpu_count() or 1)
+        try:
+            cases += with_expectations(specs, cache, args.jobs or os.cpu_count() or 1, args.scheduler)
+        except SchedulerError as e:
+            return usage(str(e))
     if not cases:
         return usage("no cases (no vectors found and --cases 0)")
     reports = runner.run(cases, backends, timeout=args.timeout, framework=fw,
@@ -400,6 +419,10 @@ def register_commands(sub) -> None:
     p.add_argument("--loss", action="append", help="only this loss (repeatable)")
     p.add_argument("--dtype", action="append", help="only this dtype (repeatable)")
     p.add_argument("--jobs", type=int, default=0, help="processes for the oracle (default: all cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="compute the fresh cases' exact values on the workers of the "
+                        "dask.distributed scheduler at ADDRESS (e.g. tcp://HOST:8786) instead of "
+                        "local processes; the same report (needs lossref[dask])")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per case before it is an error")
     p.add_argument("--cache-dir", default=None,
                    help="oracle cache (default: $XDG_CACHE_HOME/lossref/oracle or ~/.cache/lossref/oracle)")

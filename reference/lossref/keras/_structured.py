@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-import mpmath
 import numpy as np
 
 from .. import formats
 from ..formats import FLOAT32
 from ..losses import circle as _circle
 from ..losses import ctc as _ctc
+from ..oracle import balls
+from ..oracle import ops as xops
 from .base import (KerasFunction, LossFunctionWrapper, Prepared, convert, keras_function,
                    weak)
 
@@ -110,8 +111,24 @@ class _Float32Function(KerasFunction):
 
     def values_exact(self, pr: Prepared) -> Callable[[], np.ndarray]:
         exact = super().values_exact(pr)
-        to32 = np.frompyfunc(lambda v: mpmath.mpf(formats.round_mpf(v, FLOAT32)), 1, 1)
-        return lambda: np.asarray(to32(exact()), dtype=object)
+        return lambda: _to_float32(exact())
+
+
+_ROUND32 = np.frompyfunc(lambda v: formats.round_mpf(v, FLOAT32), 1, 1)
+
+
+def _to_float32(v) -> np.ndarray:
+    """Exact values rounded to float32, as exact numbers of the oracle backend in use.
+
+    On balls an element is rounded where its whole ball rounds to one float32 value
+    (:func:`lossref.oracle.balls.decide_round`); any other stays a NaN ball ("not known"),
+    which the engine decides at a higher precision or on the mpmath path.
+    """
+    v = np.asarray(v, dtype=object)
+    if xops.backend() == "arb":
+        c, ok = balls.decide_round(v, FLOAT32)
+        return xops.lift(np.where(ok, c, np.nan).reshape(v.shape))
+    return xops.lift(np.asarray(_ROUND32(v), dtype=np.float64).reshape(v.shape))
 
 
 def _ctc_prepare(y_true, y_pred):

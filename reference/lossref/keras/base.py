@@ -165,10 +165,14 @@ class Loss:
         pr, fn = self._prepared(*self._convert_inputs(y_true, y_pred))
         sw = self._sample_weight(sample_weight)
         values = fn.values_exact(pr)
-        swe = None if sw is None else to_exact(sw)
-        return Exact(lambda: reduce_weighted_values(values(), self.reduction, swe, pr.mask, EXACT),
-                     start_prec=start_precision(pr.y_true, pr.y_pred, sw), dtype=self._fmt,
-                     label=f"keras.{type(self).__name__}")
+
+        def evaluate():
+            # the weights are taken exactly on whichever backend evaluates the loss
+            return reduce_weighted_values(values(), self.reduction, None if sw is None else to_exact(sw),
+                                          pr.mask, EXACT)
+
+        return Exact(evaluate, start_prec=start_precision(pr.y_true, pr.y_pred, sw), dtype=self._fmt,
+                     label=f"keras.{type(self).__name__}", balls=True)
 
     def get_config(self) -> dict:
         """Name, reduction and dtype (``keras.losses.Loss.get_config``)."""

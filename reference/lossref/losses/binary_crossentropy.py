@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import softplus, xmul
@@ -145,45 +144,61 @@ def exact_smoothed(y: np.ndarray, label_smoothing: Any) -> np.ndarray:
     """``y' = s y + h`` on exact values."""
     pr = _pair(label_smoothing)
     if pr is not None:
-        s, h = mpmath.mpf(pr[0]), mpmath.mpf(pr[1])
+        s, h = x.num(pr[0]), x.num(pr[1])
     else:
-        ls = mpmath.mpf(float(label_smoothing))
+        ls = x.num(float(label_smoothing))
         s, h = 1 - ls, ls / 2
     return y * s + h
 
 
-def exact_bounds(epsilon: Any):
-    """``(lo, hi)`` as exact numbers, or None."""
-    if epsilon is None:
-        return None
-    pr = _pair(epsilon)
-    if pr is not None:
-        return mpmath.mpf(pr[0]), mpmath.mpf(pr[1])
-    e = mpmath.mpf(float(epsilon))
-    return e, 1 - e
+def exact_softplus(z: np.ndarray) -> np.ndarray:
+    """``log(1 + e^z)`` as ``max(z, 0) + log1p(e^-|z|)``: the same number, but ``e^z`` is
+    never formed, so a large logit neither overflows a ball (Arb's exp of 1e308 is NaN) nor
+    leaves ``e^-z`` below the working precision inside ``1 + e^-z``."""
+    return x.maximum(z, x.num(0)) + x.log1p(x.exp(-np.abs(z)))
 
 
 def exact_surprisals(pred: np.ndarray, from_logits: bool, epsilon: Any):
-    """``(-log pc, -log(1 - pc))`` on exact values.
+    """``(-log pc, -log(1 - pc), bad)`` on exact values; ``bad`` is the condition (see
+    :mod:`lossref.oracle.ops`) where a surprisal is NaN (not an infinite log).
 
-    Probabilities: the literal clip and logs. Logits: ``-log sigmoid(+-z)`` written as
-    ``log1p(exp(-+z))``, which is the same number; the literal ``log(1/(1 + e^-z))`` would
-    lose ``e^-z`` below the working precision for large z at every precision the Ziv loop
-    tries. The clip of ``sigmoid(z)`` then becomes a clip of these logs (log is monotone).
+    Probabilities: the clip decided on the exact input and the clipped values taken
+    from its bounds (``log(1 - c)`` by log1p), ``1 - p`` formed inside log1p. Logits:
+    ``-log sigmoid(+-z) = softplus(-+z)`` (:func:`exact_softplus`), never the log of a
+    rounded sigmoid; the clip of ``sigmoid(z)`` becomes a clip of these logs (log is
+    monotone), a bound at 0 or 1 clipping nothing.
+
+    ``bad`` is what lets a zero label weight decide against an infinite log on balls:
+    Arb has no infinity, so ``-log 0`` is a NaN ball there, which :func:`ops.xmul_pole` takes
+    for an infinity; a real NaN (a NaN input, a probability outside [0, 1]) is caught here.
     """
-    bd = exact_bounds(epsilon)
+    iv = clip_interval(epsilon)
     if from_logits:
-        a, b = x.log1p(x.exp(-pred)), x.log1p(x.exp(pred))
-        if bd is not None:
-            lo, hi = bd
-            a = x.minimum(x.maximum(a, -x.log(hi)), -x.log(lo))
-            b = x.minimum(x.maximum(b, -x.log(1 - lo)), -x.log(1 - hi))
-        return a, b
+        a, b = exact_softplus(-pred), exact_softplus(pred)
+        if iv is not None:
+            lo, c = iv
+            a = x.maximum(a, -x.log1p(-x.num(c)))
+            b = x.maximum(b, -x.log1p(-x.num(lo)))
+            if lo > 0:
+                a = x.minimum(a, -x.log(x.num(lo)))
+            if c > 0:
+                b = x.minimum(b, -x.log(x.num(c)))
+        return a, b, x.isnan(pred)
     p = pred
-    if bd is not None:
-        lo, hi = bd
-        p = x.minimum(x.maximum(p, lo), hi)
-    return -x.log(p), -x.log(1 - p)
+    a, b = -x.log(p), -x.log1p(-p)  # log1p: 1 - p is never rounded
+    if iv is None:
+        return a, b, x.lor(x.isnan(p), x.lor(x.lt(p, x.num(0)), x.gt(p, x.num(1))))
+    lo, c = iv
+    # the upper bound 1 - c is exact at the starting precision (it counts the parameter's bits)
+    low, high = x.le(p, x.num(lo)), x.ge(p, 1 - x.num(c))
+    a = x.where(low, -x.log(x.num(lo)), x.where(high, -x.log1p(-x.num(c)), a))
+    b = x.where(high, -x.log(x.num(c)), x.where(low, -x.log1p(-x.num(lo)), b))
+    return a, b, x.isnan(p)
+
+
+def exact_cross_entropy(y1: np.ndarray, y0: np.ndarray, a: np.ndarray, b: np.ndarray, bad) -> np.ndarray:
+    """``y1 a + y0 b`` with zero weights giving 0 against infinite surprisals, NaN where `bad`."""
+    return x.where(bad, x.NAN, x.xmul_pole(y1, a) + x.xmul_pole(y0, b))
 
 
 # --- the loss -----------------------------------------------------------------------------------------
@@ -201,8 +216,8 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_smoo
            epsilon) -> np.ndarray:
     """The definition on exact values."""
     y = exact_smoothed(y_true, label_smoothing)
-    a, b = exact_surprisals(y_pred, from_logits, None if from_logits else epsilon)
-    return x.xmul(y, a) + x.xmul(1 - y, b)
+    a, b, bad = exact_surprisals(y_pred, from_logits, None if from_logits else epsilon)
+    return exact_cross_entropy(y, 1 - y, a, b, bad)
 
 
 # --- PyTorch's forms ---------------------------------------------------------------------------------
@@ -216,10 +231,17 @@ def log_clamped_reference(y_true: np.ndarray, y_pred: np.ndarray, log_floor: flo
 
 
 def log_clamped_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_floor: float = -100.0) -> np.ndarray:
-    """The definition on exact values."""
-    a, b = exact_surprisals(y_pred, False, None)
-    cap = -mpmath.mpf(log_floor)
-    return x.xmul(y_true, x.minimum(a, cap)) + x.xmul(1 - y_true, x.minimum(b, cap))
+    """The definition on exact values.
+
+    A log at 0 is the floor itself, taken without the log: ``min(-log 0, -f) = -f``
+    (on balls ``-log 0`` is a NaN ball, whose minimum with anything is NaN too).
+    """
+    p = y_pred
+    a, b, bad = exact_surprisals(p, False, None)
+    cap = x.num(-float(log_floor))
+    a = x.where(x.gt(p, x.num(0)), x.minimum(a, cap), cap)
+    b = x.where(x.lt(p, x.num(1)), x.minimum(b, cap), cap)
+    return exact_cross_entropy(y_true, 1 - y_true, a, b, bad)
 
 
 def pos_weighted_reference(y_true: np.ndarray, y_pred: np.ndarray, pos_weight=None) -> np.ndarray:
@@ -233,9 +255,9 @@ def pos_weighted_reference(y_true: np.ndarray, y_pred: np.ndarray, pos_weight=No
 
 def pos_weighted_oracle(y_true: np.ndarray, y_pred: np.ndarray, pos_weight=None) -> np.ndarray:
     """The definition on exact values (`pos_weight` exact too)."""
-    a, b = exact_surprisals(y_pred, True, None)
-    y1 = y_true if pos_weight is None else pos_weight * y_true
-    return x.xmul(y1, a) + x.xmul(1 - y_true, b)
+    a, b, bad = exact_surprisals(y_pred, True, None)
+    y1 = y_true if pos_weight is None else x.lift(pos_weight) * y_true
+    return exact_cross_entropy(y1, 1 - y_true, a, b, bad)
 
 
 LOSS = register(LossDef(

@@ -11,15 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import sigmoid
 from ..oracle import ops as x
 from ..registry import LossDef, Param, is_real, register
 from .binary_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, _pair,
-                                  check_bool, cross_entropy, exact_smoothed, exact_surprisals,
-                                  smoothed_labels, surprisals)
+                                  check_bool, cross_entropy, exact_cross_entropy, exact_smoothed,
+                                  exact_surprisals, smoothed_labels, surprisals)
 
 
 def _finite_float(v) -> Optional[str]:
@@ -60,24 +59,24 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, apply_class_balancing: bool, 
            gamma: float, from_logits: bool, label_smoothing, epsilon) -> np.ndarray:
     """The definition on exact values.
 
-    Probabilities: ``1 - p_t`` literally. Logits: ``1 - p_t`` written as
-    ``y' sigmoid(-z) + (1 - y') sigmoid(z)`` (the same number), since ``1 - sigmoid(z)``
-    for large z is below any working precision the Ziv loop would try.
+    ``1 - p_t`` is written as ``y' (1 - p) + (1 - y') p`` (the same number: both are
+    ``y' + p - 2 y' p``), a sum of two non-negative terms for labels and probabilities in
+    [0, 1], where ``1 - p_t`` would cancel for ``p_t`` near 1; on logits ``1 - p`` is
+    ``sigmoid(-z)``, since ``1 - sigmoid(z)`` for large z is below any working precision.
     """
     y = exact_smoothed(y_true, label_smoothing)
     if from_logits:
         base = y * x.sigmoid(-y_pred) + (1 - y) * x.sigmoid(y_pred)
     else:
-        p_t = y * y_pred + (1 - y) * (1 - y_pred)
-        base = 1 - p_t
-    a, b = exact_surprisals(y_pred, from_logits, epsilon)
-    out = x.power(base, mpmath.mpf(float(gamma))) * (x.xmul(y, a) + x.xmul(1 - y, b))
+        base = y * (1 - y_pred) + (1 - y) * y_pred
+    a, b, bad = exact_surprisals(y_pred, from_logits, epsilon)
+    out = x.power(base, x.num(float(gamma))) * exact_cross_entropy(y, 1 - y, a, b, bad)
     if apply_class_balancing:
         pr = _pair(alpha)
         if pr is not None:
-            w1, w0 = mpmath.mpf(pr[0]), mpmath.mpf(pr[1])
+            w1, w0 = x.num(pr[0]), x.num(pr[1])
         else:
-            w1 = mpmath.mpf(float(alpha))
+            w1 = x.num(float(alpha))
             w0 = 1 - w1
         out = (y * w1 + (1 - y) * w0) * out
     return out

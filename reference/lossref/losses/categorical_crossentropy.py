@@ -15,7 +15,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import clip_parts, log_softmax, normalize_parts, xmul
@@ -53,12 +52,12 @@ def smooth_labels(y: np.ndarray, label_smoothing) -> np.ndarray:
         if not label_smoothing:
             return y
         if y.dtype == object:
-            ls = mpmath.mpf(float(label_smoothing))
+            ls = x.num(float(label_smoothing))
             return y * (1 - ls) + ls / y.shape[-1]
         return y * (1.0 - label_smoothing) + label_smoothing / y.shape[-1]
     scale, offset = (float(v) for v in label_smoothing)
     if y.dtype == object:
-        return y * mpmath.mpf(scale) + mpmath.mpf(offset)
+        return y * x.num(scale) + x.num(offset)
     return y * scale + offset
 
 
@@ -103,12 +102,26 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_s
 
 
 # --- oracle: the same definitions on exact values ------------------------------------------------
+#
+# Each row gives ``(p, 1 - p, log p, bad)``: ``bad`` is the condition (see
+# lossref.oracle.ops) where ``log p`` is NaN rather than a number or -inf. The ball backend
+# has no -inf (``log 0`` is a NaN ball, which ops.xmul_pole takes for an infinity against a zero
+# label), so a real NaN has to be told apart where it is known.
 
 
-def _normalize_row(row, bounds):
+def _item(v):
+    """The element of a 0-d object array (an op's result on one number)."""
+    return v[()] if isinstance(v, np.ndarray) else v
+
+
+def _all_finite(row: np.ndarray) -> bool:
+    """Whether every entry is known to be finite (on balls, a NaN ball is not known)."""
+    return all(f is not None and bool(f) for f in x.isfinite(row).tolist())
+
+
+def _normalize_row(row: np.ndarray, bounds):
     """Exact ``q = x / sum(x)`` and ``1 - q`` as rationals, the clip exact on them, then logs."""
-    n = len(row)
-    if all(mpmath.isfinite(v) for v in row):
+    if _all_finite(row):
         fr = [x.to_fraction(v) for v in row]
         s = sum(fr)
         if s != 0:
@@ -116,86 +129,101 @@ def _normalize_row(row, bounds):
             if bounds is not None:  # the exact clip of the exact ratios
                 lo, hi = Fraction(bounds[0]), 1 - Fraction(bounds[1])
                 q = [min(max(v, lo), hi) for v in q]
-            c = [1 - v for v in q]
-            logq = []
-            for qi, ci in zip(q, c):
-                if qi <= 0:
-                    logq.append(-x.INF if qi == 0 else x.NAN)
-                elif qi > Fraction(1, 2):  # log of the exact complement: no rounding of q near 1
-                    logq.append(mpmath.log1p(-x.from_fraction(ci)))
-                else:
-                    logq.append(mpmath.log(x.from_fraction(qi)))
-            return [x.from_fraction(v) for v in q], [x.from_fraction(v) for v in c], logq
-    # a zero sum or non-finite entries: IEEE division (x / 0 = ±inf or NaN), clip, log
-    r = np.asarray(row, dtype=object)
-    s = x.fsum(r)
-    q = x.div(r, np.full(n, s, dtype=object))
+            qe = np.array([x.from_fraction(v) for v in q], dtype=object)
+            ce = np.array([x.from_fraction(1 - v) for v in q], dtype=object)
+            # above 1/2 the log of the exact complement: no rounding of q near 1; log 0 = -inf
+            big = np.array([v > Fraction(1, 2) for v in q], dtype=bool)
+            logq = x.where(big, x.log1p(-ce), x.log(qe))
+            return qe, ce, logq, np.array([v < 0 for v in q], dtype=bool)
+    # a zero sum or entries not finite: IEEE division (x / 0 = ±inf or NaN), clip, log
+    # (on balls every part is a NaN ball here: such rows are left to the mpmath path)
+    s = x.fsum(row)
+    q = x.div(row, np.full(len(row), s, dtype=object))
     if bounds is not None:
-        lo, top = mpmath.mpf(bounds[0]), mpmath.mpf(bounds[1])
-        low, high = q < lo, q > 1 - top
+        lo, top = x.num(bounds[0]), x.num(bounds[1])
+        low, high = x.lt(q, lo), x.gt(q, 1 - top)
         q = x.where(low, lo, x.where(high, 1 - top, q))
-        return list(q), list(1 - q), list(x.where(high, mpmath.log1p(-top), x.log(q)))
-    return list(q), list(1 - q), list(x.log(q))
+        logq = x.where(high, x.log1p(-top), x.log(q))
+    else:
+        logq = x.log(q)
+    return q, 1 - q, logq, x.isnan(logq)
 
 
-def _softmax_row(row):
+def _softmax_row(row: np.ndarray):
     """``softmax`` literal with IEEE semantics: NaN row for NaN or all ``-inf`` entries;
-    with ``+inf`` entries, NaN there (inf/inf) and probability 0 elsewhere."""
+    with ``+inf`` entries, NaN there (inf/inf) and probability 0 elsewhere.
+
+    The largest entry is subtracted exactly (``exp`` of a non-positive number, a sum
+    ``1 + rest`` of positive terms, no cancellation); on balls a row with an entry that is
+    not known to be finite is all NaN balls, left to the mpmath path.
+    """
     n = len(row)
-    nan = ([x.NAN] * n,) * 3
-    if any(mpmath.isnan(v) for v in row):
-        return nan
-    m = max(row)
-    if m == -x.INF:
-        return nan
-    if m == x.INF:
-        p = [x.NAN if v == x.INF else mpmath.mpf(0) for v in row]
-        return p, [1 - v for v in p], [x.NAN if v == x.INF else -x.INF for v in row]
-    e = [mpmath.exp(v - m) for v in row]  # the shift by the maximum changes nothing exactly
-    k = row.index(m)
-    rest = mpmath.fsum(e[:k] + e[k + 1:])
+    nan = np.full(n, x.NAN, dtype=object)
+    if any(f is None for f in x.isfinite(row).tolist()):
+        return nan, nan, nan, x.isnan(nan)
+    if x.decide(x.isnan(row)).any():
+        return nan, nan, nan, np.ones(n, dtype=bool)
+    k = 0
+    for i in range(1, n):  # the first largest entry (inputs: the comparisons decide)
+        if x.decide(x.gt(row[i], row[k])):
+            k = i
+    m = row[k]
+    if not x.decide(x.isfinite(row[k:k + 1]))[0]:
+        if not x.decide(x.gt(row[k:k + 1], x.num(0)))[0]:  # every entry -inf
+            return nan, nan, nan, np.ones(n, dtype=bool)
+        at_inf = x.decide(x.land(x.lnot(x.isfinite(row)), x.gt(row, x.num(0))))
+        p = x.where(at_inf, x.NAN, x.num(0))
+        return p, 1 - p, x.where(at_inf, x.NAN, -x.INF), at_inf
+    d = row - m
+    e = x.exp(d)
+    rest = _item(x.fsum(np.delete(e, k)))
     t = 1 + rest
-    p = [v / t for v in e]
-    c = [1 - v for v in p]
-    c[k] = rest / t  # the dominant class's complement, formed from the other terms
-    logt = mpmath.log1p(rest)
-    logp = [(v - m) - logt for v in row]
-    return p, c, logp
+    p = x.div(e, np.full(n, t, dtype=object))
+    c = 1 - p
+    c[k] = _item(x.div(rest, t))  # the dominant class's complement, formed from the other terms
+    logp = d - _item(x.log1p(rest))
+    return p, c, logp, x.isnan(logp)
 
 
-def exact_class_parts(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tuple[float, float]]):
-    """Object arrays ``(p, 1 - p, log p)`` along the last axis at the working precision.
+def exact_class_terms(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tuple[float, float]]):
+    """Object arrays ``(p, 1 - p, log p, bad)`` along the last axis at the working
+    precision; ``bad``: where ``log p`` is NaN (a condition, three-valued on balls).
 
     Probabilities: the ratio and the clip are exact (rational arithmetic), only the log
-    rounds. Logits: softmax evaluated in mpmath, then clipped if `bounds` is given.
+    rounds. Logits: softmax with the maximum subtracted, then clipped if `bounds` is given.
     """
-    y_pred = np.asarray(y_pred, dtype=object)
+    y_pred = x.lift(y_pred)
     shape = y_pred.shape
     n = shape[-1] if y_pred.ndim else 1
     rows = y_pred.reshape(-1, n)
-    out = [np.empty(rows.shape, dtype=object) for _ in range(3)]
+    out = [np.empty(rows.shape, dtype=object) for _ in range(4)]
     for i, row in enumerate(rows):  # the oracle may loop: it is the slow, literal definition
-        row = list(row)
         parts = _softmax_row(row) if from_logits else _normalize_row(row, bounds)
         for o, v in zip(out, parts):
             o[i, :] = v
-    p, c, logp = (o.reshape(shape) for o in out)
+    p, c, logp, bad = (o.reshape(shape) for o in out)
     if from_logits and bounds is not None:  # p > 1 - top decided on the complement
-        lo, top = mpmath.mpf(bounds[0]), mpmath.mpf(bounds[1])
-        low, high = p < lo, c < top
-        logp = x.where(low, mpmath.log(lo), x.where(high, mpmath.log1p(-top), logp))
+        lo, top = x.num(bounds[0]), x.num(bounds[1])
+        low, high = x.lt(p, lo), x.lt(c, top)
+        logp = x.where(low, x.log(lo), x.where(high, x.log1p(-top), logp))
         c = x.where(low, 1 - lo, x.where(high, top, c))
         p = x.where(low, lo, x.where(high, 1 - top, p))
-    return p, c, logp
+        bad = x.isnan(logp)
+    return p, c, logp, bad
+
+
+def exact_class_parts(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tuple[float, float]]):
+    """``(p, 1 - p, log p)`` of :func:`exact_class_terms`."""
+    return exact_class_terms(y_pred, from_logits, bounds)[:3]
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_smoothing: float,
            epsilon) -> np.ndarray:
     """The definition on exact values: ``-y'_i log p_i``."""
     y = smooth_labels(y_true, label_smoothing)
-    _, _, logp = exact_class_parts(y_pred, from_logits,
-                                   None if from_logits else clip_bounds_of(epsilon))
-    return -x.xmul(y, logp)
+    _, _, logp, bad = exact_class_terms(y_pred, from_logits,
+                                        None if from_logits else clip_bounds_of(epsilon))
+    return x.where(bad, x.NAN, -x.xmul_pole(y, logp))
 
 
 LOSS = register(LossDef(

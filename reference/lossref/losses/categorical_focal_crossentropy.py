@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import mpmath
 import numpy as np
 
 from ..numerics import xmul
 from ..oracle import ops as x
-from ..oracle import to_exact
 from ..registry import LossDef, Param, is_real, register
 from .categorical_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, class_parts,
-                                       clip_bounds_of, exact_class_parts, smooth_labels)
+                                       clip_bounds_of, exact_class_terms, smooth_labels)
 
 
 def _finite_real(v) -> bool:
@@ -54,11 +52,11 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha, gamma: float, from_
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, gamma: float, from_logits: bool,
            label_smoothing: float, epsilon) -> np.ndarray:
-    """The definition on exact values."""
+    """The definition on exact values (NaN where ``log p`` is NaN, whatever the label)."""
     y = smooth_labels(y_true, label_smoothing)
-    _, c, logp = exact_class_parts(y_pred, from_logits, clip_bounds_of(epsilon))
-    a = mpmath.mpf(float(alpha)) if _finite_real(alpha) else to_exact(np.asarray(alpha, np.float64))
-    return a * x.power(c, float(gamma)) * -x.xmul(y, logp)
+    _, c, logp, bad = exact_class_terms(y_pred, from_logits, clip_bounds_of(epsilon))
+    a = x.num(float(alpha)) if _finite_real(alpha) else x.lift(np.asarray(alpha, np.float64))
+    return x.where(bad, x.NAN, a * x.power(c, x.num(float(gamma))) * -x.xmul_pole(y, logp))
 
 
 LOSS = register(LossDef(

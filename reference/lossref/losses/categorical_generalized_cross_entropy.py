@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import mpmath
 import numpy as np
 
 from ..oracle import ops as x
@@ -45,9 +44,9 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, q: float) -> np.ndarray:
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, q: float) -> np.ndarray:
     """The definition on exact values, with ``p^q = exp(q log p)`` for p > 0."""
     p = _pick(exact_labels(y_true), y_pred)
-    qe = mpmath.mpf(float(q))
-    pos = np.asarray(p > 0, dtype=bool) & x.isfinite(p)
-    safe = x.where(pos, p, 1)
+    qe = x.num(float(q))
+    pos = x.land(x.gt(p, x.num(0)), x.isfinite(p))
+    safe = x.where(pos, p, x.num(1))
     # -expm1(q log p) is 1 - p^q with no cancellation left for the Ziv loop to resolve
     near = -x.expm1(qe * x.log(safe))
     return x.where(pos, x.div(near, qe), x.div(1 - x.power(p, qe), qe))

@@ -53,10 +53,11 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """The literal definition on exact values."""
+    one = x.num(1)
     pos = x.fsum(y_true * y_pred, -1)
-    wrong = (1 - y_true) * y_pred
+    wrong = (one - y_true) * y_pred
     neg = functools.reduce(x.maximum, [wrong[..., i] for i in range(wrong.shape[-1])])
-    return x.maximum(neg - pos + 1, 0)
+    return x.maximum(neg - pos + one, 0)
 
 
 LOSS = register(LossDef(

@@ -18,14 +18,13 @@ import functools
 import math
 from typing import Any, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import logsumexp_merge, logsumexp_rest, softplus
 from ..oracle import ops as x
-from ..oracle import to_exact
 from ..registry import (LossDef, Param, block_elements, check_float_array, finite_number,
                         register, reuse_freed_memory)
+from .sparse_categorical_crossentropy import exact_labels
 
 
 def _optional_number(v) -> Optional[str]:
@@ -254,29 +253,42 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, gamma: float, margin: float,
            remove_diagonal: bool, ref_labels: Optional[np.ndarray],
            ref_embeddings: Optional[np.ndarray], optim_neg: Optional[float],
            delta_neg: Optional[float]) -> np.ndarray:
-    """The literal definition on exact values."""
-    r_lab = np.asarray(y_true if ref_labels is None else labels_1d(ref_labels, "ref_labels"),
-                       dtype=object)
-    r_emb = y_pred if ref_embeddings is None else to_exact(np.asarray(ref_embeddings))
+    """The definition on exact values.
+
+    ``softplus(L_p + L_n)`` is evaluated as ``log1p(S_p S_n)`` with ``S = sum exp(w)`` over
+    the members, the same number (``exp(log S_p + log S_n)``): an empty set is an exact
+    ``S = 0`` and the loss an exact 0, with no ``log 0 = -inf`` (which balls cannot hold:
+    such anchors were all left to the mpmath path), and ``L_p + L_n`` cannot cancel.
+    NaN and ``0 * inf`` propagate as ``-inf + inf`` did.
+    """
+    labels = exact_labels(y_true)  # the labels are finite inputs: float64 exactly
+    r_lab = labels if ref_labels is None else labels_1d(_float_labels(ref_labels), "ref_labels")
+    r_emb = y_pred if ref_embeddings is None else x.lift(np.asarray(ref_embeddings))
     n_b, n_r = y_pred.shape[0], r_emb.shape[0]
     dot = np.empty((n_b, n_r), dtype=object)
     for i in range(n_b):
         dot[i] = x.fsum(y_pred[i][None, :] * r_emb, -1)  # rounded at the working precision only
-    d = x.maximum(1 - dot, 0)
-    o_n = 1 + mpmath.mpf(margin) if optim_neg is None else optim_neg
-    d_n = 1 - mpmath.mpf(margin) if delta_neg is None else delta_neg
-    same = np.asarray(y_true, dtype=object)[:, None] == r_lab[None, :]
-    same = np.asarray(same, dtype=bool)
+    one, m, g = x.num(1), x.num(margin), x.num(gamma)
+    d = x.maximum(one - dot, 0)
+    o_n = one + m if optim_neg is None else x.num(optim_neg)
+    d_n = one - m if delta_neg is None else x.num(delta_neg)
+    same = labels[:, None] == r_lab[None, :]
     pos = same & ~np.eye(n_b, n_r, dtype=bool) if remove_diagonal else same
     neg = ~same
     fpos, fneg = pos.astype(int).astype(object), neg.astype(int).astype(object)
-    a_p = x.maximum((margin + d) * fpos, 0)
+    a_p = x.maximum((m + d) * fpos, 0)
     a_n = x.maximum((o_n - d) * fneg, 0)
-    w_p = -1 * gamma * a_p * (margin - d)
-    w_n = gamma * a_n * (d_n - d)
-    l_p = x.log(x.fsum(x.exp(x.where(pos, w_p, -x.INF)), -1))
-    l_n = x.log(x.fsum(x.exp(x.where(neg, w_n, -x.INF)), -1))
-    return x.log1p(x.exp(l_p + l_n))
+    w_p = -g * a_p * (m - d)
+    w_n = g * a_n * (d_n - d)
+    s_p = x.fsum(x.where(pos, x.exp(w_p), 0), -1)
+    s_n = x.fsum(x.where(neg, x.exp(w_n), 0), -1)
+    return x.log1p(s_p * s_n)
+
+
+def _float_labels(v) -> np.ndarray:
+    """Labels given as floats, or as exact numbers (a dialect's array parameter), as float64."""
+    a = np.asarray(v)
+    return exact_labels(a) if a.dtype == object else a
 
 
 LOSS = register(LossDef(

@@ -17,12 +17,10 @@ import math
 from fractions import Fraction
 from typing import Any, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import sum2, sum2_parts, two_product, two_sum
 from ..oracle import ops as x
-from ..oracle import to_exact
 from ..registry import LossDef, Param, check_float_array, finite_number, is_real, param_array, real_array_error, register
 
 #: below every exponent a finite float64 (or the square root of a positive eps) can have
@@ -169,33 +167,44 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0
 
 def _exact_row(label, a, b, margin: float, eps1: float, eps2: float):
     """One sample on exact values: the sums, ``AB - d^2`` and ``d^2 - m^2 AB`` are exact
-    rationals, so only a square root and a quotient round (no cancellation is left)."""
-    if label != 1 and label != -1:  # NaN included
-        return mpmath.mpf(0)
-    if not all(mpmath.isfinite(v) for v in (*a, *b)):
+    rationals, so only a square root and a quotient round (no cancellation is left).
+
+    A branch on the label or on the inputs' finiteness that balls leave undecided (an
+    infinite or NaN input is a NaN ball) gives a NaN ball, "not known": the mpmath path
+    decides that sample.
+    """
+    is_pos, is_neg = x.eq(label, 1)[()], x.eq(label, -1)[()]
+    if is_pos is None or is_neg is None:
+        return x.NAN
+    if not (is_pos or is_neg):  # NaN included
+        return x.num(0)
+    finite = x.isfinite(np.concatenate([a, b])).tolist()
+    if not all(v is True for v in finite):  # False (mpmath: the value is NaN) or None (balls)
         return x.NAN
     fa, fb = [x.to_fraction(v) for v in a], [x.to_fraction(v) for v in b]
     ab = (sum(v * v for v in fa) + Fraction(eps1)) * (sum(v * v for v in fb) + Fraction(eps2))
     d = sum(u * v for u, v in zip(fa, fb))
     if ab == 0:
         return x.NAN
-    s = mpmath.sqrt(x.from_fraction(ab))
-    if label == 1:  # 1 - d/s = (AB - d^2) / (s (s + d)) for d > 0
-        return x.from_fraction(ab - d * d) / (s * (s + x.from_fraction(d))) if d > 0 else 1 - x.from_fraction(d) / s
+    s = x.sqrt(x.from_fraction(ab))[()]
+    q = lambda u, v: x.div(u, v)[()]  # noqa: E731  (every divisor here is nonzero)
+    if is_pos:  # 1 - d/s = (AB - d^2) / (s (s + d)) for d > 0
+        if d > 0:
+            return q(x.from_fraction(ab - d * d), s * (s + x.from_fraction(d)))
+        return x.num(1) - q(x.from_fraction(d), s)
     if not math.isfinite(margin):
-        return x.maximum(x.from_fraction(d) / s - mpmath.mpf(margin), 0)[()]
+        return x.maximum(q(x.from_fraction(d), s) - x.num(margin), 0)[()]
     m = Fraction(margin)
-    if d * m > 0:  # d - m s = (d^2 - m^2 AB) / (d + m s), d and m s of one sign
-        above = x.from_fraction(d * d - m * m * ab) / (s * (x.from_fraction(d) + x.from_fraction(m) * s))
-    else:
-        above = (x.from_fraction(d) - x.from_fraction(m) * s) / s
-    return max(above, mpmath.mpf(0))
+    if d * m > 0:  # d/s - m = (d^2 - m^2 AB) / (s (d + m s)), d and m s of one sign
+        above = q(x.from_fraction(d * d - m * m * ab), s * (x.from_fraction(d) + x.from_fraction(m) * s))
+    else:  # d/s and -m of one sign (or zero): no cancellation, and exactly -m where d = 0
+        above = q(x.from_fraction(d), s) - x.from_fraction(m)
+    return x.maximum(above, 0)[()]
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0.0, eps: Any = 1e-12) -> np.ndarray:
-    """The definition on exact values (object arrays)."""
-    q = np.broadcast_to(param_array("cosine_embedding", "x2", x2, y_pred.shape), y_pred.shape)
-    q = q if q.dtype == object else to_exact(q)
+    """The definition on exact values (object arrays; `x2` floats or exact numbers)."""
+    q = x.lift(np.broadcast_to(param_array("cosine_embedding", "x2", x2, y_pred.shape), y_pred.shape))
     e1, e2 = eps_pair(eps)
     out = np.empty(y_pred.shape[:-1], dtype=object)
     for i in np.ndindex(out.shape):  # the oracle may loop: it is the slow, literal definition

@@ -78,10 +78,12 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, axis: int, epsilon) -> np.nda
     y, p = np.moveaxis(y_true, ax, -1), np.moveaxis(y_pred, ax, -1)
 
     def denominator(v):
+        # the squared norm of exact inputs is an exact 0 or a ball away from 0: the
+        # comparison decides
         norm = x.sqrt(x.fsum(v * v, -1))
         if not epsilon:  # no floor: 0/0 of a zero vector is defined as 0, as for None
-            return x.where(norm == 0, 1, norm)
-        return x.maximum(norm, epsilon)
+            return x.where(x.eq(norm, x.num(0)), x.num(1), norm)
+        return x.maximum(norm, x.num(epsilon))
 
     return -x.div(x.fsum(y * p, -1), denominator(y) * denominator(p))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import log_softmax, logsumexp_parts
@@ -156,35 +155,51 @@ def _forward(y_true: np.ndarray, y_pred: np.ndarray, chunk: int, log_probs: bool
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, log_probs: bool = False,
-           input_lengths: Optional[np.ndarray] = None) -> np.ndarray:
+           input_lengths: Optional[np.ndarray] = None, zero: Optional[np.ndarray] = None) -> np.ndarray:
     """The exact sum over alignments: the forward algorithm on exact probabilities
-    (`log_probs`, `input_lengths` as for :func:`reference`)."""
+    (`log_probs`, `input_lengths` as for :func:`reference`). With `log_probs`, `zero`
+    (bools of `y_pred`'s shape) marks the log-probabilities that are ``-inf``: their
+    probability is exactly 0, which the ball backend cannot read from its input (a
+    ball has no infinity: the input is a NaN ball there).
+
+    The recursion runs on probabilities, not on their logs: every state is a sum of
+    products of non-negative numbers, so a ball's relative radius grows only linearly
+    with the steps (no cancellation and no branch, hence no log-sum-exp to stabilise).
+    The labels are exact inputs, read as integers with
+    :func:`~lossref.oracle.ops.to_fraction`.
+    """
     n_b = y_pred.shape[0]
     out = np.empty(n_b, dtype=object)
     for b in range(n_b):  # the oracle is the slow, literal definition
-        labels = [int(v) for v in y_true[b] if v != BLANK]
+        labels = [int(f) for f in (x.to_fraction(v) for v in y_true[b]) if f != BLANK]
         ext = [BLANK]
         for lab in labels:
             ext += [lab, BLANK]
         n_s = len(ext)
+        # s -> s+2 skips a blank between two different labels only
+        jump = np.array([s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2] for s in range(n_s)], bool)
         z = y_pred[b] if input_lengths is None else y_pred[b, :int(input_lengths[b])]
-        e = x.exp(z)
         if log_probs:
-            prob = e
-        else:
-            prob = x.div(e, np.repeat(x.fsum(e, -1)[:, None], z.shape[1], axis=1))  # softmax
-        alpha = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (n_s - 1)  # virtual step -1
+            prob = x.exp(z)
+            if zero is not None:
+                prob = x.where(zero[b, :z.shape[0]], x.num(0), prob)
+        else:  # softmax over the classes
+            m = z[:, :1]
+            for k in range(1, z.shape[1]):
+                m = x.maximum(m, z[:, k:k + 1])
+            # shifted by a finite row maximum: the same quotient, but no exponential of a
+            # large logit (a ball has no room for exp(1e300)); a row with an infinity or a
+            # NaN keeps the unshifted form and its IEEE value (inf / inf, 0 / inf)
+            e = x.exp(z - x.where(x.isfinite(m), m, x.num(0)))
+            prob = x.div(e, np.repeat(x.fsum(e, -1)[:, None], z.shape[1], axis=1))
+        emit = prob[:, ext]  # (T, S): the probability of each state's class
+        alpha = np.array([x.num(1)] + [x.num(0)] * (n_s - 1), dtype=object)  # virtual step -1
         for t in range(z.shape[0]):
-            new = []
-            for s in range(n_s):
-                a = alpha[s]
-                if s >= 1:
-                    a = a + alpha[s - 1]
-                if s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2]:
-                    a = a + alpha[s - 2]
-                new.append(a * prob[t, ext[s]])
-            alpha = new
-        total = alpha[-1] + (alpha[-2] if n_s > 1 else 0)
+            a = alpha.copy()
+            a[1:] = a[1:] + alpha[:-1]
+            a[jump] = a[jump] + alpha[np.flatnonzero(jump) - 2]
+            alpha = a * emit[t]
+        total = alpha[-1] + alpha[-2] if n_s > 1 else alpha[-1]
         out[b] = -x.log(np.asarray([total], dtype=object))[0]
     return out
 

@@ -105,7 +105,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, axis, epsilon) -> np.ndarray:
     axes = normalize_axes(axis, y_pred.ndim)
     y, p = axes_last(y_true, axes), axes_last(y_pred, axes)
     intersection = x.fsum(y * p, -1)
-    den = x.fsum(y, -1) + x.fsum(p, -1) + (0 if epsilon is None else epsilon)
+    den = x.fsum(y, -1) + x.fsum(p, -1) + x.num(0 if epsilon is None else epsilon)
     return 1 - x.div(2 * intersection, den)
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-import mpmath
 import numpy as np
 
 from ..numerics import two_product, two_sum
-from ..oracle import to_exact
 from ..oracle import ops as x
 from ..registry import LossDef, Param, nonneg_float, param_array, real_array_error, register
 from .binary_crossentropy import check_bool
@@ -75,13 +73,12 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6,
            full: bool = False) -> np.ndarray:
-    """The literal definition on exact values."""
+    """The literal definition on exact values (`var` floats or exact numbers)."""
     e = y_pred - y_true
-    v = param_array("gaussian_nll", "var", var, e.shape)
-    v = x.maximum(v if v.dtype == object else to_exact(v), mpmath.mpf(eps))
+    v = x.maximum(x.lift(param_array("gaussian_nll", "var", var, e.shape)), x.num(eps))
     out = x.div(x.log(v) + x.div(e * e, v), 2)
     if full:
-        out = out + mpmath.log(2 * mpmath.pi) / 2
+        out = out + x.div(x.log(x.num(2) * x.pi()), 2)
     return np.asarray(out, dtype=object)
 
 

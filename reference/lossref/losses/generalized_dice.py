@@ -53,7 +53,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, smooth=1.0, activation: Optio
     n_c = y_true.shape[-1]
     d = soft_dice.oracle(y_true, y_pred, 0.5, 0.5, smooth, None, activation)
     vol = x.fsum(y_true.reshape(-1, n_c), 0)
-    w = x.div(np.ones(n_c, dtype=object), vol * vol + epsilon)
+    w = x.div(x.num(1), vol * vol + x.num(epsilon))
     w = x.div(w * n_c, np.full(n_c, x.fsum(w), dtype=object))
     v = d * w
     if ignore_background and n_c > 1:

@@ -54,8 +54,13 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     t, lq = y_true, y_pred
     e = x.exp(lq)
     literal = t * x.log(t) - t * lq - t + e
-    inf = ((lq == x.INF) & (t > 0) & x.isfinite(t)) | ((t == x.INF) & (lq < x.INF))
-    return x.where(t == 0, e, x.where(inf, x.INF, literal))
+    zero = x.num(0)
+    l_inf = x.land(x.lnot(x.isfinite(lq)), x.gt(lq, zero))  # l = +inf
+    t_inf = x.land(x.lnot(x.isfinite(t)), x.gt(t, zero))  # t = +inf
+    # l = +inf against a positive finite target, or t = +inf against l < +inf: +inf
+    inf = x.lor(x.land(l_inf, x.land(x.gt(t, zero), x.isfinite(t))),
+                x.land(t_inf, x.land(x.lnot(x.isnan(lq)), x.lnot(l_inf))))
+    return x.where(x.eq(t, zero), e, x.where(inf, x.INF, literal))
 
 
 LOSS = register(LossDef(

@@ -22,7 +22,7 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """The literal definition on exact values."""
-    return x.maximum(1 - y_true * y_pred, 0)
+    return x.maximum(x.num(1) - y_true * y_pred, 0)
 
 
 LOSS = register(LossDef(

@@ -27,9 +27,15 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, margin: float) -> np.ndarr
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, margin: float) -> np.ndarray:
-    """The definition on exact values, term by term (a NaN label gets both terms)."""
-    push = x.where(y_true != 1, x.maximum(margin - y_pred, 0), 0)
-    return push + x.where(y_true != -1, y_pred, 0)
+    """The definition on exact values, term by term (a NaN label gets both terms).
+
+    The label tests are :func:`~lossref.oracle.ops.eq`: on balls an infinite or NaN label
+    is a NaN ball, for which a Python ``!=`` is False (Arb answers only what it proves),
+    which would drop both terms; ``eq`` leaves it undecided, so the value is the union of
+    the branches and the mpmath path decides it.
+    """
+    push = x.where(x.lnot(x.eq(y_true, 1)), x.maximum(x.num(margin) - y_pred, 0), 0)
+    return push + x.where(x.lnot(x.eq(y_true, -1)), y_pred, 0)
 
 
 LOSS = register(LossDef(

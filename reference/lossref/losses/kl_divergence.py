@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import mpmath
 import numpy as np
 
 from ..numerics import log_ratio
@@ -41,11 +40,11 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
     """The literal definition on exact values."""
     if epsilon is not None:
-        e = mpmath.mpf(float(epsilon))
-        y_true = x.minimum(x.maximum(y_true, e), 1)
-        y_pred = x.minimum(x.maximum(y_pred, e), 1)
-    zero = (y_true == 0) & ~x.isnan(y_pred)
-    return x.where(zero, 0, y_true * x.log(x.div(y_true, y_pred)))
+        e, one = x.num(float(epsilon)), x.num(1)
+        y_true = x.minimum(x.maximum(y_true, e), one)
+        y_pred = x.minimum(x.maximum(y_pred, e), one)
+    zero = x.land(x.eq(y_true, x.num(0)), x.lnot(x.isnan(y_pred)))
+    return x.where(zero, x.num(0), y_true * x.log(x.div(y_true, y_pred)))
 
 
 def log_space_reference(y_true: np.ndarray, y_pred: np.ndarray, log_target: bool = False) -> np.ndarray:
@@ -67,7 +66,7 @@ def log_space_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_target: bool = 
     """The literal definition on exact values."""
     if log_target:
         return x.exp(y_true) * (y_true - y_pred)
-    return x.where(y_true == 0, 0 - y_true * y_pred, y_true * (x.log(y_true) - y_pred))
+    return x.where(x.eq(y_true, x.num(0)), 0 - y_true * y_pred, y_true * (x.log(y_true) - y_pred))
 
 
 LOSS = register(LossDef(

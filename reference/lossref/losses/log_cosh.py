@@ -15,8 +15,18 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """The literal definition on exact values."""
-    return x.log(x.cosh(y_pred - y_true))
+    """The definition on exact values, ``a = |p - y|``, in two forms of the same number.
+
+    ``log cosh a = log1p(cosh a - 1)`` with ``cosh a - 1 = expm1(a)^2 / (2 e^a)`` for
+    ``a <= 1`` (``log(cosh a)`` would cancel to ``a^2 / 2`` out of ``log(1 + ...)``), and
+    ``a - log 2 + log1p(e^-2a)`` above, where ``cosh a`` is never formed (a ball of
+    ``cosh(1e308)`` is NaN).
+    """
+    a = np.abs(y_pred - y_true)
+    m = x.expm1(a)
+    near = x.log1p(x.div(m * m, 2 * x.exp(a)))
+    far = a - x.log(x.num(2)) + x.log1p(x.exp(-2 * a))
+    return x.where(x.le(a, x.num(1)), near, far)
 
 
 LOSS = register(LossDef(

@@ -15,7 +15,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..numerics import _TP_HI, _TP_LO, sum_k3, two_product, two_sum
-from ..oracle import to_exact
 from ..oracle import ops as x
 from ..reduction import stage2_mean
 from ..registry import LossDef, Param, finite_number, param_array, real_array_error, register
@@ -72,10 +71,10 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.ndarray:
-    """The literal definition on exact values."""
-    v = param_array("margin_ranking", "x2", x2, y_pred.shape)
-    v = v if v.dtype == object else to_exact(v)
-    return x.maximum(margin - y_true * (y_pred - v), 0)
+    """The literal definition on exact values (`x2` and `margin` floats, or exact numbers: the
+    torch dialect passes `margin` as a 0-dim array)."""
+    v = x.lift(param_array("margin_ranking", "x2", x2, y_pred.shape))
+    return x.maximum(x.lift(margin) - y_true * (y_pred - v), 0)
 
 
 # --- parameters and the catalogue entry ----------------------------------------------------------

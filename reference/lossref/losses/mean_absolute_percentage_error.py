@@ -25,8 +25,8 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
     """The literal definition on exact values."""
-    den = np.abs(y_true) if epsilon is None else x.maximum(np.abs(y_true), epsilon)
-    return x.div(100 * np.abs(y_true - y_pred), den)
+    den = np.abs(y_true) if epsilon is None else x.maximum(np.abs(y_true), x.num(float(epsilon)))
+    return x.div(x.num(100) * np.abs(y_true - y_pred), den)
 
 
 LOSS = register(LossDef(

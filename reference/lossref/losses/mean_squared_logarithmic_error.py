@@ -22,10 +22,19 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
-    """The literal definition on exact values."""
+    """The definition on exact values.
+
+    For finite arguments with ``y > -1`` the difference of logs is taken as the one log
+    ``log1p((p - y) / (1 + y))`` (the same number, with no cancellation for ``p`` near
+    ``y``); elsewhere (NaN, infinities, ``y <= -1``) the literal difference.
+    """
     if epsilon is not None:
-        y_true, y_pred = x.maximum(y_true, epsilon), x.maximum(y_pred, epsilon)
-    d = x.log(y_pred + 1) - x.log(y_true + 1)
+        e = x.num(float(epsilon))
+        y_true, y_pred = x.maximum(y_true, e), x.maximum(y_pred, e)
+    one = x.num(1)
+    ok = x.land(x.land(x.isfinite(y_true), x.isfinite(y_pred)), x.gt(y_true, -one))
+    near = x.log1p(x.div(y_pred - y_true, y_true + one))
+    d = x.where(ok, near, x.log(y_pred + one) - x.log(y_true + one))
     return d * d
 
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from ..numerics import two_sum
 from ..oracle import ops as x
-from ..oracle import to_exact
 from ..reduction import stage2_mean
 from ..registry import LossDef, Param, check_float_array, finite_number, is_real, register
 from .sparse_categorical_crossentropy import exact_labels
@@ -140,13 +139,15 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, p, margin: float, weight) 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, p, margin: float, weight) -> np.ndarray:
     """The definition on exact values."""
     c = y_pred.shape[-1]
-    w = class_weights(weight, c)
+    class_weights(weight, c)  # the check; the values are taken exactly below
     k = exact_labels(y_true).astype(np.intp)[..., None]
     xk = np.take_along_axis(y_pred, k, -1)
-    terms = x.maximum(margin - xk + y_pred, 0) ** int(p)
-    terms = x.where(np.arange(c) != k, terms, 0)
-    wk = 1 if w is None else to_exact(w)[k[..., 0]]
-    return wk * x.fsum(terms, -1) / c
+    h = x.maximum(x.num(margin) - xk + y_pred, 0)
+    terms = x.where(np.arange(c) != k, h * h if int(p) == 2 else h, 0)
+    total = x.fsum(terms, -1)
+    if weight is not None:  # floats, or exact numbers (a dialect's weight tensor)
+        total = x.lift(np.asarray(weight))[k[..., 0]] * total
+    return x.div(total, c)
 
 
 LOSS = register(LossDef(

@@ -40,7 +40,7 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, margin: float = 1.0) -> np
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, margin: float = 1.0) -> np.ndarray:
     """The literal definition on exact values."""
-    cand = y_pred + (1 - y_true) * margin
+    cand = y_pred + (x.num(1) - y_true) * x.num(margin)
     top = cand[..., 0]
     for k in range(1, cand.shape[-1]):  # the oracle may loop: it is the literal definition
         top = x.maximum(top, cand[..., k])

@@ -66,9 +66,9 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         ends = np.flatnonzero(lab == -1)
         listed = lab[:ends[0] if ends.size else c]
         others = np.setdiff1d(np.arange(c), listed)
-        terms = x.maximum(1 - (row[listed][:, None] - row[others][None, :]), 0)
-        out[pos] = x.fsum(terms)[()] / c
-    return out
+        terms = x.maximum(x.num(1) - (row[listed][:, None] - row[others][None, :]), 0)
+        out[pos] = x.fsum(terms)[()]
+    return x.div(out, c)
 
 
 LOSS = register(LossDef(

@@ -10,11 +10,10 @@ pair gives NaN (0/0). Optax: ``optax.losses.ntxent`` (:mod:`lossref.optax._margi
 
 from __future__ import annotations
 
-
-import mpmath
 import numpy as np
 
 from ..numerics import logsumexp, softplus, sum2, two_product
+from ..oracle import ops as x
 from ..registry import LossDef, Param, block_elements, check_float_array, nonneg_float, positive_float, register
 
 
@@ -52,23 +51,27 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, temperature: float = 0.07,
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, temperature: float = 0.07, eps: float = 0.0) -> np.ndarray:
-    """The literal definition on exact values (loops over the pairs)."""
-    g = list(y_true.reshape(-1))
-    b, d = y_pred.shape
-    t, ep = mpmath.mpf(temperature), mpmath.mpf(eps)
-    nrm = [mpmath.sqrt(max(mpmath.fsum(v * v for v in y_pred[i]), ep)) for i in range(b)]
-    s = [[mpmath.fsum(y_pred[i, k] * y_pred[j, k] for k in range(d)) / (nrm[i] * nrm[j]) / t
-          for j in range(b)] for i in range(b)]
-    terms = []
-    for i in range(b):
-        neg = mpmath.fsum(mpmath.exp(s[i][k]) for k in range(b) if g[k] != g[i])
-        for j in range(b):
-            if j != i and g[j] == g[i]:
-                # log(e^s + neg) - s written as log1p(neg e^-s): exactly 0 without negatives
-                terms.append(mpmath.log1p(neg * mpmath.exp(-s[i][j])))
-    if not terms:
-        return np.asarray(mpmath.mpf("nan"), dtype=object)
-    return np.asarray(mpmath.fsum(terms) / len(terms), dtype=object)
+    """The literal definition on exact values.
+
+    Which pairs are positive is read from the (exact) labels with
+    :func:`~lossref.oracle.ops.decide`; every term is a ``log1p`` of a sum of exponentials,
+    so a ball's radius stays relative to the term.
+    """
+    g = y_true.reshape(-1)
+    b = y_pred.shape[0]
+    same = x.decide(x.eq(g[:, None], g[None, :]))  # a NaN label is in no group, not even its own
+    pos = same & ~np.eye(b, dtype=bool)
+    if not pos.any():  # 0/0 (on balls a NaN ball: NaN is the mpmath path's to give)
+        return np.asarray(x.NAN, dtype=object)
+    t, ep = x.num(temperature), x.num(eps)
+    nrm = x.sqrt(x.maximum(x.fsum(y_pred * y_pred, -1), ep))
+    dots = x.fsum(y_pred[:, None, :] * y_pred[None, :, :], -1)  # (B, B)
+    s = x.div(x.div(dots, nrm[:, None] * nrm[None, :]), t)
+    e = x.exp(s)
+    neg = np.asarray([x.fsum(e[i, ~same[i]])[()] for i in range(b)], dtype=object)
+    # log(e^s + neg) - s written as log1p(neg e^-s): exactly 0 without negatives
+    terms = x.log1p(neg[:, None] * x.exp(-s))[pos]
+    return np.asarray(x.div(x.fsum(terms), x.num(terms.size)), dtype=object)
 
 
 def check_inputs(name: str, y_true, y_pred):

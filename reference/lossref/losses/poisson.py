@@ -10,7 +10,6 @@ term of ``log y!`` (:func:`nll_reference`, :func:`nll_oracle`).
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from ..numerics import xmul
@@ -35,9 +34,11 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
-    """The literal definition on exact values."""
-    e = 0 if epsilon is None else mpmath.mpf(float(epsilon))
-    return y_pred - x.xmul(y_true, x.log(y_pred + e))
+    """The literal definition on exact values (NaN where the log is, whatever the label)."""
+    s = y_pred if epsilon is None else y_pred + x.num(float(epsilon))
+    # a zero label against log 0 is 0, but not against the log of a negative number or NaN
+    bad = x.lor(x.isnan(s), x.lt(s, x.num(0)))
+    return x.where(bad, x.NAN, y_pred - x.xmul_pole(y_true, x.log(s)))
 
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -68,7 +69,7 @@ def nll_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_input: bool = True, f
     if not full:
         return out
     y = y_true
-    return out + x.where(y > 1, y * x.log(y) - y + x.log(2 * mpmath.pi * y) / 2, 0)
+    return out + x.where(x.gt(y, x.num(1)), y * x.log(y) - y + x.log(2 * x.pi() * y) / 2, x.num(0))
 
 
 LOSS = register(LossDef(

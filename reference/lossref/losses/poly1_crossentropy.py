@@ -7,13 +7,12 @@ first term ``1 - p_t`` of its Taylor series in ``1 - p_t`` (Leng et al., 2022). 
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from ..numerics import xmul
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
-from .categorical_crossentropy import class_parts, exact_class_parts
+from .categorical_crossentropy import class_parts, exact_class_terms
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon: float) -> np.ndarray:
@@ -27,9 +26,9 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, epsilon: float) -> np.ndar
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon: float) -> np.ndarray:
-    """The definition on exact values (softmax evaluated in mpmath)."""
-    _, c, logp = exact_class_parts(y_pred, True, None)
-    return x.xmul(y_true, -logp) + mpmath.mpf(float(epsilon)) * (y_true * c)
+    """The definition on exact values (NaN where ``log p`` is NaN, whatever the label)."""
+    _, c, logp, bad = exact_class_terms(y_pred, True, None)
+    return x.where(bad, x.NAN, x.xmul_pole(y_true, -logp) + x.num(float(epsilon)) * (y_true * c))
 
 
 LOSS = register(LossDef(

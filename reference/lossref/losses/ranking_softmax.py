@@ -8,10 +8,10 @@ normalised. Optax: ``optax.losses.ranking_softmax_loss`` (:mod:`lossref.optax._m
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from ..numerics import log_softmax, sum2, two_product
+from ..oracle import ops as x
 from ..registry import LossDef, Param, check_float_array, real_array_error, register
 
 
@@ -29,24 +29,52 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, weights=1.0, where=1.0) ->
         return -sum2(h, lo=l)
 
 
+def _log_softmax(items: np.ndarray) -> np.ndarray:
+    """``log softmax(s)_i = -log1p(sum_{j != i} exp(s_j - s_i))`` of one list's exact scores:
+    exactly 0 for a lone item (``s_i - log(exp(s_i))`` is 0 too, but never decided to be
+    at any precision).
+
+    Finite scores take ``sum_{j != i} exp(s_j - s_i) = exp(m - s_i) sum_{j != i} exp(s_j - m)``
+    (``m`` the largest score) with the sums over ``j != i`` as a prefix plus a suffix of
+    positive terms: the same value in O(n) instead of O(n**2) exponentials, with no
+    cancellation. A list with an infinity or a NaN keeps the pairwise form and its IEEE
+    value (on balls, where such a score is a NaN ball, it is NaN either way).
+    """
+    n = items.size
+    if all(f is not None and bool(f) for f in x.isfinite(items)):
+        m = items[0]
+        for v in items[1:]:
+            m = x.maximum(m, v)[()]
+        e = x.exp(items - m)
+        pre, post = [x.num(0)], [x.num(0)]  # exclusive prefix and suffix sums
+        for i in range(n - 1):
+            pre.append(pre[-1] + e[i])
+            post.append(post[-1] + e[n - 1 - i])
+        others = np.asarray(pre, dtype=object) + np.asarray(post[::-1], dtype=object)
+        return -x.log1p(others * x.exp(m - items))
+    off = ~np.eye(n, dtype=bool)
+    diff = (items[None, :] - items[:, None])[off].reshape(n, n - 1)  # row i: s_j - s_i, j != i
+    return -x.log1p(x.fsum(x.exp(diff), -1))
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, weights=1.0, where=1.0) -> np.ndarray:
-    """The literal definition on exact values: the valid items' log-sum-exp, then the sum."""
-    valid = np.broadcast_to(np.asarray(where != 0, dtype=bool), y_pred.shape)
-    wy = y_true * np.broadcast_to(weights, y_pred.shape)
+    """The literal definition on exact values: the valid items' log softmax, then the sum.
+
+    The array parameters arrive as floats or exact numbers of either backend: they are
+    lifted here, inside the evaluation. Which items are valid is read from the (exact)
+    `where` with :func:`~lossref.oracle.ops.decide`.
+    """
+    valid = x.decide(np.broadcast_to(x.lnot(x.eq(x.lift(where), 0)), y_pred.shape))
+    wy = y_true * np.broadcast_to(x.lift(weights), y_pred.shape)
     lead, n = y_pred.shape[:-1], y_pred.shape[-1]
     s2, wy2, v2 = y_pred.reshape(-1, n), wy.reshape(-1, n), valid.reshape(-1, n)
     out = np.empty(s2.shape[0], dtype=object)
     for r in range(s2.shape[0]):  # the oracle loops over lists: the literal definition
         idx = np.flatnonzero(v2[r])
         if idx.size == 0:
-            out[r] = mpmath.mpf(0)
+            out[r] = x.num(0)
             continue
-        # log softmax_i = -log1p(sum_{j != i} exp(s_j - s_i)): exactly 0 for a lone valid item
-        # (s_i - log(exp(s_i)) is 0 too, but never decided to be at any precision)
-        items = list(s2[r, idx])
-        lsm = [-mpmath.log1p(mpmath.fsum(mpmath.exp(u - v) for k, u in enumerate(items) if k != i))
-               for i, v in enumerate(items)]
-        out[r] = -mpmath.fsum(c * ls for c, ls in zip(wy2[r, idx], lsm))
+        out[r] = -x.fsum(wy2[r, idx] * _log_softmax(s2[r, idx]))[()]
     return out.reshape(lead)
 
 

@@ -11,7 +11,6 @@ entry is structured (its "per-sample" values are the smoothed labels).
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from ..numerics import sum2, two_product
@@ -44,7 +43,7 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha: float = 0.1) -> np.
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha: float = 0.1) -> np.ndarray:
     """The literal definition on exact values."""
-    a = mpmath.mpf(alpha)  # exact: a float's value
+    a = x.num(alpha)  # exact: a float or an int
     return (1 - a) * y_true + x.div(a, y_pred)
 
 

@@ -109,7 +109,7 @@ def exact_probabilities(z: np.ndarray, activation: Optional[str]) -> np.ndarray:
     if activation is None:
         return z
     if activation == "sigmoid":
-        return x.div(np.ones_like(z), 1 + x.exp(-z))
+        return x.div(x.num(1), 1 + x.exp(-z))
     e = x.exp(z)
     return x.div(e, np.repeat(x.fsum(e, -1)[..., None], z.shape[-1], axis=-1))
 
@@ -120,6 +120,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha=0.5, beta=0.5, smooth=1
     p = exact_probabilities(y_pred, activation)
     axes = class_axes(axis, y_true.ndim)
     y, p = axes_last(y_true, axes), axes_last(p, axes)
+    alpha, beta, smooth = x.num(alpha), x.num(beta), x.num(smooth)
     i_ = x.fsum(y * p, -1)
     den = i_ + alpha * (x.fsum(p, -1) - i_) + beta * (x.fsum(y, -1) - i_) + smooth
     return 1 - x.div(i_ + smooth, den)

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..oracle import ops as x
 from ..registry import LossDef, Param, check_float_array, is_real, register
 from .categorical_crossentropy import (EPSILON, FROM_LOGITS, class_parts,
                                        clip_bounds_of, exact_class_parts)
@@ -98,7 +99,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_cla
     c = y_pred.shape[-1]
     labels = exact_labels(y_true)
     idx, valid = class_indices(labels, c, ignore_class, "y_true")
-    out = np.zeros(idx.shape, dtype=object)
+    out = np.full(idx.shape, x.num(0), dtype=object)
     for pos in np.ndindex(idx.shape):  # the oracle may loop: it is the slow, literal definition
         if not valid[pos]:
             continue  # ignored positions are 0 and never evaluated (their row may hold NaN)

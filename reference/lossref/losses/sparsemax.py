@@ -11,10 +11,12 @@ Multiclass, over the last axis with one-hot ``y`` (label ``c``) and scores ``z``
 
 from __future__ import annotations
 
-import mpmath
+from fractions import Fraction
+
 import numpy as np
 
 from ..numerics import sum2, two_product, two_sum
+from ..oracle import ops as x
 from ..registry import LossDef, Param, check_float_array, register
 from .binary_crossentropy import check_bool
 
@@ -107,42 +109,66 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, binary: bool = False) -> n
 # --- oracle --------------------------------------------------------------------------------------
 
 
-def _exact_sparse_plus(t):
-    if mpmath.isnan(t):
-        return mpmath.mpf("nan")
-    if t <= -1:
-        return mpmath.mpf(0)
-    if t >= 1:
-        return t
-    return (t + 1) ** 2 / 4
+def _exact_sparse_plus(t: np.ndarray) -> np.ndarray:
+    """``sparse_plus`` of exact values, piece by piece (NaN stays NaN: no piece holds)."""
+    return x.where(x.le(t, -1), x.num(0), x.where(x.ge(t, 1), t, (t + 1) * (t + 1) / 4))
 
 
-def _exact_row(y, z):
-    """One row: sort the exact scores, the support from exact prefix sums, then the
-    literal ``sum_S (z_j**2 - tau**2) / 2 - z_c + 1/2``."""
-    if any(mpmath.isnan(v) or v == mpmath.inf for v in z) or all(v == -mpmath.inf for v in z):
-        return mpmath.mpf("nan")
-    c = max(range(len(y)), key=lambda i: y[i])
-    if z[c] == -mpmath.inf:
-        return mpmath.inf
-    zs = sorted((v for v in z if v != -mpmath.inf), reverse=True)
-    size, total = 0, mpmath.mpf(0)
+def _first_max(y) -> int:
+    """The index of the first largest label, as ``max`` over the indices keyed by the
+    labels: a later label replaces the one kept only where it is larger (never a NaN,
+    nor anything after a NaN kept first)."""
+    c = 0
+    for i in range(1, len(y)):
+        if x.decide(x.gt(y[i], y[c])):  # labels are inputs: decided but for a NaN ball
+            c = i
+    return c
+
+
+def _exact_row(y: np.ndarray, z: np.ndarray):
+    """One row: the support from the exact scores, then the literal
+    ``sum_S (z_j**2 - tau**2) / 2 - z_c + 1/2``.
+
+    The scores are inputs, so every quantity is a rational of them: the sort, the support
+    test ``1 + j z_(j) - sum_{i<=j} z_(i) > 0`` and the value are computed in exact
+    rationals (:class:`fractions.Fraction`), with no branch on a rounded number, and the
+    value is made a number of the backend once (an exact zero, the loss of a confident
+    prediction, is an exact ball). A non-finite score is a NaN ball on balls: such a row
+    is left undecided (NaN), for the mpmath path and its IEEE cases.
+    """
+    finite = x.isfinite(np.concatenate([y, z]))
+    if any(f is None for f in finite):  # balls: an infinity or a NaN among the inputs
+        return x.NAN
+    c = _first_max(y)
+    if not all(finite[len(y):]):  # mpmath: IEEE cases of infinite and NaN scores
+        nan, neg = x.isnan(z), x.eq(z, -x.INF)
+        if any(nan) or any(x.eq(z, x.INF)) or all(neg):
+            return x.NAN
+        if neg[c]:
+            return x.INF
+        z = z[~np.asarray(neg, bool)]  # a -inf score is below any support: left out
+        c -= int(np.count_nonzero(neg[:c]))
+    q = [x.to_fraction(v) for v in z]
+    zs = sorted(q, reverse=True)
+    size, total, run = 0, Fraction(0), Fraction(0)
     for j, v in enumerate(zs, 1):
-        if 1 + j * v - mpmath.fsum(zs[:j]) > 0:
-            size, total = j, mpmath.fsum(zs[:j])
+        run += v
+        if 1 + j * v - run > 0:
+            size, total = j, run
     tau = (total - 1) / size
-    support = zs[:size]
-    return mpmath.fsum([(v * v - tau * tau) / 2 for v in support]) - z[c] + mpmath.mpf(1) / 2
+    value = sum((v * v - tau * tau) / 2 for v in zs[:size]) - q[c] + Fraction(1, 2)
+    return x.from_fraction(value)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, binary: bool = False) -> np.ndarray:
     """The literal definition on exact values (the oracle loops over rows)."""
     if binary:
-        t = np.where(np.asarray(y_true != 0, dtype=bool), -y_pred, y_pred)
-        return np.frompyfunc(_exact_sparse_plus, 1, 1)(t).astype(object)
+        return _exact_sparse_plus(x.where(x.lnot(x.eq(y_true, 0)), -y_pred, y_pred))
     lead, k = y_pred.shape[:-1], y_pred.shape[-1]
     ys, zs = y_true.reshape(-1, k), y_pred.reshape(-1, k)
-    out = np.array([_exact_row(list(a), list(b)) for a, b in zip(ys, zs)] + [None], dtype=object)[:-1]
+    out = np.empty(ys.shape[0], dtype=object)
+    for r in range(ys.shape[0]):
+        out[r] = _exact_row(ys[r], zs[r])
     return out.reshape(lead)
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 import math
 from typing import Optional, Tuple
 
-import mpmath
 import numpy as np
 
 from ..numerics import sum2_parts, two_product, two_sum
 from ..oracle import ops as x
-from ..oracle import to_exact
 from ..registry import LossDef, Param, finite_number, is_real, param_array, real_array_error, register
 from .binary_crossentropy import check_bool
 
@@ -158,29 +156,60 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 
 # --- oracle ----------------------------------------------------------------------------------
 
 
-def _exact_norm(w: np.ndarray, p: float) -> np.ndarray:
-    """``||w||_p`` over the last axis on exact values (NaN propagates)."""
+def power_sum(w: np.ndarray, p: float) -> np.ndarray:
+    """``sum |w|^p`` over the last axis on exact values (``max |w|`` for p = inf): the
+    p-th power of the norm, exact where the precision holds the powers (p an integer)."""
     mag = np.abs(w)
     if p == math.inf:
-        out = np.full(w.shape[:-1], mpmath.mpf(0), dtype=object)
+        out = np.full(w.shape[:-1], x.num(0), dtype=object)
         for i in range(w.shape[-1]):  # the oracle may loop: it is the literal definition
             out = x.maximum(out, mag[..., i])
         return out
-    s = x.fsum(mag if p == 1 else x.power(mag, p), -1)
-    return s if p == 1 else x.sqrt(s) if p == 2 else x.power(s, 1 / mpmath.mpf(p))
+    return x.fsum(mag if p == 1 else x.power(mag, p), -1)
+
+
+def root(s: np.ndarray, p: float) -> np.ndarray:
+    """``s^(1/p)`` (the norm from :func:`power_sum`; p = 1 and inf: `s` itself)."""
+    if p in (1, math.inf):
+        return s
+    return x.sqrt(s) if p == 2 else x.power(s, x.div(x.num(1), x.num(p)))
+
+
+def root_gap(s_a: np.ndarray, s_b: np.ndarray, d_a: np.ndarray, d_b: np.ndarray, p: float) -> np.ndarray:
+    """``d_a - d_b`` of roots ``d = s^(1/p)``, for an integer p >= 2 as
+    ``(s_a - s_b) / sum_{j < p} d_a^(p-1-j) d_b^j``: the same number where the roots are
+    finite and not both 0 (the literal difference elsewhere), without the cancellation of
+    two nearly equal roots. The difference of the power sums is exact where the precision
+    holds it, so equal distances (a tie: the loss is the margin) give an exact 0, which
+    balls of two separately rounded roots never do (``[0 +/- r]``, undecided where the
+    margin is 0)."""
+    plain = d_a - d_b
+    if p == math.inf or p < 2 or p != int(p):
+        return plain
+    k = int(p)
+    den = x.fsum(np.stack([x.power(d_a, k - 1 - j) * x.power(d_b, j) for j in range(k)], -1), -1)
+    ok = x.land(x.land(x.isfinite(d_a), x.isfinite(d_b)), x.gt(den, 0))
+    return x.where(ok, x.div(s_a - s_b, x.where(ok, den, 1)), plain)
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0, p: float = 2,
            eps=1e-6, swap: bool = False) -> np.ndarray:
-    """The literal definition on exact values."""
-    n = negative if getattr(negative, "dtype", None) == object else to_exact(np.asarray(negative))
-    n = np.broadcast_to(param_array("triplet_margin", "negative", n, y_pred.shape), y_pred.shape)
-    e_ab, e_an, e_bn = (mpmath.mpf(e) for e in _eps3(eps))
-    d_pos = _exact_norm(y_pred - y_true + e_ab, p)
-    d_neg = _exact_norm(y_pred - n + e_an, p)
+    """The definition on exact values (`negative` floats or exact numbers).
+
+    The negative distance with `swap` is the root of the smaller power sum (the root is
+    increasing: the same number as the smaller root), and ``d(a, b) - d(a, n)`` is formed
+    by :func:`root_gap`: for p = 1 and inf the power sums are the distances themselves,
+    differences of exact values.
+    """
+    n = np.broadcast_to(x.lift(param_array("triplet_margin", "negative", negative, y_pred.shape)),
+                        y_pred.shape)
+    e_ab, e_an, e_bn = (x.num(e) for e in _eps3(eps))
+    s_pos = power_sum(y_pred - y_true + e_ab, p)
+    s_neg = power_sum(y_pred - n + e_an, p)
     if swap:
-        d_neg = x.minimum(d_neg, _exact_norm(y_true - n + e_bn, p))
-    return x.maximum(mpmath.mpf(margin) + d_pos - d_neg, 0)
+        s_neg = x.minimum(s_neg, power_sum(y_true - n + e_bn, p))
+    gap = root_gap(s_pos, s_neg, root(s_pos, p), root(s_neg, p), p)
+    return x.maximum(x.num(margin) + gap, 0)
 
 
 # --- parameters ------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ Optax: ``optax.losses.triplet_margin_loss`` (:mod:`lossref.optax._margin`).
 from __future__ import annotations
 
 
-import mpmath
 import numpy as np
 
 from ..numerics import sum2, sum2_parts, two_product, two_sum
-from ..oracle import to_exact
+from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, param_array, real_array_error, register
+from .triplet_margin import root_gap
 
 #: rows whose largest difference exceeds 2**_BIG are squared scaled by a power of two
 _BIG = 500
@@ -64,30 +64,28 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 
         return np.maximum(out, 0.0) + 0.0
 
 
-def _pow(base, q):
-    """IEEE ``pow`` on exact values: a negative base needs an integer exponent."""
-    if mpmath.isnan(base):
-        return mpmath.mpf("nan")
-    if base < 0:
-        return base ** int(q) if q == int(q) else mpmath.mpf("nan")
-    return base ** q
-
-
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0, p: float = 2,
            eps: float = 1e-6) -> np.ndarray:
-    """The literal definition on exact values (``1/p`` exact)."""
-    n = negative if getattr(negative, "dtype", None) == object else to_exact(np.asarray(negative))
-    n = np.broadcast_to(param_array("triplet_margin_powsum", "negative", n, y_pred.shape), y_pred.shape)
-    pw = np.frompyfunc(_pow, 2, 1)
-    q = mpmath.mpf(p)
+    """The literal definition on exact values (``1/p`` exact; `negative` floats or exact
+    numbers). The powers are IEEE ``pow`` (:func:`ops.power <lossref.oracle.ops.power>`:
+    a negative base needs an integer exponent).
 
-    def dist(u, v):
-        s = np.frompyfunc(lambda *r: mpmath.fsum(r), u.shape[-1], 1)(*np.moveaxis(pw(u - v, q), -1, 0)) \
-            if u.shape[-1] else np.zeros(u.shape[:-1], object)
-        return pw(np.asarray(s, dtype=object) + mpmath.mpf(eps), 1 / q)
+    ``d(a, b) - d(a, n)`` is formed by :func:`~lossref.losses.triplet_margin.root_gap`: for
+    an integer p the difference of the power sums (exact: eps cancels) over a sum of
+    products of the distances, the same number without the cancellation of two nearly
+    equal distances, and an exact 0 for equal ones.
+    """
+    n = np.broadcast_to(x.lift(param_array("triplet_margin_powsum", "negative", negative, y_pred.shape)),
+                        y_pred.shape)
+    q, e = x.num(p), x.num(eps)
+    inv = x.div(x.num(1), q)
 
-    val = margin + dist(y_pred, y_true) - dist(y_pred, n)
-    return np.asarray(np.frompyfunc(lambda v: v if mpmath.isnan(v) else max(v, mpmath.mpf(0)), 1, 1)(val), dtype=object)
+    def power_sum(u, v):
+        return x.fsum(x.power(u - v, q), -1)
+
+    s_pos, s_neg = power_sum(y_pred, y_true), power_sum(y_pred, n)
+    d_pos, d_neg = x.power(s_pos + e, inv), x.power(s_neg + e, inv)
+    return x.maximum(x.num(margin) + root_gap(s_pos, s_neg, d_pos, d_neg, p), 0)
 
 
 def _check_p(v):

@@ -30,7 +30,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -
     tp = x.fsum(y * p, -1)
     fp = x.fsum((1 - y) * p, -1)
     fn = x.fsum(y * (1 - p), -1)
-    den = tp + alpha * fp + beta * fn + (0 if epsilon is None else epsilon)
+    den = tp + x.num(alpha) * fp + x.num(beta) * fn + x.num(0 if epsilon is None else epsilon)
     return 1 - x.div(tp, den)
 
 

@@ -31,7 +31,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from .. import formats
-from ..dialect import convert, is_float
+from ..dialect import convert, exact_all, exact_any, exact_is_inf, is_float
 from ..losses import binary_crossentropy as _bce
 from ..losses import binary_focal_crossentropy as _bfc
 from ..losses import categorical_crossentropy as _cce
@@ -130,7 +130,12 @@ def _softmax_inputs(fn: str, logits, labels, axis, where, float_labels: bool = F
 
 def _on(mask) -> Optional[np.ndarray]:
     """A mask (float64 or exact 0/1 values after the dialect's conversions) as bools."""
-    return None if mask is None else np.asarray(mask != 0, dtype=bool)
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype == object:  # an input: its exact 0/1 values always decide
+        return xo.decide(xo.lnot(xo.eq(mask, 0)))
+    return np.asarray(mask != 0, dtype=bool)
 
 
 # --- softmax cross-entropies: catalogue terms, optax's product rule, mask, sum -------------------
@@ -140,15 +145,18 @@ def _terms(v, y, z, on, safe: bool, nan, zero):
     """The catalogue's terms `v` (``0 log 0 = 0``) under optax's rule for label-0 terms:
     NaN on a ``-inf`` logit (``0 * -inf``) unless `safe`, which makes every one 0 (even a
     NaN log-probability); masked-out terms are 0."""
-    y0 = np.asarray(y == 0, dtype=bool)
-    if safe:
-        v = xo.where(y0, zero, v) if v.dtype == object else np.where(y0, zero, v)
-    else:
-        bad = y0 & np.asarray(z == -np.inf, dtype=bool)
-        v = xo.where(bad, nan, v) if v.dtype == object else np.where(bad, nan, v)
-    if on is not None:
-        v = xo.where(on, v, zero) if v.dtype == object else np.where(on, v, zero)
-    return v
+    if v.dtype != object:
+        y0 = y == 0
+        if safe:
+            v = np.where(y0, zero, v)
+        else:
+            v = np.where(y0 & (z == -np.inf), nan, v)
+        return v if on is None else np.where(on, v, zero)
+    # exact: labels are inputs (decided); a logit's -inf is "not known" on balls, where an
+    # undecided condition keeps the union of both branches
+    y0 = xo.eq(y, 0)
+    v = xo.where(y0, zero, v) if safe else xo.where(xo.land(y0, exact_is_inf(z, -1)), nan, v)
+    return v if on is None else xo.where(on, v, zero)
 
 
 def _masked(z, on, exact: bool):
@@ -256,12 +264,13 @@ def _int_reference(y_true, y_pred, mask=None) -> np.ndarray:
 
 def _exact_lse(row) -> Any:
     """``log Σ exp`` of a row of exact values: NaN with a NaN, ±inf at infinite maxima."""
-    if any(xo.isnan(row)):
-        return xo.NAN
-    m = max(row)
-    if not xo.isfinite(np.array([m]))[0]:
-        return m
-    return m + xo.log(np.array([xo.fsum(xo.exp(np.asarray(row, dtype=object) - m))]))[0]
+    r = np.asarray(row, dtype=object)
+    m = r[0]
+    for v in r[1:]:  # the maximum, NaN if any element is NaN
+        m = xo.maximum(m, v)
+    nan = exact_any(xo.isnan(r), -1)
+    val = m + xo.log(xo.fsum(xo.exp(r - m)))
+    return xo.where(nan, xo.NAN, xo.where(xo.isfinite(m), val, m))[()]
 
 
 def _int_oracle(y_true, y_pred, mask=None) -> np.ndarray:
@@ -337,8 +346,8 @@ def sigmoid_binary_cross_entropy(logits, labels):
 def _negative_base(y, z, exact: bool):
     """Where ``1 - p_t = y σ(-z) + (1 - y) σ(z)`` is negative (labels outside [0, 1]):
     optax forms the focal weight as ``exp(γ log(1 - p_t))``, NaN there."""
-    if exact:
-        return np.asarray(y * xo.sigmoid(-z) + (1 - y) * xo.sigmoid(z) < 0, dtype=bool)
+    if exact:  # an oracle condition (three-valued on balls)
+        return xo.lt(y * xo.sigmoid(-z) + (1 - y) * xo.sigmoid(z), 0)
     return y * sigmoid(-z) + (1.0 - y) * sigmoid(z) < 0
 
 
@@ -437,7 +446,7 @@ def _gkl_oracle(y_true, y_pred, mask=None) -> np.ndarray:
     if on is not None:
         parts = [xo.where(on, v, 0) for v in parts]
     v, a, b = parts
-    special = ~np.all(xo.isfinite(a) & xo.isfinite(b), axis=-1)
+    special = xo.lnot(exact_all(xo.land(xo.isfinite(a), xo.isfinite(b)), -1))
     return xo.where(special, xo.fsum(a, -1) + xo.fsum(b, -1), xo.fsum(v, -1))
 
 

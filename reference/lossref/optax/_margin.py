@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import formats
-from ..dialect import is_float
+from ..dialect import exact_all, exact_any, is_float
 from ..formats import Format
 from ..losses import multiclass_hinge as _mh
 from ..losses import ntxent as _nt
@@ -156,13 +156,18 @@ class _RankingFunction(OptaxFunction):
         chosen = vals[rows] if rows is not None else vals.reshape(-1)
         if how == "sum":
             return arith.total(chosen)
-        nan = (lambda v: np.asarray(xops.isnan(v), bool)) if exact else np.isnan
         out = arith.mean_of_total(chosen, None, chosen.size) if chosen.size else \
             arith.divide(arith.asarray(np.float64(0.0)), arith.asarray(np.float64(0.0)))
         # optax turns a NaN mean into 0 unless a list's loss is NaN (no valid list, inf - inf)
-        if bool(np.all(nan(np.asarray(out)))) and not bool(np.any(nan(vals))):
-            return arith.asarray(np.float64(0.0))
-        return out
+        if not exact:
+            if bool(np.all(np.isnan(out))) and not bool(np.any(np.isnan(vals))):
+                return arith.asarray(np.float64(0.0))
+            return out
+        # on balls "NaN" is "not known": an undecided condition keeps both answers
+        out = np.asarray(out, dtype=object)
+        nan_mean = exact_all(xops.isnan(out.reshape(-1)), -1) if chosen.size else True  # 0/0
+        zero = xops.land(nan_mean, xops.lnot(exact_any(xops.isnan(vals.reshape(-1)), -1)))
+        return xops.where(zero, 0, out)
 
 
 def ranking_softmax_loss(logits, labels, *, where=None, weights=None, reduce_fn=mean):

@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 from typing import Optional, Tuple, Union
 
-import mpmath
 import numpy as np
 
 from .. import formats
-from ..dialect import convert, is_float
+from ..dialect import convert, exact_all, is_float
 from ..losses import cosine_embedding as _cemb
 from ..losses import cosine_similarity as _cos
 from ..losses import hinge as _hinge
@@ -135,7 +134,8 @@ def _floor64(epsilon: float) -> Optional[float]:
 
 
 def _floor_exact(epsilon: float):
-    return mpmath.sqrt(mpmath.mpf(epsilon)) if epsilon > 0 else None
+    """:func:`_floor64` as an exact number of the oracle backend in use."""
+    return x.sqrt(x.num(epsilon))[()] if epsilon > 0 else None
 
 
 def _similarity_ref(y_true, y_pred, epsilon):
@@ -150,6 +150,11 @@ def _unfloored(sq_a, sq_b, epsilon):
     """Rows whose norms are both positive and at least the floor: there ``1 - sim`` is
     cosine_embedding's ``1 - cos`` (computed without cancellation for parallel vectors)."""
     return (sq_a > 0) & (sq_b > 0) & (sq_a >= epsilon) & (sq_b >= epsilon)
+
+
+def _unfloored_exact(sq_a, sq_b, epsilon):
+    """:func:`_unfloored` of exact squared norms, an oracle condition (three-valued on balls)."""
+    return x.land(x.land(x.gt(sq_a, 0), x.gt(sq_b, 0)), x.land(x.ge(sq_a, epsilon), x.ge(sq_b, epsilon)))
 
 
 def _rows(fn):
@@ -175,11 +180,15 @@ def _distance_ref(y_true, y_pred, epsilon):
 @_rows
 def _distance_oracle(y_true, y_pred, epsilon):
     out = np.asarray(1 - _similarity_oracle(y_true, y_pred, epsilon), dtype=object)
-    plain = np.asarray(_unfloored(x.fsum(y_pred * y_pred, -1), x.fsum(y_true * y_true, -1), epsilon), bool)
-    plain &= np.all(x.isfinite(y_pred) & x.isfinite(y_true), -1)
-    if np.any(plain):
-        out[plain] = _cemb.oracle(np.ones(int(plain.sum())), y_pred[plain], x2=y_true[plain], margin=0.0,
-                                  eps=0.0)
+    plain = x.land(_unfloored_exact(x.fsum(y_pred * y_pred, -1), x.fsum(y_true * y_true, -1), epsilon),
+                   exact_all(x.land(x.isfinite(y_pred), x.isfinite(y_true)), -1))
+    # rows that are (or on balls may be) unfloored: there both forms are the same number, and
+    # where() keeps the union of the two for a row whose side of the floor is not decided
+    maybe = np.asarray(np.frompyfunc(lambda v: v is None or bool(v), 1, 1)(plain), dtype=bool).reshape(plain.shape)
+    if np.any(maybe):
+        ones = x.lift(np.ones(int(maybe.sum())))
+        cos = _cemb.oracle(ones, y_pred[maybe], x2=y_true[maybe], margin=0.0, eps=0.0)
+        out[maybe] = x.where(plain[maybe], cos, out[maybe])
     return out
 
 

@@ -22,13 +22,13 @@ array([2.36712361])
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import mpmath
 import numpy as np
 
 from .. import formats
-from ..dialect import check_bool
+from ..dialect import check_bool, exact_all, exact_any, exact_is_inf
 from ..formats import FLOAT32, FLOAT64
 from ..losses import generalized_dice as _gdice
 from ..losses import soft_dice as _sdice
@@ -103,83 +103,79 @@ def _ctc_reference(y_true, y_pred, pad=(), lengths=(), blank_id=0, log_eps=-1e5,
     return loss, np.stack(phis), np.stack(emits).reshape(n_t, n_b, n_n)
 
 
-def _exact_logsoftmax_probs(z: np.ndarray, blank_id: int):
-    """Per frame: the exact class probabilities and whether every log-probability is finite;
-    the blank's probability with IEEE log-softmax semantics where it is not."""
-    n_t, n_k = z.shape
-    prob = np.empty((n_t, n_k), dtype=object)
-    finite = np.ones(n_t, dtype=bool)
-    for t in range(n_t):
-        row = z[t]
-        if all(mpmath.isfinite(v) for v in row):
-            e = xo.exp(row)
-            prob[t] = xo.div(e, np.full(n_k, xo.fsum(e), dtype=object))
-            continue
-        finite[t] = False
-        nan = any(mpmath.isnan(v) for v in row) or all(v == -xo.INF for v in row)
-        top = any(v == xo.INF for v in row)
-        for k in range(n_k):
-            if nan or (top and row[k] == xo.INF):
-                prob[t, k] = xo.NAN
-            elif top or row[k] == -xo.INF:
-                prob[t, k] = mpmath.mpf(0)
-            else:  # finite entry, finite maximum, some -inf elsewhere
-                rest = xo.fsum(xo.exp(np.asarray([v for v in row if v != -xo.INF], dtype=object)))
-                prob[t, k] = mpmath.exp(row[k]) / rest
-    return prob, finite
+def _exact_logsoftmax_probs(z: np.ndarray):
+    """The exact class probabilities of each frame (T, K), with IEEE log-softmax semantics
+    for non-finite logits (NaN with a NaN or with every logit -inf; a +inf logit takes
+    the mass, NaN if there are several; -inf gives 0), and whether each frame's
+    log-probabilities are all finite (an oracle condition: three-valued on balls)."""
+    z = np.asarray(z, dtype=object)
+    e = xo.exp(z)  # exp(-inf) = 0: a -inf logit adds nothing to the sum
+    prob = xo.div(e, xo.fsum(e, -1)[:, None])
+    neg, pos = exact_is_inf(z, -1), exact_is_inf(z)
+    nan = xo.lor(exact_any(xo.isnan(z), -1), exact_all(neg, -1))[:, None]
+    top = exact_any(pos, -1)[:, None]
+    prob = xo.where(xo.lor(top, neg), 0, prob)
+    prob = xo.where(xo.lor(nan, xo.land(top, pos)), xo.NAN, prob)
+    return prob, exact_all(xo.isfinite(z), -1)
 
 
-def _live(v) -> bool:
-    """Whether a probability has a finite log (optax's select keeps it; 0 * -inf is NaN)."""
-    return not mpmath.isnan(v) and v != 0 and mpmath.isfinite(v)
+def _live(v):
+    """Where a probability has a finite log (optax's select keeps it; 0 * -inf is NaN): an
+    oracle condition, undecided on balls that may be 0 or are not known."""
+    return xo.land(xo.isfinite(v), xo.lnot(xo.eq(v, 0)))
 
 
-def _log(v):
-    return xo.NAN if mpmath.isnan(v) else (-xo.INF if v == 0 else mpmath.log(v))
+def _objects(values) -> np.ndarray:
+    """A 1-D object array of the given numbers (no conversion: they are the backend's)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _ctc_oracle(y_true, y_pred, pad=(), lengths=(), blank_id=0, log_eps=-1e5, log_gate=-1e5, tables=False):
     """The same automaton on exact probabilities (the literal recursion, one sequence at a
-    time), its logs at the end."""
+    time, the states of a frame as arrays), its logs at the end."""
     n_b, n_t, n_k = y_pred.shape
     n_n = y_true.shape[1]
-    eps0 = mpmath.exp(log_eps) if mpmath.isfinite(log_eps) else xo.NAN
-    gate = mpmath.exp(log_gate) if mpmath.isfinite(log_gate) else xo.NAN
-    if not (mpmath.isfinite(log_eps) and mpmath.isfinite(log_gate)):
+    if math.isfinite(log_eps) and math.isfinite(log_gate):
+        eps0, gate = xo.exp(xo.num(log_eps))[()], xo.exp(xo.num(log_gate))[()]
+    else:
         eps0 = gate = xo.NAN  # log_epsilon * 0 with an infinite log_epsilon is NaN
     loss = np.empty(n_b, dtype=object)
     phis = np.empty((n_t, n_b, n_n + 1), dtype=object)
     emits = np.empty((n_t, n_b, n_n), dtype=object)
-    one = mpmath.mpf(1)
+    one = xo.num(1)
     for b in range(n_b):
-        labels = [int(v) for v in y_true[b]]
+        labels = [int(xo.to_fraction(v)) for v in y_true[b]]  # inputs: exact integers
         rep = [n + 1 < n_n and labels[n] == labels[n + 1] for n in range(n_n)]
-        g1 = [gate if r else one for r in rep]
-        g2 = [one if r else gate for r in rep]
-        prob, finite = _exact_logsoftmax_probs(y_pred[b], blank_id)
-        phi = [one] + [eps0] * n_n
-        emit = [eps0] * n_n
+        g1 = _objects([gate if r else one for r in rep])
+        g2 = _objects([one if r else gate for r in rep])
+        inside = np.array([0 <= lab < n_k for lab in labels], dtype=bool)
+        at = np.array([lab if 0 <= lab < n_k else 0 for lab in labels], dtype=np.int64)
+        prob, finite = _exact_logsoftmax_probs(y_pred[b])
+        phi = _objects([one] + [eps0] * n_n)
+        emit = _objects([eps0] * n_n)
         for t in range(n_t):
-            aug = [phi[0]] + [phi[n + 1] + emit[n] * g1[n] for n in range(n_n)]
-            pe = [(prob[t, lab] if 0 <= lab < n_k else one) if finite[t] else xo.NAN for lab in labels]
+            aug = _objects([phi[0]] + list(phi[1:] + emit * g1))
+            # a label outside the classes has a zero one-hot row: probability 1 (log 0)
+            pe = xo.where(finite[t], xo.where(inside, prob[t, at], one), xo.NAN)
             pb = prob[t, blank_id]
-            nxt_emit = [(aug[n] + emit[n]) * pe[n] for n in range(n_n)]
-            nxt_phi = [aug[0] * pb] + [aug[n + 1] * pb + emit[n] * pb * g2[n] for n in range(n_n)]
+            nxt_emit = (aug[:-1] + emit) * pe
+            nxt_phi = _objects([aug[0] * pb] + list(aug[1:] * pb + emit * pb * g2))
             if pad[b][t]:
-                emit = [e if _live(ne) else xo.NAN for e, ne in zip(emit, nxt_emit)]
-                phi = [f if _live(nf) else xo.NAN for f, nf in zip(phi, nxt_phi)]
+                emit = xo.where(_live(nxt_emit), emit, xo.NAN)
+                phi = xo.where(_live(nxt_phi), phi, xo.NAN)
             else:
-                emit = [ne if _live(e) else xo.NAN for e, ne in zip(emit, nxt_emit)]
-                phi = [nf if _live(f) else xo.NAN for f, nf in zip(phi, nxt_phi)]
-            phis[t, b] = [_log(v) for v in phi]
-            emits[t, b] = [_log(v) for v in emit]
-        last = [phi[0]] + [phi[n + 1] + emit[n] for n in range(n_n)]
-        phis[n_t - 1, b] = [_log(v) for v in last]
+                emit = xo.where(_live(emit), nxt_emit, xo.NAN)
+                phi = xo.where(_live(phi), nxt_phi, xo.NAN)
+            phis[t, b] = xo.log(phi)
+            emits[t, b] = xo.log(emit)
+        last = _objects([phi[0]] + list(phi[1:] + emit))
+        phis[n_t - 1, b] = xo.log(last)
         length = lengths[b]
-        if any(not _live(v) for n, v in enumerate(last) if n != length) or mpmath.isnan(last[length]):
-            loss[b] = xo.NAN
-        else:
-            loss[b] = -_log(last[length])
+        others = np.arange(n_n + 1) != length
+        bad = xo.lor(exact_any(xo.lnot(_live(last[others])), -1), xo.isnan(last[length]))
+        loss[b] = xo.where(bad, xo.NAN, -xo.log(last[length]))[()]
     return (loss, phis, emits) if tables else loss
 
 
@@ -281,7 +277,7 @@ class _TableFunction(OptaxFunction):
         start = self.start_precision(pr)
         names = ("loss", "logalpha_blank", "logalpha_emit")
         return tuple(Exact(lambda i=i: values()[i], start_prec=start, dtype=pr.fmt,
-                           label=f"{self.dialect}.{self.__name__}[{names[i]}]") for i in range(3))
+                           label=f"{self.dialect}.{self.__name__}[{names[i]}]", balls=True) for i in range(3))
 
 
 def _ctc_with_forward_probs(logits, logit_paddings, labels, label_paddings, *, blank_id: int = 0,
@@ -329,8 +325,8 @@ def _finish_dice(values, weights, ignore, reduction, arith):
     """Class weights, the background cut and the reduction over the last axis in `arith`."""
     exact = arith is EXACT
     v = values
-    if weights is not None:
-        v = v * (np.asarray(weights, dtype=object) if exact else np.asarray(weights, np.float64))
+    if weights is not None:  # exact: the weights taken exactly on the backend in use
+        v = v * (EXACT.asarray(weights) if exact else np.asarray(weights, np.float64))
     if ignore:
         v = v[..., 1:]
     if reduction == "none":

@@ -1,26 +1,59 @@
-"""The exact oracle: binary inputs taken exactly, mpmath evaluation, Ziv's rounding test.
+"""The exact oracle: binary inputs taken exactly, a proven fast path on balls, Ziv's test on mpmath.
 
-A loss's oracle is a function of object arrays of ``mpmath.mpf`` (see :mod:`.ops`).
-:class:`Exact` wraps such a computation without running it; ``round``/``decimal`` run
-it at a working precision, round every element, re-run at twice the precision and
-stop when both roundings agree (Ziv). The starting precision grows with the inputs'
-exponent range (see :func:`start_precision`), so cancellation between terms of very
-different magnitude is resolved before the first comparison.
+A loss's oracle is a formula on object arrays written with the backend-neutral op set
+(:mod:`.ops`). :class:`Exact` wraps such a computation without running it;
+``round``/``decimal`` decide every element:
+
+* on Arb balls (python-flint) when installed: one evaluation encloses each exact value
+  rigorously; an element is decided when its whole ball rounds to one value
+  (:mod:`.balls`); only the undecided elements are evaluated again, at twice the
+  precision;
+* on mpmath (the dependency-light path, and the one that decides what balls leave
+  open): round every element at a working precision, re-run at twice the precision and
+  stop when both roundings agree (Ziv).
+
+The starting precision grows with the inputs' exponent range (see
+:func:`start_precision`), so cancellation between terms of very different magnitude is
+resolved before the first comparison.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional
 
 import mpmath
 import numpy as np
 
 from ..formats import FormatLike, as_mpf, get_format, round_mpf
+from . import balls, ops
 
-__all__ = ["Exact", "OracleError", "to_exact", "start_precision", "MAX_PRECISION"]
+__all__ = ["Exact", "OracleError", "to_exact", "start_precision", "MAX_PRECISION", "BACKEND",
+           "BALL_LEVELS", "use_balls"]
 
 #: The Ziv loop gives up (``OracleError``) rather than go past this many bits.
 MAX_PRECISION = 1 << 15
+
+#: ``"auto"`` (balls when python-flint is installed), ``"arb"`` or ``"mpmath"``; the
+#: environment variable ``LOSSREF_ORACLE`` sets it at import.
+BACKEND = os.environ.get("LOSSREF_ORACLE", "auto")
+
+#: How many times the ball path doubles the precision of undecided elements before it
+#: hands them to the mpmath path.
+BALL_LEVELS = 3
+
+#: First precision of the ball path; None: the case's own start precision. Tests set it
+#: low, where many comparisons are undecided, to check that no branch is taken wrongly.
+BALL_START: Optional[int] = None
+
+
+def use_balls() -> bool:
+    """Whether roundings are decided on Arb balls first (:data:`BACKEND`)."""
+    if BACKEND == "mpmath":
+        return False
+    if BACKEND == "arb" and not ops.has_arb():
+        raise ImportError("LOSSREF_ORACLE=arb needs python-flint (pip install python-flint)")
+    return ops.has_arb()
 
 _to_mpf = np.frompyfunc(mpmath.mpf, 1, 1)
 
@@ -30,14 +63,18 @@ class OracleError(ArithmeticError):
 
 
 def to_exact(x: np.ndarray) -> np.ndarray:
-    """Object array holding the exact value of every element of a binary float array.
+    """Object array holding the exact value of every element of a binary float array, as
+    numbers of the backend in use (:func:`ops.using`; mpmath outside one).
 
     Every supported format is a subset of float64, so the float64 value is exact and
-    ``mpmath.mpf`` of it (at 64 bits or more) is exact too. Signed zeros become 0.
+    ``mpmath.mpf`` of it (at 64 bits or more) is exact too, as is a ball of radius 0.
+    Signed zeros become 0.
     """
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
         raise TypeError(f"cannot take exact values of dtype {arr.dtype}")
+    if ops.backend() == "arb":
+        return ops.lift(arr)
     with mpmath.workprec(64), np.errstate(invalid="ignore"):
         out = _to_mpf(arr.astype(np.float64))
     return np.asarray(out, dtype=object).reshape(arr.shape)
@@ -94,15 +131,33 @@ class Exact:
     Parameters
     ----------
     fn : callable
-        ``fn()`` evaluated inside ``mpmath.workprec(prec)`` returns an object array of
-        mpmath numbers (or one number); errors must shrink as ``prec`` grows.
+        ``fn()`` evaluated inside :func:`lossref.oracle.ops.using` returns an object array
+        of the backend's numbers (or one number); with ``balls=False`` it may use mpmath
+        itself and runs at ``mpmath.mp.prec``. Errors must shrink as the precision grows.
     start_prec : int
-        First working precision of the Ziv loop.
+        First working precision.
     dtype : format, optional
         Format of the reference result this value is the twin of; the default target
         of :meth:`round`.
     label : str
         Names the case in error messages.
+    rows : callable, optional
+        ``rows(index)`` returns an ``fn`` for the rows `index` (an integer array) of the
+        result along its first axis: what lets the ball path re-evaluate only the
+        elements it has not decided. Without it, a refinement re-evaluates everything.
+    balls : bool
+        Whether ``fn`` is written with the backend-neutral op set and may run on balls
+        (every oracle of lossref is, and passes True); False (the default) keeps a
+        function written with mpmath itself on the mpmath path.
+
+    Notes
+    -----
+    With python-flint installed (and :data:`BACKEND` not ``"mpmath"``) a rounding is
+    decided on Arb balls first: one evaluation at `start_prec` gives every element a
+    rigorous enclosure; the elements whose enclosure rounds to one value are done; the
+    rest are re-evaluated at twice the precision, up to :data:`BALL_LEVELS` times; what
+    is still open (an infinity, a pole, a value on a rounding boundary) is decided by the
+    mpmath path, Ziv's test from `start_prec`. See ``spec/accuracy.md``.
     """
 
     def __init__(
@@ -112,37 +167,53 @@ class Exact:
         start_prec: int = 64,
         dtype: Optional[FormatLike] = None,
         label: str = "",
+        rows: Optional[Callable[[np.ndarray], Callable[[], object]]] = None,
+        balls: bool = False,
     ) -> None:
         self._fn = fn
         self.start_prec = int(start_prec)
         self.dtype = None if dtype is None else get_format(dtype)
         self.label = label
+        self._rows = rows
+        self._balls = balls
         self._cache: dict = {}
         #: precision at which the last :meth:`round` or :meth:`decimal` was decided
         self.final_prec: Optional[int] = None
+        #: how the last :meth:`round` or :meth:`decimal` went: elements decided on balls at
+        #: each precision and by the mpmath path
+        self.stats: dict = {}
 
     # -- evaluation -----------------------------------------------------------------------
+    def _eval(self, backend: str, prec: int) -> np.ndarray:
+        key = (backend, prec)
+        if key not in self._cache:
+            with ops.using(backend, prec):  # an undecided branch (ops.Undecided) propagates
+                self._cache[key] = _checked(_as_object(self._fn()), backend, self.label)
+        return self._cache[key]
+
     def values(self, prec: int) -> np.ndarray:
-        """The object array computed at working precision `prec` (cached)."""
-        if prec not in self._cache:
-            with mpmath.workprec(prec):
-                self._cache[prec] = _as_object(self._fn())
-        return self._cache[prec]
+        """The object array of mpmath numbers computed at working precision `prec` (cached)."""
+        return self._eval("mpmath", prec)
 
     @property
     def shape(self) -> tuple:
         """Shape of the result."""
-        return self.values(self.start_prec).shape
+        return self._eval(self._backend(), self.start_prec).shape
 
     def map(self, fn: Callable[[np.ndarray], object], *, dtype: Optional[FormatLike] = None,
             label: Optional[str] = None) -> "Exact":
-        """A new :class:`Exact` for ``fn(values)``, evaluated at the same precision."""
+        """A new :class:`Exact` for ``fn(values)``, evaluated on the same backend and
+        precision as its caller."""
         return Exact(
-            lambda: fn(self.values(mpmath.mp.prec)),
+            lambda: fn(self._eval(ops.backend(), ops.precision())),
             start_prec=self.start_prec,
             dtype=self.dtype if dtype is None else dtype,
             label=self.label if label is None else label,
+            balls=self._balls,
         )
+
+    def _backend(self) -> str:
+        return "arb" if self._balls and use_balls() else "mpmath"
 
     def _ziv(self, key: Callable[[object], object], what: str) -> np.ndarray:
         key_v = np.frompyfunc(key, 1, 1)
@@ -153,7 +224,7 @@ class Exact:
             cur = key_v(self.values(q))
             diff = _differ(prev, cur)
             if not diff.any():
-                self.final_prec = q
+                self.final_prec = max(q, self.final_prec or 0)
                 return np.asarray(cur, dtype=object)
             if 2 * q > MAX_PRECISION:
                 bad = np.argwhere(diff).tolist()
@@ -163,11 +234,97 @@ class Exact:
                 )
             p, prev = q, cur
 
+    def _subset(self, index: np.ndarray) -> "Exact":
+        return Exact(self._rows(index), start_prec=self.start_prec, dtype=self.dtype,
+                     label=self.label, balls=self._balls)
+
+    def _decide(self, ball_key, mp_key, what: str) -> np.ndarray:
+        """Every element decided: on balls where they can, the rest by the mpmath path.
+        ``ball_key(values) -> (results, decided mask)`` on flat arrays of balls."""
+        self.final_prec = None
+        if self._backend() != "arb":
+            out = self._ziv(mp_key, what)
+            self.stats = {"mpmath": int(out.size)}
+            return out
+        p0 = p = self.start_prec if BALL_START is None else BALL_START
+        while True:
+            try:
+                vals = self._eval("arb", p)
+                break
+            except ops.Undecided:  # a branch of the formula needs more bits
+                if 2 * p > min(MAX_PRECISION, p0 << BALL_LEVELS):
+                    out = self._ziv(mp_key, what)
+                    self.stats = {"mpmath": int(out.size)}
+                    return out
+                p *= 2
+        shape = vals.shape
+        res, ok = ball_key(vals)
+        out = np.empty(vals.size, dtype=object)
+        out[ok] = res[ok]
+        stats = {p: int(ok.sum())}
+        pending = np.flatnonzero(~ok)
+        inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        level = 0
+        prev_nan = _nan_balls(vals.ravel()[pending])
+        to_mp = []
+        self.final_prec = p
+        while pending.size and level < BALL_LEVELS and 2 * p <= MAX_PRECISION:
+            p, level = 2 * p, level + 1
+            sub = self._pending_values(pending, shape, inner, p)
+            res, ok = ball_key(sub)
+            out[pending[ok]] = res[ok]
+            stats[p] = int(ok.sum())
+            self.final_prec = p
+            # a NaN ball twice in a row is an infinity, a pole or NaN: mpmath's to decide
+            nan = _nan_balls(sub)
+            twice = ~ok & nan & prev_nan
+            to_mp.append(pending[twice])
+            keep = ~ok & ~twice
+            pending, prev_nan = pending[keep], nan[keep]
+        pending = np.sort(np.concatenate(to_mp + [pending]))
+        if pending.size:
+            stats["mpmath"] = int(pending.size)
+            out[pending] = self._mp_pending(pending, shape, inner, mp_key, what)
+        self.stats = stats
+        return out.reshape(shape)
+
+    def _pending_values(self, pending, shape, inner, prec) -> np.ndarray:
+        """The balls of the `pending` flat elements at `prec`."""
+        if self._rows is None or not shape:
+            try:
+                return self._eval("arb", prec).ravel()[pending]
+            except ops.Undecided:
+                return _undecided_like(np.empty(pending.size, dtype=object))
+        rows, pos = np.unique(pending // inner, return_inverse=True)
+        with ops.using("arb", prec):
+            try:
+                sub = _checked(_as_object(self._rows(rows)()), "arb", self.label).reshape(-1)
+            except ops.Undecided:
+                return _undecided_like(np.empty(pending.size, dtype=object))
+        if sub.size != rows.size * inner:  # rows that do not map to the result's rows
+            return self._eval("arb", prec).ravel()[pending]
+        return sub[pos * inner + pending % inner]
+
+    def _mp_pending(self, pending, shape, inner, mp_key, what) -> np.ndarray:
+        if self._rows is None or not shape:
+            full = self._ziv(mp_key, what).ravel()
+            return full[pending]
+        rows, pos = np.unique(pending // inner, return_inverse=True)
+        sub = self._subset(rows)
+        got = sub._ziv(mp_key, what).reshape(-1)
+        self.final_prec = max(self.final_prec or 0, sub.final_prec or 0)
+        return got[pos * inner + pending % inner]
+
     # -- results ----------------------------------------------------------------------------
     def round(self, fmt: Optional[FormatLike] = None) -> np.ndarray:
         """Correctly rounded (nearest-even) values in `fmt` (default: :attr:`dtype`)."""
         f = get_format(fmt if fmt is not None else (self.dtype or "float64"))
-        out = self._ziv(lambda x: round_mpf(x, f), f"rounding to {f.name}")
+
+        def on_balls(vals):
+            c, ok = balls.decide_round(vals, f)
+            return np.asarray(c, dtype=object), ok
+
+        out = self._decide(on_balls, lambda x: round_mpf(x, f), f"rounding to {f.name}")
         return np.asarray(out.astype(np.float64), dtype=np.float64).astype(f.dtype)
 
     def decimal(self, digits: int = 40) -> np.ndarray:
@@ -182,12 +339,36 @@ class Exact:
                 or digits < 1:
             raise ValueError(f"digits must be a positive integer; got {digits!r}")
         digits = int(digits)
-        out = self._ziv(lambda x: _decimal(x, digits), f"{digits}-digit decimal")
+        out = self._decide(lambda vals: balls.decide_decimal(vals, digits, _decimal),
+                           lambda x: _decimal(x, digits), f"{digits}-digit decimal")
         return np.asarray(out.astype(str))
 
     def __repr__(self) -> str:
         d = self.decimal(17)
         return f"Exact({d.tolist()!r})"
+
+
+def _checked(v: np.ndarray, backend: str, label: str) -> np.ndarray:
+    """`v` if every element is a ball (Arb backend); a number of the other backend in a
+    ball result means a constant was not made with ``ops.num``, so rigour is lost."""
+    if backend == "arb":
+        arb = ops.flint.arb
+        if not all(type(e) is arb for e in v.ravel().tolist()):
+            bad = next(type(e).__name__ for e in v.ravel().tolist() if type(e) is not arb)
+            raise TypeError(f"{label or 'oracle'}: a ball evaluation returned a {bad}; an oracle "
+                            "must make its constants with lossref.oracle.ops.num")
+    return v
+
+
+def _undecided_like(v) -> np.ndarray:
+    """NaN balls of `v`'s shape, for an evaluation stopped by an undecided branch."""
+    out = np.empty(np.shape(v), dtype=object)
+    out.ravel()[:] = [ops.flint.arb("nan")] * out.size if out.size else []
+    return out
+
+
+def _nan_balls(v: np.ndarray) -> np.ndarray:
+    return np.asarray([not b.is_finite() for b in np.ravel(v)], dtype=bool)
 
 
 def _differ(a, b) -> np.ndarray:

@@ -1,13 +1,30 @@
-"""Elementwise mpmath functions on object arrays, with IEEE semantics for domain edges.
+"""The oracle's op set: elementwise functions on object arrays, written once for two backends.
 
-Oracles are written with these as literal formulas. mpmath would return complex numbers
-for ``log(-1)`` and raise on ``1/0``; a loss's exact value follows IEEE instead (NaN
-outside the domain, ±inf for a pole), so those edges are handled here once.
-``+ - *`` and comparisons work on object arrays directly.
+A loss's oracle is a literal formula in these ops (and ``+ - *`` on object arrays). The
+same formula runs on either backend, chosen by :func:`using`:
+
+* ``"mpmath"`` — elements are ``mpmath.mpf`` at ``mpmath.mp.prec``; IEEE semantics at the
+  domain edges (NaN outside the domain, ±inf at a pole), since mpmath would give complex
+  numbers for ``log(-1)`` and raise on ``1/0``. This is the dependency-light path and the
+  one that decides whatever the balls leave open.
+* ``"arb"`` — elements are ``flint.arb`` balls (Arb, through python-flint) at
+  ``flint.ctx.prec``: every op returns a ball that provably contains the exact result.
+  Arb has no infinities: a pole or a domain edge gives a NaN ball (``[nan +/- inf]``),
+  which never decides, so such elements are left to the mpmath path.
+
+Branches are the one place a ball formula can go wrong: a Python comparison of two
+overlapping balls is ``False`` both ways, so ``a if a >= b else b`` may pick a wrong
+branch. Oracles therefore branch only through :func:`where` on conditions from
+:func:`lt`/:func:`le`/:func:`gt`/:func:`ge`/:func:`eq` (or :func:`isnan`/:func:`isfinite`),
+which on balls are ``True``/``False``/``None`` (undecided): :func:`where` answers an
+undecided element with the union of both branches, which contains the exact value
+whichever branch it is on. Comparisons of inputs (exact balls, radius 0) always decide.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from fractions import Fraction
 
 import mpmath
@@ -15,132 +32,471 @@ import numpy as np
 
 from ..formats import as_mpf
 
+try:  # optional: the fast path
+    import flint
+    from flint import arb as _arb
+except ImportError:  # pragma: no cover - exercised where python-flint is absent
+    flint = None
+    _arb = None
+
 __all__ = [
-    "NAN", "INF", "log", "log1p", "exp", "expm1", "sqrt", "cosh", "maximum", "minimum", "div",
-    "fsum", "mean", "where", "isnan", "isfinite",
+    "log", "log1p", "exp", "expm1", "sqrt", "cosh", "maximum", "minimum", "div",
+    "fsum", "mean", "where", "isnan", "isfinite", "lt", "le", "gt", "ge", "eq",
+    "xmul", "xmul_pole", "power", "sigmoid", "to_fraction", "from_fraction", "num", "pi", "lift",
+    "using", "backend", "precision", "has_arb", "land", "lor", "lnot", "decide",
+    "Undecided",
 ]
 
-NAN = mpmath.mpf("nan")
-INF = mpmath.mpf("inf")
+
+# NAN and INF are module attributes too, made by the backend in use (see __getattr__)
 
 
-def _elementwise(f):
-    u = np.frompyfunc(f, 1, 1)
+class Undecided(ArithmeticError):
+    """A branch that a formula must take one way (:func:`decide`) is not decided by the
+    balls at this precision: the evaluation is redone at a higher one."""
 
-    def apply(x):
-        return np.asarray(u(np.asarray(x, dtype=object)), dtype=object)
-
-    # mpmath's own docstrings carry doctests of their own: keep only our first line
-    apply.__doc__ = (f.__doc__ or "").strip().splitlines()[0] if f.__module__.startswith("lossref") \
-        else f"Elementwise mpmath.{f.__name__} on object arrays."
-    apply.__name__ = f.__name__
-    return apply
+_mpf = mpmath.mpf
 
 
-def _log(x):
-    """Natural log; NaN below 0, -inf at 0."""
+def has_arb() -> bool:
+    """Whether python-flint (the ball backend) is installed."""
+    return _arb is not None
+
+
+# --- the mpmath backend ----------------------------------------------------------------------
+
+
+def _mp_log(x):
     if mpmath.isnan(x) or x < 0:
-        return NAN
+        return mpmath.mpf("nan")
     return mpmath.log(x)  # log(0) = -inf in mpmath
 
 
-def _log1p(x):
-    """log(1 + x); NaN below -1, -inf at -1."""
+def _mp_log1p(x):
     if mpmath.isnan(x) or x < -1:
-        return NAN
+        return mpmath.mpf("nan")
     return mpmath.log1p(x)
 
 
-def _sqrt(x):
-    """Square root; NaN below 0."""
+def _mp_sqrt(x):
     if mpmath.isnan(x) or x < 0:
-        return NAN
+        return mpmath.mpf("nan")
     return mpmath.sqrt(x)
 
 
-log = _elementwise(_log)
-log1p = _elementwise(_log1p)
-exp = _elementwise(mpmath.exp)
-expm1 = _elementwise(mpmath.expm1)
-sqrt = _elementwise(_sqrt)
-cosh = _elementwise(mpmath.cosh)
-
-
-# Results are always mpf: a Python float let through would make later arithmetic binary64.
-
-
-def _max2(a, b):
+def _mp_max2(a, b):
     if mpmath.isnan(a) or mpmath.isnan(b):
-        return NAN
+        return mpmath.mpf("nan")
     return as_mpf(a if a >= b else b)
 
 
-def _min2(a, b):
+def _mp_min2(a, b):
     if mpmath.isnan(a) or mpmath.isnan(b):
-        return NAN
+        return mpmath.mpf("nan")
     return as_mpf(a if a <= b else b)
 
 
-def _div2(a, b):
+def _mp_div2(a, b):
     a, b = mpmath.mpf(a), mpmath.mpf(b)
     if b == 0:
         if a == 0 or mpmath.isnan(a):
-            return NAN
-        return INF if a > 0 else -INF  # mpmath has no -0, so x/0 takes the sign of x
+            return mpmath.mpf("nan")
+        return mpmath.inf if a > 0 else -mpmath.inf  # no -0 in mpmath: x/0 takes x's sign
     return a / b
 
 
-_as_mpf_u = np.frompyfunc(as_mpf, 1, 1)
-_max_u = np.frompyfunc(_max2, 2, 1)
-_min_u = np.frompyfunc(_min2, 2, 1)
-_div_u = np.frompyfunc(_div2, 2, 1)
+def _mp_xmul2(w, v):
+    if mpmath.isnan(w) or mpmath.isnan(v):
+        return mpmath.mpf("nan")
+    if w == 0:
+        return mpmath.mpf(0)  # 0 log 0 = 0: a zero weight wins over an infinite log
+    return w * v
 
 
-def maximum(a, b) -> np.ndarray:
-    """Elementwise maximum that propagates NaN (as ``np.maximum``)."""
-    return np.asarray(_max_u(a, b), dtype=object)
+def _mp_pow2(b, g):
+    b, g = mpmath.mpf(b), mpmath.mpf(g)
+    if g == 0 or b == 1:
+        return mpmath.mpf(1)
+    if mpmath.isnan(b) or mpmath.isnan(g):
+        return mpmath.mpf("nan")
+    if b < 0 and mpmath.isfinite(g) and not mpmath.isint(g):
+        return mpmath.mpf("nan")  # a negative base has no real non-integer power
+    if b == 0:
+        return mpmath.mpf(0) if g > 0 else mpmath.inf  # no -0: 0 ** -g is +inf
+    return b ** g
 
 
-def minimum(a, b) -> np.ndarray:
-    """Elementwise minimum that propagates NaN (as ``np.minimum``)."""
-    return np.asarray(_min_u(a, b), dtype=object)
+def _mp_sigmoid(z):
+    return 1 / (1 + mpmath.exp(-z))
 
 
-def div(a, b) -> np.ndarray:
-    """Elementwise ``a / b`` with IEEE results for a zero divisor."""
-    return np.asarray(_div_u(a, b), dtype=object)
+def _mp_fsum(row):
+    return mpmath.fsum(row)
 
 
-def where(cond, a, b) -> np.ndarray:
-    """``np.where`` for object arrays (conditions may be object arrays of bools)."""
-    out = np.asarray(np.where(np.asarray(cond, dtype=bool), a, b), dtype=object)
-    return np.asarray(_as_mpf_u(out), dtype=object).reshape(out.shape)
+def _mp_num(v):
+    if isinstance(v, Fraction):
+        return mpmath.mpf(v.numerator) / v.denominator
+    return as_mpf(v)
 
 
-_isnan_u = np.frompyfunc(mpmath.isnan, 1, 1)
-_isfinite_u = np.frompyfunc(mpmath.isfinite, 1, 1)
+def _mp_to_fraction(v) -> Fraction:
+    sign, man, exp, _ = mpmath.mpf(v)._mpf_
+    f = Fraction(int(man)) * (Fraction(2) ** int(exp))
+    return -f if sign else f
+
+
+# --- the Arb backend -------------------------------------------------------------------------
+
+
+def _arb_num(v):
+    """`v` as a ball: exact for binary numbers (floats, ints, mpf, balls), the rational
+    rounded outward at the working precision for a Fraction."""
+    if isinstance(v, _arb):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return _arb(int(v))
+    if isinstance(v, (int, np.integer)):
+        return _arb(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return _arb(v) if math.isfinite(v) else _arb("nan")
+    if isinstance(v, Fraction):
+        return _arb(flint.fmpq(v.numerator, v.denominator))
+    if isinstance(v, mpmath.mpf):
+        if not mpmath.isfinite(v):
+            return _arb("nan")
+        sign, man, exp, _ = v._mpf_
+        return _arb(flint.arf((-int(man) if sign else int(man), int(exp)))) if man else _arb(0)
+    raise TypeError(f"cannot make a ball of {type(v).__name__}")
+
+
+def _arb_to_fraction(v) -> Fraction:
+    if not v.is_exact():
+        raise ValueError("to_fraction needs an exact ball (an input), not a computed one")
+    man, exp = v.mid().man_exp()
+    man, exp = int(man), int(exp)
+    return Fraction(man) * (Fraction(2) ** exp)
+
+
+def _tri(pred_true, pred_false):
+    """A comparison of balls: True, False, or None where the balls overlap."""
+
+    def cmp(a, b):
+        a, b = _arb_num(a), _arb_num(b)
+        if pred_true(a, b):
+            return True
+        if pred_false(a, b):
+            return False
+        return None
+
+    return cmp
+
+
+def _arb_xmul2(w, v):
+    w, v = _arb_num(w), _arb_num(v)
+    if w.is_zero() and v.is_finite():  # an exact zero weight: 0 log 0 = 0
+        return _arb(0)
+    return w * v  # a NaN ball may be an infinity (0 * inf = 0) or NaN: left open
+
+
+def _arb_xmul_pole2(w, v):
+    w, v = _arb_num(w), _arb_num(v)
+    if w.is_zero():  # the caller has ruled NaN out: a NaN ball here is an infinity
+        return _arb(0)
+    return w * v
+
+
+def _arb_pow2(b, g):
+    b, g = _arb_num(b), _arb_num(g)
+    if g.is_zero() or (b.is_exact() and b == 1):
+        return _arb(1)
+    if g.is_exact() and g.is_integer():
+        return b ** int(g.mid().unique_fmpz())  # integer powers of any base, 0 ** -n is NaN
+    return b ** g  # a base not provably positive gives NaN: left to mpmath
+
+
+def _arb_sigmoid(z):
+    return 1 / (1 + (-z).exp())
+
+
+def _arb_isnan(v):
+    # a NaN ball is "not known": it may stand for an infinity, an undecided edge or NaN
+    return None if _arb_num(v).is_nan() else False
+
+
+def _arb_isfinite(v):
+    v = _arb_num(v)
+    return None if not v.is_finite() else True
+
+
+def _arb_fsum(row):
+    return sum(row, _arb(0))  # every addition encloses its rounding
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+
+class _Backend:
+    def __init__(self, name, **fns):
+        self.name = name
+        self.u1 = {k: np.frompyfunc(f, 1, 1) for k, f in fns.pop("unary").items()}
+        self.u2 = {k: np.frompyfunc(f, 2, 1) for k, f in fns.pop("binary").items()}
+        for k, f in fns.items():
+            setattr(self, k, f)
+
+
+_MP = _Backend(
+    "mpmath",
+    unary={"log": _mp_log, "log1p": _mp_log1p, "exp": mpmath.exp, "expm1": mpmath.expm1,
+           "sqrt": _mp_sqrt, "cosh": mpmath.cosh, "sigmoid": _mp_sigmoid, "num": _mp_num,
+           "isnan": mpmath.isnan, "isfinite": mpmath.isfinite},
+    binary={"maximum": _mp_max2, "minimum": _mp_min2, "div": _mp_div2, "xmul": _mp_xmul2,
+            "xmul_pole": _mp_xmul2,
+            "power": _mp_pow2, "lt": lambda a, b: bool(a < b), "le": lambda a, b: bool(a <= b),
+            "gt": lambda a, b: bool(a > b), "ge": lambda a, b: bool(a >= b),
+            "eq": lambda a, b: bool(a == b)},
+    num=_mp_num, to_fraction=_mp_to_fraction, fsum=_mp_fsum,
+    nan=lambda: mpmath.mpf("nan"), inf=lambda: mpmath.inf,
+    pi=lambda: +mpmath.pi,
+    union=None,
+)
+
+if _arb is not None:
+    _ARB = _Backend(
+        "arb",
+        # Arb's methods unbound (fast); _u makes sure every element is a ball first, since an
+        # unbound method does not check the type of what it is given
+        unary={"log": _arb.log, "log1p": _arb.log1p, "exp": _arb.exp, "expm1": _arb.expm1,
+               "sqrt": _arb.sqrt, "cosh": _arb.cosh, "sigmoid": _arb_sigmoid, "num": _arb_num,
+               "isnan": _arb_isnan, "isfinite": _arb_isfinite},
+        binary={"maximum": lambda a, b: _arb_num(a).max(_arb_num(b)),
+                "minimum": lambda a, b: _arb_num(a).min(_arb_num(b)),
+                "div": lambda a, b: _arb_num(a) / _arb_num(b),
+                "xmul": _arb_xmul2, "xmul_pole": _arb_xmul_pole2, "power": _arb_pow2,
+                "lt": _tri(lambda a, b: a < b, lambda a, b: a >= b),
+                "le": _tri(lambda a, b: a <= b, lambda a, b: a > b),
+                "gt": _tri(lambda a, b: a > b, lambda a, b: a <= b),
+                "ge": _tri(lambda a, b: a >= b, lambda a, b: a < b),
+                "eq": _tri(lambda a, b: a == b, lambda a, b: a != b)},
+        num=_arb_num, to_fraction=_arb_to_fraction, fsum=_arb_fsum,
+        nan=lambda: _arb("nan"), inf=lambda: _arb("nan"),  # no infinity in Arb: "unknown"
+        pi=lambda: _arb.pi(),
+        union=np.frompyfunc(lambda a, b: _arb_num(a).union(_arb_num(b)), 2, 1),
+    )
+else:  # pragma: no cover
+    _ARB = None
+
+_current = _MP
+
+
+def backend() -> str:
+    """Name of the backend oracles are evaluated on now: ``"mpmath"`` or ``"arb"``."""
+    return _current.name
+
+
+def precision() -> int:
+    """The working precision (bits) of the current backend."""
+    return flint.ctx.prec if _current is _ARB else mpmath.mp.prec
+
+
+@contextlib.contextmanager
+def using(name: str, prec: int):
+    """Evaluate oracles on backend `name` at `prec` bits inside the block.
+
+    Raises
+    ------
+    ImportError
+        For ``"arb"`` when python-flint is not installed.
+    """
+    global _current
+    if name == "arb" and _ARB is None:
+        raise ImportError("the ball backend needs python-flint (pip install python-flint)")
+    new = _ARB if name == "arb" else _MP
+    old, old_flint = _current, (flint.ctx.prec if flint is not None else None)
+    _current = new
+    try:
+        if new is _ARB:
+            flint.ctx.prec = int(prec)
+            # a tripwire: mpmath arithmetic inside a ball formula would be rounded without
+            # being enclosed; at 8 bits any such value is wrong enough for every test to see
+            with mpmath.workprec(8):
+                yield
+        else:
+            with mpmath.workprec(int(prec)):
+                yield
+    finally:
+        _current = old
+        if flint is not None:
+            flint.ctx.prec = old_flint
+
+
+def __getattr__(name):
+    # NAN and INF belong to the backend in use (Arb has no infinity: INF is "unknown" there)
+    if name == "NAN":
+        return _current.nan()
+    if name == "INF":
+        return _current.inf()
+    raise AttributeError(name)
+
+
+def _obj(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) and x.dtype == object else np.asarray(x, dtype=object)
+
+
+def _balls_only(a: np.ndarray) -> np.ndarray:
+    """`a` with every element a ball (a Python number from a literal becomes one exactly;
+    an mpf is converted exactly, though a constant should come from :func:`num`)."""
+    if set(map(type, a.ravel().tolist())) <= {_arb}:
+        return a
+    return np.asarray(_ARB.u1["num"](a), dtype=object).reshape(a.shape)
+
+
+def _u(name):
+    def apply(x):
+        a = _obj(x)
+        if _current is _ARB:
+            a = _balls_only(a)
+        return np.asarray(_current.u1[name](a), dtype=object)
+
+    apply.__name__ = name
+    return apply
+
+
+def _b(name):
+    def apply(a, b):
+        return np.asarray(_current.u2[name](_obj(a), _obj(b)), dtype=object)
+
+    apply.__name__ = name
+    return apply
+
+
+log = _u("log")
+log.__doc__ = "Natural log; NaN below 0, -inf at 0."
+log1p = _u("log1p")
+log1p.__doc__ = "log(1 + x); NaN below -1, -inf at -1."
+exp = _u("exp")
+exp.__doc__ = "Elementwise exp."
+expm1 = _u("expm1")
+expm1.__doc__ = "Elementwise exp(x) - 1."
+sqrt = _u("sqrt")
+sqrt.__doc__ = "Square root; NaN below 0."
+cosh = _u("cosh")
+cosh.__doc__ = "Elementwise cosh."
+sigmoid = _u("sigmoid")
+sigmoid.__doc__ = "``1 / (1 + exp(-z))``; exact limits 0 and 1 at -inf and +inf."
+maximum = _b("maximum")
+maximum.__doc__ = "Elementwise maximum that propagates NaN (as ``np.maximum``)."
+minimum = _b("minimum")
+minimum.__doc__ = "Elementwise minimum that propagates NaN (as ``np.minimum``)."
+div = _b("div")
+div.__doc__ = "Elementwise ``a / b`` with IEEE results for a zero divisor."
+xmul = _b("xmul")
+xmul.__doc__ = ("Elementwise ``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v`` (``0 log 0 = 0``). "
+                "On balls, 0 times a NaN ball stays undecided (it may stand for NaN).")
+xmul_pole = _b("xmul_pole")
+xmul_pole.__doc__ = ("``xmul`` for a ``v`` that is finite or ±inf wherever ``w = 0`` (the oracle has "
+                     "masked its NaNs itself): on balls, 0 times a NaN ball is 0 (``0 log 0``).")
+power = _b("power")
+power.__doc__ = ("Elementwise ``b ** g`` as IEEE ``pow``: ``x ** 0 = 1``, NaN for a negative base "
+                 "and a non-integer exponent, ``0 ** g`` is 0 or inf by the sign of g.")
+
+
+def _cmp(name, sym):
+    f = _b(name)
+
+    def compare(a, b):
+        out = f(a, b)
+        return out if _current is _ARB else out.astype(bool)
+
+    compare.__name__ = name
+    compare.__doc__ = (f"Elementwise ``a {sym} b``: a bool array on mpmath; on balls an object "
+                       "array of True/False/None (None where the balls overlap).")
+    return compare
+
+
+lt, le, gt, ge, eq = (_cmp(n, s) for n, s in
+                      (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "==")))
+
+
+def _tri_result(f, x):
+    out = f(_obj(x))
+    return np.asarray(out, dtype=object) if _current is _ARB else np.asarray(out, dtype=bool)
 
 
 def isnan(x) -> np.ndarray:
-    """Boolean array: where the exact values are NaN."""
-    return np.asarray(_isnan_u(np.asarray(x, dtype=object)), dtype=bool)
+    """Where the exact values are NaN (bool array; None where a ball is not known)."""
+    return _tri_result(_current.u1["isnan"], x)
 
 
 def isfinite(x) -> np.ndarray:
-    """Boolean array: where the exact values are finite."""
-    return np.asarray(_isfinite_u(np.asarray(x, dtype=object)), dtype=bool)
+    """Where the exact values are finite (bool array; None where a ball is not known)."""
+    return _tri_result(_current.u1["isfinite"], x)
+
+
+def num(v):
+    """A constant as a number of the current backend: binary numbers exactly, a
+    ``Fraction`` correctly rounded (mpmath) or enclosed (Arb) at the working precision."""
+    return _current.num(v)
+
+
+def lift(a) -> np.ndarray:
+    """An array (of floats, or of exact numbers of either backend) as an object array of
+    the current backend's numbers, without rounding."""
+    arr = np.asarray(a)
+    if arr.dtype == object:
+        return np.asarray(_current.u1["num"](arr), dtype=object).reshape(arr.shape)
+    with np.errstate(invalid="ignore"):
+        f = arr.astype(np.float64)
+    if _current is _ARB:  # the ball constructor directly: lifting is a large part of a cheap oracle
+        out = np.asarray(_LIFT_ARB(f), dtype=object).reshape(f.shape)
+        bad = ~np.isfinite(f)
+        if bad.any():
+            out[bad] = _arb("nan")
+        return out
+    with np.errstate(invalid="ignore"):
+        return np.asarray(_current.u1["num"](f.astype(object)), dtype=object).reshape(f.shape)
+
+
+_LIFT_ARB = np.frompyfunc(_arb, 1, 1) if _arb is not None else None
+
+
+def pi():
+    """π at the working precision."""
+    return _current.pi()
+
+
+def where(cond, a, b) -> np.ndarray:
+    """``np.where`` for object arrays; where a (ball) condition is undecided (None), the
+    union of both branches."""
+    c = np.asarray(cond)
+    if c.dtype == object:
+        undecided = np.asarray(np.frompyfunc(lambda v: v is None, 1, 1)(c), dtype=bool)
+        cb = np.asarray(np.frompyfunc(lambda v: bool(v) if v is not None else False, 1, 1)(c), dtype=bool)
+    else:
+        undecided, cb = None, c.astype(bool)
+    out = np.asarray(np.where(cb, a, b), dtype=object)
+    if undecided is not None and undecided.any():
+        a_, b_ = np.broadcast_to(_obj(a), out.shape), np.broadcast_to(_obj(b), out.shape)
+        u = np.broadcast_to(undecided, out.shape)
+        out = np.array(out, dtype=object)
+        out[u] = _current.union(a_[u], b_[u])
+    return np.asarray(_current.u1["num"](out), dtype=object).reshape(out.shape)
 
 
 def fsum(x, axis=None) -> np.ndarray:
-    """Sum along `axis` (all axes if None) with one rounding per result (``mpmath.fsum``)."""
+    """Sum along `axis` (all axes if None): one rounding per result on mpmath
+    (``mpmath.fsum``), a ball that contains the exact sum on Arb."""
     x = np.asarray(x, dtype=object)
     if axis is None:
-        return np.asarray(mpmath.fsum(x.ravel().tolist()), dtype=object)
+        return np.asarray(_current.fsum(x.ravel().tolist()), dtype=object)
     x = np.moveaxis(x, axis, -1)
+    if _current is _ARB and x.size:  # one C loop over the object array: ball sums enclose
+        return np.asarray(np.add.reduce(_balls_only(x), axis=-1), dtype=object).reshape(x.shape[:-1])
     rows = x.reshape(-1, x.shape[-1]) if x.size else np.empty((int(np.prod(x.shape[:-1])), 0), object)
     out = np.empty(rows.shape[0], dtype=object)
     for i, r in enumerate(rows):  # the oracle may loop: it is the slow, literal definition
-        out[i] = mpmath.fsum(r.tolist())
+        out[i] = _current.fsum(r.tolist())
     return out.reshape(x.shape[:-1])
 
 
@@ -149,66 +505,80 @@ def mean(x, axis=-1) -> np.ndarray:
     x = np.asarray(x, dtype=object)
     n = x.shape[axis]
     s = fsum(x, axis)
-    return div(s, np.full(s.shape, n, dtype=object)) if n else np.full(s.shape, NAN, dtype=object)
-
-
-# --- binary cross-entropy family: zero-weight products, IEEE power, sigmoid ----------------------
-
-__all__ += ["xmul", "power", "sigmoid", "to_fraction", "from_fraction"]
+    return div(s, np.full(s.shape, n, dtype=object)) if n else np.full(s.shape, _current.nan(), dtype=object)
 
 
 def to_fraction(v) -> Fraction:
-    """The exact rational value of a finite mpmath number (or float)."""
-    sign, man, exp, _ = mpmath.mpf(v)._mpf_
-    f = Fraction(int(man)) * (Fraction(2) ** int(exp))
-    return -f if sign else f
+    """The exact rational value of a finite number (an exact ball on Arb)."""
+    if isinstance(v, (float, int, np.floating, np.integer)):
+        return Fraction(float(v)) if isinstance(v, (float, np.floating)) else Fraction(int(v))
+    return _current.to_fraction(v)
 
 
 def from_fraction(f: Fraction):
-    """A rational as an mpmath number at the working precision (two roundings)."""
-    return mpmath.mpf(f.numerator) / f.denominator
+    """A rational as a number of the current backend at the working precision."""
+    return _current.num(Fraction(f))
 
 
-def _xmul2(w, v):
-    if mpmath.isnan(w) or mpmath.isnan(v):
-        return NAN
-    if w == 0:
-        return mpmath.mpf(0)  # 0 log 0 = 0: a zero weight wins over an infinite log
-    return w * v
+# --- conditions: three-valued on balls (None = undecided) --------------------------------------
 
 
-def _pow2(b, g):
-    """``b ** g`` with the IEEE ``pow`` special cases, real results only."""
-    b, g = mpmath.mpf(b), mpmath.mpf(g)
-    if g == 0 or b == 1:
-        return mpmath.mpf(1)
-    if mpmath.isnan(b) or mpmath.isnan(g):
-        return NAN
-    if b < 0 and mpmath.isfinite(g) and not mpmath.isint(g):
-        return NAN  # a negative base has no real non-integer power
-    if b == 0:
-        return mpmath.mpf(0) if g > 0 else INF  # mpmath has no -0: 0 ** -g is +inf
-    return b ** g
+def _tri_and(a, b):
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
 
 
-_xmul_u = np.frompyfunc(_xmul2, 2, 1)
-_pow_u = np.frompyfunc(_pow2, 2, 1)
+def _tri_or(a, b):
+    if a is True or b is True:
+        return True
+    if a is None or b is None:
+        return None
+    return False
 
 
-def xmul(w, v) -> np.ndarray:
-    """Elementwise ``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v`` (``0 log 0 = 0``)."""
-    return np.asarray(_xmul_u(w, v), dtype=object)
+_and_u = np.frompyfunc(lambda a, b: _tri_and(_py(a), _py(b)), 2, 1)
+_or_u = np.frompyfunc(lambda a, b: _tri_or(_py(a), _py(b)), 2, 1)
+_not_u = np.frompyfunc(lambda a: None if _py(a) is None else not _py(a), 1, 1)
 
 
-def power(b, g) -> np.ndarray:
-    """Elementwise ``b ** g`` as IEEE ``pow``: ``x ** 0 = 1``, NaN for a negative base and a
-    non-integer exponent, ``0 ** g`` is 0 or inf by the sign of g."""
-    return np.asarray(_pow_u(b, g), dtype=object)
+def _py(v):
+    return None if v is None else bool(v)
 
 
-def _sigmoid(z):
-    """``1 / (1 + exp(-z))``; exact limits 0 and 1 at -inf and +inf."""
-    return 1 / (1 + mpmath.exp(-z))
+def _cond(out):
+    return out if _current is _ARB else np.asarray(out, dtype=bool)
 
 
-sigmoid = _elementwise(_sigmoid)
+def land(a, b) -> np.ndarray:
+    """Elementwise ``a and b`` of conditions (three-valued on balls)."""
+    return _cond(np.asarray(_and_u(_obj(a), _obj(b)), dtype=object))
+
+
+def lor(a, b) -> np.ndarray:
+    """Elementwise ``a or b`` of conditions (three-valued on balls)."""
+    return _cond(np.asarray(_or_u(_obj(a), _obj(b)), dtype=object))
+
+
+def lnot(a) -> np.ndarray:
+    """Elementwise ``not a`` of a condition (three-valued on balls)."""
+    return _cond(np.asarray(_not_u(_obj(a)), dtype=object))
+
+
+def decide(cond) -> np.ndarray:
+    """A condition as a bool array, for control flow that cannot take both branches
+    (a support set, a sort order of computed values).
+
+    Raises
+    ------
+    Undecided
+        On balls, where an element of `cond` is undecided at this precision.
+    """
+    c = np.asarray(cond)
+    if c.dtype != object:
+        return c.astype(bool)
+    if any(v is None for v in c.ravel().tolist()):
+        raise Undecided("a branch is not decided at this precision")
+    return c.astype(bool)

@@ -25,7 +25,6 @@ array(2.5, dtype=float32)
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from .. import formats
@@ -108,7 +107,7 @@ def _softmax_reference(y_true, y_pred) -> np.ndarray:
 def _softmax_oracle(y_true, y_pred) -> np.ndarray:
     """The same on exact values."""
     if y_pred.shape[-1] == 0:
-        return np.full(y_pred.shape[:-1], mpmath.mpf(0), dtype=object)
+        return np.full(y_pred.shape[:-1], xo.num(0), dtype=object)
     return xo.fsum(_cce.oracle(y_true, y_pred, True, 0.0, None), -1)
 
 
@@ -197,7 +196,7 @@ def _poisson_reference(y_true, y_pred, compute_full_loss=False) -> np.ndarray:
 
 def _poisson_oracle(y_true, y_pred, compute_full_loss=False) -> np.ndarray:
     out = _poisson.nll_oracle(y_true, y_pred, log_input=True, full=compute_full_loss)
-    return xo.where(y_true < 0, mpmath.nan, out) if compute_full_loss else out
+    return xo.where(xo.lt(y_true, 0), xo.NAN, out) if compute_full_loss else out
 
 
 @tf_function("poisson", _poisson_reference, _poisson_oracle, elementwise=True)

@@ -30,11 +30,15 @@ def _cmd_golden(args: argparse.Namespace) -> int:
         return _usage("golden", f"--cases must be >= 1, got {args.cases}")
     if args.jobs is not None and args.jobs < 1:
         return _usage("golden", f"--jobs must be >= 1, got {args.jobs}")
+    from .._procs import SchedulerError, check_scheduler_address
     try:
+        if args.scheduler is not None:
+            check_scheduler_address(args.scheduler)
         rep = golden(Path(args.out), dialect=args.dialect, losses=args.loss, dtypes=args.dtype,
                      cases=args.cases, seed=args.seed, jobs=args.jobs, progress=not args.quiet,
-                     force=args.force, log=lambda s: print(s, file=sys.stderr))
-    except VectorSetError as e:
+                     force=args.force, log=lambda s: print(s, file=sys.stderr),
+                     scheduler=args.scheduler)
+    except (VectorSetError, SchedulerError) as e:
         return _usage("golden", str(e))
     written = len(rep.written)
     print(f"golden: {written} file(s) written, {len(rep.skipped)} already complete, "
@@ -124,6 +128,10 @@ def register_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (default 0)")
     p.add_argument("--jobs", type=int, default=None, metavar="J",
                    help="worker processes, >= 1 (default: every core)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="render the files on the workers of the dask.distributed scheduler at "
+                        "ADDRESS (e.g. tcp://HOST:8786) instead of local processes; the same "
+                        "bytes (needs lossref[dask])")
     p.add_argument("--force", action="store_true",
                    help="regenerate this run's files even where they match the manifest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

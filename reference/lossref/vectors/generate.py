@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from concurrent.futures import as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -32,7 +32,7 @@ import mpmath
 import numpy as np
 
 from .. import SPEC_VERSION, __version__, formats
-from .._procs import process_pool
+from .._procs import process_pool, work_pool
 from . import domains
 from ._rng import Stream
 from .fileformat import (FORMAT_NAME, FORMAT_VERSION, ID_STEP, case_id, dumps, encode_array,
@@ -267,6 +267,15 @@ def _job(args) -> Tuple[str, float, int, bytes]:
     return f"{dialect}/{loss}/{dtype}.jsonl", time.perf_counter() - t0, redrawn, data
 
 
+def _job_outcome(args) -> Tuple[bool, Any]:
+    """:func:`_job` for a cluster's ordered map: ``(True, result)``, or ``(False, "Type:
+    message")`` where the file failed, so one broken loss does not stop the others."""
+    try:
+        return True, _job(args)
+    except Exception as e:  # noqa: BLE001 (reported per file, as a local run does)
+        return False, f"{type(e).__name__}: {e}"
+
+
 @contextmanager
 def _sigint_held() -> Iterator[None]:
     """Hold Ctrl-C while a file and the manifest line naming it are written, and raise it
@@ -382,7 +391,8 @@ def _outside_plan(out: Path, old: Dict[str, str], on_disk: Sequence[str],
 def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = None,
            dtypes: Optional[Sequence[str]] = None, cases: int = DEFAULT_CASES,
            seed: int = DEFAULT_SEED, jobs: Optional[int] = None, progress: bool = True,
-           force: bool = False, log: Callable[[str], None] = lambda s: None) -> GoldenReport:
+           force: bool = False, log: Callable[[str], None] = lambda s: None,
+           scheduler: Optional[str] = None) -> GoldenReport:
     """Generate the files of a vector set under `out` and write its manifest.
 
     The manifest is trusted, the bytes on disk are not. A file of this run's plan is
@@ -415,11 +425,18 @@ def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = 
         Worker processes (default: every core); 1 runs in this process.
     force : bool
         Regenerate the plan's files even where they match the manifest.
+    scheduler : str, optional
+        Address of a ``dask.distributed`` scheduler: the files are rendered on its
+        workers instead of local processes (`jobs` is then unused) and written here,
+        byte for byte as a local run writes them (:func:`lossref._procs.work_pool`).
 
     Raises
     ------
     ValueError
         If `cases` is below 1.
+    lossref._procs.SchedulerError
+        `scheduler` names no usable dask cluster (checked before any file is rendered
+        there; files already written stay listed).
     KeyError, TypeError
         For an unknown dialect, loss or format (:func:`plan`).
     VectorSetError
@@ -466,53 +483,66 @@ def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = 
     # is what the manifest said before, never a hash of bytes nobody checked
     entries: Dict[str, str] = dict(old)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    bar = _progress(len(todo), progress)
+    with ExitStack() as cluster:
+        # connected before the progress bar starts, so a cluster that cannot be used is
+        # one line of error and nothing else
+        pmap = (cluster.enter_context(work_pool(jobs, scheduler))
+                if scheduler is not None and todo else None)
+        bar = _progress(len(todo), progress)
 
-    def tick(name: str) -> None:
-        if bar is not None:
-            bar.set_postfix_str(name, refresh=False)
-            bar.update(1)
+        def tick(name: str) -> None:
+            if bar is not None:
+                bar.set_postfix_str(name, refresh=False)
+                bar.update(1)
 
-    def failed(name: str, error: BaseException) -> None:
-        report.failed.append((name, f"{type(error).__name__}: {error}"))
-        log(f"FAILED {name}: {type(error).__name__}: {error}")
-        tick(name)
+        def failed(name: str, error: "BaseException | str") -> None:
+            why = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            report.failed.append((name, why))
+            log(f"FAILED {name}: {why}")
+            tick(name)
 
-    def written(result: Tuple[str, float, int, bytes]) -> None:
-        rel, seconds, redrawn, data = result
-        with _sigint_held():
-            try:
-                write_atomic(out / rel, data)
-            except OSError as e:
-                raise VectorSetError(f"{out / rel}: cannot write: {e.strerror or e}") from None
-            entries[rel] = sha256_bytes(data)  # the bytes just written, not re-read
-            report.manifest = write_manifest(out, entries)
-        report.written.append((rel, seconds, redrawn))
-        if bar is None and progress:
-            log(f"wrote {rel} ({seconds:.1f} s)")
-        tick(rel)
-
-    names = {t: f"{t[0]}/{t[1]}/{t[2]}.jsonl" for t in todo}
-    if jobs == 1:
-        for t in todo:
-            try:
-                result = _job(t)
-            except Exception as e:  # one broken loss must not stop the others
-                failed(names[t], e)
-                continue
-            written(result)
-    else:
-        with process_pool(jobs) as pool:
-            futures = {pool.submit(_job, t): t for t in todo}
-            for fut in as_completed(futures):
+        def written(result: Tuple[str, float, int, bytes]) -> None:
+            rel, seconds, redrawn, data = result
+            with _sigint_held():
                 try:
-                    result = fut.result()
-                except Exception as e:
-                    failed(names[futures[fut]], e)
+                    write_atomic(out / rel, data)
+                except OSError as e:
+                    raise VectorSetError(f"{out / rel}: cannot write: {e.strerror or e}") from None
+                entries[rel] = sha256_bytes(data)  # the bytes just written, not re-read
+                report.manifest = write_manifest(out, entries)
+            report.written.append((rel, seconds, redrawn))
+            if bar is None and progress:
+                log(f"wrote {rel} ({seconds:.1f} s)")
+            tick(rel)
+
+        names = {t: f"{t[0]}/{t[1]}/{t[2]}.jsonl" for t in todo}
+        if pmap is not None:
+            # the cluster's map gives results in order; each file is written as its turn comes
+            for t, (ok, value) in zip(todo, pmap(_job_outcome, todo)):
+                if ok:
+                    written(value)
+                else:
+                    failed(names[t], value)
+        elif jobs == 1:
+            for t in todo:
+                try:
+                    result = _job(t)
+                except Exception as e:  # one broken loss must not stop the others
+                    failed(names[t], e)
                     continue
                 written(result)
-    if bar is not None:
-        bar.close()
+        else:
+            with process_pool(jobs) as pool:
+                futures = {pool.submit(_job, t): t for t in todo}
+                for fut in as_completed(futures):
+                    try:
+                        result = fut.result()
+                    except Exception as e:
+                        failed(names[futures[fut]], e)
+                        continue
+                    written(result)
+        if bar is not None:
+            bar.close()
     if entries:
         report.manifest = write_manifest(out, entries)
     report.written.sort()

@@ -27,7 +27,6 @@ array([inf], dtype=float32)
 
 from __future__ import annotations
 
-import mpmath
 import numpy as np
 
 from ... import formats
@@ -50,25 +49,34 @@ _CHECKING = " (while checking arguments for ctc_loss_allocate_outputs)"
 def _finish(v, poisoned, zero_infinity, batched, exact):
     """NaN where a non-finite log-probability is read, 0 for +inf with `zero_infinity`,
     and the unbatched shape ``()``."""
-    nan, inf = (mpmath.nan, mpmath.inf) if exact else (np.nan, np.inf)
     bad = np.asarray(poisoned, bool)
     if bad.any():
-        v = np.where(bad, nan, v) if not exact else np.asarray(
-            [nan if p else u for p, u in zip(bad, v)], dtype=object)
+        v = np.where(bad, np.nan, v) if not exact else np.asarray(
+            [xo.NAN if p else u for p, u in zip(bad, v)], dtype=object)
     if zero_infinity:
-        v = xo.where(v == inf, 0, v) if exact else np.where(v == np.inf, 0.0, v)
+        if exact:
+            # +inf: not finite and positive (a ball never holds an infinity: a NaN ball,
+            # which may be one, is undecided and gets the union, left to mpmath)
+            v = xo.where(xo.land(xo.lnot(xo.isfinite(v)), xo.gt(v, 0)), xo.num(0), v)
+        else:
+            v = np.where(v == np.inf, 0.0, v)
     return v if batched else np.asarray(v).reshape(())
 
 
-def _reference(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True):
-    """Per sample ``-log P(label)`` in float64 from log-probabilities (N, T, C), blank 0."""
+def _reference(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=()):
+    """Per sample ``-log P(label)`` in float64 from log-probabilities (N, T, C), blank 0
+    (`impossible` is the oracle's)."""
     v = _ctc.reference(y_true, y_pred, log_probs=True, input_lengths=np.asarray(input_lengths, np.int64))
     return _finish(v, poisoned, zero_infinity, batched, False)
 
 
-def _oracle(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True):
-    """The same on exact values."""
-    v = _ctc.oracle(y_true, y_pred, log_probs=True, input_lengths=np.asarray(input_lengths, np.int64))
+def _oracle(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=()):
+    """The same on exact values; `impossible`: the flat (N, T, C) mask of the ``-inf``
+    log-probabilities (empty if none), whose probability 0 a ball cannot read from its
+    input."""
+    zero = np.asarray(impossible, bool).reshape(y_pred.shape) if len(impossible) else None
+    v = _ctc.oracle(y_true, y_pred, log_probs=True, input_lengths=np.asarray(input_lengths, np.int64),
+                    zero=zero)
     return _finish(v, poisoned, zero_infinity, batched, True)
 
 
@@ -189,8 +197,13 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
         head = y[b, :min(il[b], 1)][:, np.unique(labels[b, :1].tolist() + [0])]
         bad = np.isnan(used) | (used == np.inf)
         poisoned.append(bool(bad[1:].any() or (np.isnan(head) | (head == np.inf)).any()))
+    # -inf log-probabilities (probability 0), told to the oracle: on balls such an input is a NaN
+    # ball, which would leave the sample to the slow path (a tuple of bools: hashable, and no
+    # magnitude for the starting precision)
+    impossible = np.isneginf(y)
     params = {"input_lengths": tuple(int(v) for v in il), "poisoned": tuple(poisoned),
-              "zero_infinity": zero_infinity, "batched": batched}
+              "zero_infinity": zero_infinity, "batched": batched,
+              "impossible": tuple(bool(v) for v in impossible.ravel()) if impossible.any() else ()}
     stage3 = {"reduction": red}
     if red == "mean":
         d = np.maximum(tl, 1).astype(np.float64)
