@@ -245,12 +245,21 @@ def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     ``--opt=value`` forms written out), leaving out the execution-only ones (``--jobs``,
     ``--scheduler``, ``--cache-dir``, ``--no-cache``, ``--out``) and those at their default.
     """
-    words = ["lossref", "diff", args.framework]
+    return command_line(["lossref", "diff", args.framework], args, parser, _EXECUTION_ONLY, long_flags=True)
+
+
+def command_line(words: list, args: argparse.Namespace, parser: argparse.ArgumentParser,
+                 skip: set, long_flags: bool) -> str:
+    """`words` and then `args` as canonical options in the parser's order, leaving out the
+    options in `skip` and those at their default; each option by its last spelling (the
+    long one) if `long_flags`, else by its first."""
+    words = list(words)
     for action in parser._actions:  # noqa: SLF001 (argparse has no public list of options)
         dest = action.dest
-        if not action.option_strings or dest in _EXECUTION_ONLY or dest == "help":
+        if not action.option_strings or dest in skip or dest == "help":
             continue
-        value, flag = getattr(args, dest, None), action.option_strings[-1]
+        value = getattr(args, dest, None)
+        flag = action.option_strings[-1 if long_flags else 0]
         if value is None or value is False or value == action.default:
             continue
         if value is True:

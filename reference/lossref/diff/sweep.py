@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -1207,22 +1206,10 @@ _EXECUTION_ONLY = {"jobs", "cache_dir", "no_cache", "out", "scheduler"}
 def sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """The command line recorded in ``sweep.json``: the options in the parser's order,
     without the execution-only ones and those at their default."""
-    words = ["lossref", "sweep", args.dialect or "", args.loss or ""]
-    for action in parser._actions:  # noqa: SLF001 (argparse has no public list of options)
-        dest = action.dest
-        if not action.option_strings or dest in _EXECUTION_ONLY or dest == "help":
-            continue
-        value, flag = getattr(args, dest, None), action.option_strings[0]
-        if value is None or value is False or value == action.default:
-            continue
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, list):
-            for v in value:
-                words += [flag, str(v)]
-        else:
-            words += [flag, str(value)]
-    return " ".join(shlex.quote(w) for w in words)
+    from .cli import command_line  # diff's CLI imports this module's commands: import late
+
+    return command_line(["lossref", "sweep", args.dialect or "", args.loss or ""], args, parser,
+                        _EXECUTION_ONLY, long_flags=False)
 
 
 def _progress(desc: str, total: int):

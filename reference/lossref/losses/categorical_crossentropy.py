@@ -149,6 +149,62 @@ def _normalize_row(row: np.ndarray, bounds):
     return q, 1 - q, logq, x.isnan(logq)
 
 
+def _normalize_regular_rows(rows: np.ndarray, bounds, out) -> np.ndarray:
+    """The rows of finite entries with a nonzero sum, all at once: ``q = x / S``,
+    ``1 - q = (S - x) / S`` (``S`` a sum of the inputs: ``S - x`` has no rounding of its
+    own), the clip (continuous: where a ball cannot tell which side of a bound q is on,
+    both sides give the same value), ``log q`` or, above 1/2, ``log1p(-(1 - q))``.
+    Fills `out` on those rows and returns them as a mask; the others (IEEE cases) are
+    the caller's."""
+    s = x.fsum(rows, axis=-1)
+    done = _regular(rows, x.lnot(x.eq(s, 0)))
+    if not done.any():
+        return done
+    r, sd = rows[done], s[done][:, None]
+    q, c = x.div(r, sd), x.div(sd - r, sd)
+    if bounds is not None:  # clip to [lo, 1 - top], both ends exact
+        lo, top = x.num(bounds[0]), x.num(bounds[1])
+        low, high = x.lt(q, lo), x.gt(q, 1 - top)
+        c = x.where(low, 1 - lo, x.where(high, top, c))
+        q = x.where(low, lo, x.where(high, 1 - top, q))
+    logq = x.where(x.gt(q, x.num(0.5)), x.log1p(-c), x.log(q))
+    for o, v in zip(out, (q, c, logq, x.lt(q, 0))):
+        o[done] = v
+    return done
+
+
+def _regular(rows: np.ndarray, extra=None) -> np.ndarray:
+    """Rows whose entries are all known to be finite (and `extra` holds), as a mask."""
+    ok = np.all(x.isfinite(rows) == True, axis=-1)  # noqa: E712  (None: not known)
+    if extra is not None:
+        ok &= np.asarray(extra, dtype=object) == True  # noqa: E712
+    return ok
+
+
+def _softmax_regular_rows(rows: np.ndarray, _bounds, out) -> np.ndarray:
+    """:func:`_softmax_row` on every row of finite logits at once (the first largest entry
+    of each row found exactly: the logits are inputs)."""
+    done = _regular(rows)
+    if not done.any():
+        return done
+    r = rows[done]
+    m = r[:, 0]
+    for j in range(1, r.shape[1]):
+        m = x.maximum(m, r[:, j])
+    k = np.argmax(x.decide(x.eq(r, m[:, None])), axis=-1)  # the first largest entry
+    first = np.arange(r.shape[1]) == k[:, None]
+    d = r - m[:, None]
+    e = x.exp(d)
+    rest = x.fsum(x.where(first, x.num(0), e), axis=-1)
+    t = 1 + rest
+    p = x.div(e, t[:, None])
+    c = x.where(first, x.div(rest, t)[:, None], 1 - p)  # the dominant class's complement
+    logp = d - x.log1p(rest)[:, None]
+    for o, v in zip(out, (p, c, logp, x.isnan(logp))):
+        o[done] = v
+    return done
+
+
 def _softmax_row(row: np.ndarray):
     """``softmax`` literal with IEEE semantics: NaN row for NaN or all ``-inf`` entries;
     with ``+inf`` entries, NaN there (inf/inf) and probability 0 elsewhere.
@@ -197,8 +253,12 @@ def exact_class_terms(y_pred: np.ndarray, from_logits: bool, bounds: Optional[Tu
     n = shape[-1] if y_pred.ndim else 1
     rows = y_pred.reshape(-1, n)
     out = [np.empty(rows.shape, dtype=object) for _ in range(4)]
-    for i, row in enumerate(rows):  # the oracle may loop: it is the slow, literal definition
-        parts = _softmax_row(row) if from_logits else _normalize_row(row, bounds)
+    todo = range(len(rows))
+    if rows.size:
+        done = (_softmax_regular_rows if from_logits else _normalize_regular_rows)(rows, bounds, out)
+        todo = np.flatnonzero(~done)
+    for i in todo:  # the oracle may loop: it is the slow, literal definition
+        parts = _softmax_row(rows[i]) if from_logits else _normalize_row(rows[i], bounds)
         for o, v in zip(out, parts):
             o[i, :] = v
     p, c, logp, bad = (o.reshape(shape) for o in out)

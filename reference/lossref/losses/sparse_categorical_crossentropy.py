@@ -100,11 +100,10 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_cla
     labels = exact_labels(y_true)
     idx, valid = class_indices(labels, c, ignore_class, "y_true")
     out = np.full(idx.shape, x.num(0), dtype=object)
-    for pos in np.ndindex(idx.shape):  # the oracle may loop: it is the slow, literal definition
-        if not valid[pos]:
-            continue  # ignored positions are 0 and never evaluated (their row may hold NaN)
-        _, _, logp = exact_class_parts(y_pred[pos], from_logits, _bounds(from_logits, epsilon))
-        out[pos] = -logp[idx[pos]]
+    valid = np.asarray(valid, dtype=bool)
+    if valid.any():  # ignored positions are 0 and never evaluated (their row may hold NaN)
+        _, _, logp = exact_class_parts(np.asarray(y_pred)[valid], from_logits, _bounds(from_logits, epsilon))
+        out[valid] = -logp[np.arange(logp.shape[0]), idx[valid]]
     return out
 
 

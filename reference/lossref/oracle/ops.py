@@ -363,8 +363,33 @@ def _u(name):
     return apply
 
 
+def _arb_xmul(A, B, pole: bool):
+    out = np.asarray(A * B, dtype=object)
+    zero = np.asarray(_IS_ZERO(A), dtype=bool)
+    if zero.any():  # an exact zero weight: 0 log 0 = 0 (a NaN ball only where NaN is ruled out)
+        keep = zero if pole else zero & np.asarray(_IS_FINITE(B), dtype=bool)
+        out = np.array(out, dtype=object)
+        out[keep] = _arb(0)
+    return out
+
+
+if _arb is not None:
+    _MAX_ARB = np.frompyfunc(_arb.max, 2, 1)
+    _MIN_ARB = np.frompyfunc(_arb.min, 2, 1)
+    _IS_ZERO = np.frompyfunc(_arb.is_zero, 1, 1)
+    #: the binary ops on two arrays of balls of one shape, each one C loop
+    _ARB_VEC = {"maximum": lambda A, B: _MAX_ARB(A, B), "minimum": lambda A, B: _MIN_ARB(A, B),
+                "div": lambda A, B: A / B, "xmul": lambda A, B: _arb_xmul(A, B, False),
+                "xmul_pole": lambda A, B: _arb_xmul(A, B, True)}
+else:  # pragma: no cover
+    _ARB_VEC = {}
+
+
 def _b(name):
     def apply(a, b):
+        if _current is _ARB and name in _ARB_VEC:
+            A, B = _pair(a, b)
+            return np.asarray(_ARB_VEC[name](A, B), dtype=object).reshape(A.shape)
         return np.asarray(_current.u2[name](_obj(a), _obj(b)), dtype=object)
 
     apply.__name__ = name
@@ -402,16 +427,40 @@ power.__doc__ = ("Elementwise ``b ** g`` as IEEE ``pow``: ``x ** 0 = 1``, NaN fo
                  "and a non-integer exponent, ``0 ** g`` is 0 or inf by the sign of g.")
 
 
+_ARB_CMP = {"lt": (np.less, np.greater_equal), "le": (np.less_equal, np.greater),
+            "gt": (np.greater, np.less_equal), "ge": (np.greater_equal, np.less),
+            "eq": (np.equal, np.not_equal)}
+
+
+def _pair(a, b):
+    """`a` and `b` broadcast to one shape, every element a ball."""
+    # converted before broadcasting: a scalar operand becomes one ball, not one per element
+    return tuple(np.broadcast_arrays(_balls_only(_obj(a)), _balls_only(_obj(b))))
+
+
+def _three(known_true: np.ndarray, known_false: np.ndarray) -> np.ndarray:
+    """A condition: a bool array where every element is known, else an object array with
+    None where neither is."""
+    if (known_true | known_false).all():
+        return known_true
+    out = known_true.astype(object)
+    out[~(known_true | known_false)] = None
+    return out
+
+
 def _cmp(name, sym):
     f = _b(name)
+    yes, no = _ARB_CMP[name]
 
     def compare(a, b):
-        out = f(a, b)
-        return out if _current is _ARB else out.astype(bool)
+        if _current is _ARB:  # Arb answers True only when certain, both ways
+            A, B = _pair(a, b)
+            return _three(np.asarray(yes(A, B), dtype=bool), np.asarray(no(A, B), dtype=bool))
+        return f(a, b).astype(bool)
 
     compare.__name__ = name
-    compare.__doc__ = (f"Elementwise ``a {sym} b``: a bool array on mpmath; on balls an object "
-                       "array of True/False/None (None where the balls overlap).")
+    compare.__doc__ = (f"Elementwise ``a {sym} b``: a bool array, except on balls where some "
+                       "overlap: then an object array of True/False/None (None: undecided).")
     return compare
 
 
@@ -419,19 +468,29 @@ lt, le, gt, ge, eq = (_cmp(n, s) for n, s in
                       (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "==")))
 
 
-def _tri_result(f, x):
-    out = f(_obj(x))
-    return np.asarray(out, dtype=object) if _current is _ARB else np.asarray(out, dtype=bool)
+_IS_FINITE = np.frompyfunc(_arb.is_finite, 1, 1) if _arb is not None else None
+
+
+def _finite_balls(x) -> np.ndarray:
+    a = _balls_only(_obj(x))
+    return np.asarray(_IS_FINITE(a), dtype=bool).reshape(a.shape)
 
 
 def isnan(x) -> np.ndarray:
-    """Where the exact values are NaN (bool array; None where a ball is not known)."""
-    return _tri_result(_current.u1["isnan"], x)
+    """Where the exact values are NaN (bool array; on balls None where a ball is not known:
+    a NaN ball may stand for NaN or an infinity)."""
+    if _current is _ARB:
+        fin = _finite_balls(x)
+        return _three(np.zeros(fin.shape, dtype=bool), fin)
+    return np.asarray(_current.u1["isnan"](_obj(x)), dtype=bool)
 
 
 def isfinite(x) -> np.ndarray:
     """Where the exact values are finite (bool array; None where a ball is not known)."""
-    return _tri_result(_current.u1["isfinite"], x)
+    if _current is _ARB:
+        fin = _finite_balls(x)
+        return _three(fin, np.zeros(fin.shape, dtype=bool))
+    return np.asarray(_current.u1["isfinite"](_obj(x)), dtype=bool)
 
 
 def num(v):
@@ -481,6 +540,8 @@ def where(cond, a, b) -> np.ndarray:
         u = np.broadcast_to(undecided, out.shape)
         out = np.array(out, dtype=object)
         out[u] = _current.union(a_[u], b_[u])
+    if _current is _ARB:
+        return _balls_only(out)
     return np.asarray(_current.u1["num"](out), dtype=object).reshape(out.shape)
 
 
@@ -552,18 +613,28 @@ def _cond(out):
     return out if _current is _ARB else np.asarray(out, dtype=bool)
 
 
+def _bools(*cs) -> bool:
+    return all(np.asarray(c).dtype == bool for c in cs)
+
+
 def land(a, b) -> np.ndarray:
     """Elementwise ``a and b`` of conditions (three-valued on balls)."""
+    if _bools(a, b):
+        return np.logical_and(a, b)
     return _cond(np.asarray(_and_u(_obj(a), _obj(b)), dtype=object))
 
 
 def lor(a, b) -> np.ndarray:
     """Elementwise ``a or b`` of conditions (three-valued on balls)."""
+    if _bools(a, b):
+        return np.logical_or(a, b)
     return _cond(np.asarray(_or_u(_obj(a), _obj(b)), dtype=object))
 
 
 def lnot(a) -> np.ndarray:
     """Elementwise ``not a`` of a condition (three-valued on balls)."""
+    if _bools(a):
+        return np.logical_not(a)
     return _cond(np.asarray(_not_u(_obj(a)), dtype=object))
 
 
