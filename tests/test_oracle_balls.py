@@ -204,3 +204,17 @@ def test_smooth_labels_alike_on_both_paths(fmt, backend):
             e = lossref.get("smooth_labels").exact(y, k, alpha=alpha)
             got.setdefault(name, []).append((e.round(fmt).astype(np.float64).tobytes(), e.decimal(40).tolist()))
     assert got["auto"] == got["mpmath"]
+
+
+def test_an_unknown_backend_is_one_line_and_exit_2(monkeypatch):
+    import subprocess
+    import sys
+
+    env = dict(__import__("os").environ, LOSSREF_ORACLE="bals")
+    r = subprocess.run([sys.executable, "-m", "lossref.cli", "eval", "log_cosh", "--y-true", "[0.5]",
+                        "--y-pred", "[1]"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == ["lossref eval: error: LOSSREF_ORACLE='bals': expected auto, arb or mpmath"]
+    monkeypatch.setattr(oracle, "BACKEND", "bals")
+    with pytest.raises(ValueError, match="expected auto, arb or mpmath"):
+        lossref.get("log_cosh").exact(np.ones((1, 1)), np.ones((1, 1))).round()

@@ -152,6 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         args.argv = argv
         command = f"lossref {args.command}"
+        from .oracle import backend_problem
+
+        if backend_problem():  # checked before any work, as the options are
+            raise UsageError(backend_problem())
         return args.func(args)
     except UsageError as e:
         print(f"{command}: error: {e}", file=sys.stderr)

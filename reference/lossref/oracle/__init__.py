@@ -29,7 +29,7 @@ from ..formats import FormatLike, as_mpf, get_format, round_mpf
 from . import balls, ops
 
 __all__ = ["Exact", "OracleError", "to_exact", "start_precision", "MAX_PRECISION", "BACKEND",
-           "BALL_LEVELS", "use_balls"]
+           "BALL_LEVELS", "use_balls", "backend_problem"]
 
 #: The Ziv loop gives up (``OracleError``) rather than go past this many bits.
 MAX_PRECISION = 1 << 15
@@ -47,13 +47,27 @@ BALL_LEVELS = 3
 BALL_START: Optional[int] = None
 
 
-def use_balls() -> bool:
-    """Whether roundings are decided on Arb balls first (:data:`BACKEND`)."""
-    if BACKEND == "mpmath":
-        return False
+def backend_problem() -> Optional[str]:
+    """What is wrong with :data:`BACKEND` (set from ``LOSSREF_ORACLE``), or None."""
+    if BACKEND not in ("auto", "arb", "mpmath"):
+        return f"LOSSREF_ORACLE={BACKEND!r}: expected auto, arb or mpmath"
     if BACKEND == "arb" and not ops.has_arb():
-        raise ImportError("LOSSREF_ORACLE=arb needs python-flint (pip install python-flint)")
-    return ops.has_arb()
+        return "LOSSREF_ORACLE=arb needs python-flint (pip install python-flint)"
+    return None
+
+
+def use_balls() -> bool:
+    """Whether roundings are decided on Arb balls first (:data:`BACKEND`).
+
+    Raises
+    ------
+    ValueError
+        For a :data:`BACKEND` that is not auto, arb or mpmath, or arb without python-flint.
+    """
+    problem = backend_problem()
+    if problem:
+        raise ValueError(problem)
+    return BACKEND != "mpmath" and ops.has_arb()
 
 _to_mpf = np.frompyfunc(mpmath.mpf, 1, 1)
 
