@@ -40,7 +40,7 @@ BACKEND = os.environ.get("LOSSREF_ORACLE", "auto")
 
 #: How many times the ball path doubles the precision of undecided elements before it
 #: hands them to the mpmath path.
-BALL_LEVELS = 3
+BALL_LEVELS = 6
 
 #: First precision of the ball path; None: the case's own start precision. Tests set it
 #: low, where many comparisons are undecided, to check that no branch is taken wrongly.
