@@ -69,7 +69,6 @@ def use_balls() -> bool:
         raise ValueError(problem)
     return BACKEND != "mpmath" and ops.has_arb()
 
-_to_mpf = np.frompyfunc(mpmath.mpf, 1, 1)
 
 
 class OracleError(ArithmeticError):
@@ -87,11 +86,7 @@ def to_exact(x: np.ndarray) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
         raise TypeError(f"cannot take exact values of dtype {arr.dtype}")
-    if ops.backend() == "arb":
-        return ops.lift(arr)
-    with mpmath.workprec(64), np.errstate(invalid="ignore"):
-        out = _to_mpf(arr.astype(np.float64))
-    return np.asarray(out, dtype=object).reshape(arr.shape)
+    return ops.lift(arr)
 
 
 def start_precision(*arrays: Optional[np.ndarray], base: int = 64, params=None) -> int:

@@ -179,34 +179,6 @@ def _arb_to_fraction(v) -> Fraction:
     return Fraction(man) * (Fraction(2) ** exp)
 
 
-def _tri(pred_true, pred_false):
-    """A comparison of balls: True, False, or None where the balls overlap."""
-
-    def cmp(a, b):
-        a, b = _arb_num(a), _arb_num(b)
-        if pred_true(a, b):
-            return True
-        if pred_false(a, b):
-            return False
-        return None
-
-    return cmp
-
-
-def _arb_xmul2(w, v):
-    w, v = _arb_num(w), _arb_num(v)
-    if w.is_zero() and v.is_finite():  # an exact zero weight: 0 log 0 = 0
-        return _arb(0)
-    return w * v  # a NaN ball may be an infinity (0 * inf = 0) or NaN: left open
-
-
-def _arb_xmul_pole2(w, v):
-    w, v = _arb_num(w), _arb_num(v)
-    if w.is_zero():  # the caller has ruled NaN out: a NaN ball here is an infinity
-        return _arb(0)
-    return w * v
-
-
 def _arb_pow2(b, g):
     b, g = _arb_num(b), _arb_num(g)
     if g.is_zero() or (b.is_exact() and b == 1):
@@ -218,16 +190,6 @@ def _arb_pow2(b, g):
 
 def _arb_sigmoid(z):
     return 1 / (1 + (-z).exp())
-
-
-def _arb_isnan(v):
-    # a NaN ball is "not known": it may stand for an infinity, an undecided edge or NaN
-    return None if _arb_num(v).is_nan() else False
-
-
-def _arb_isfinite(v):
-    v = _arb_num(v)
-    return None if not v.is_finite() else True
 
 
 def _arb_fsum(row):
@@ -268,17 +230,11 @@ if _arb is not None:
         # Arb's methods unbound (fast); _u makes sure every element is a ball first, since an
         # unbound method does not check the type of what it is given
         unary={"log": _arb.log, "log1p": _arb.log1p, "exp": _arb.exp, "expm1": _arb.expm1,
-               "sqrt": _arb.sqrt, "cosh": _arb.cosh, "sigmoid": _arb_sigmoid, "num": _arb_num,
-               "isnan": _arb_isnan, "isfinite": _arb_isfinite},
-        binary={"maximum": lambda a, b: _arb_num(a).max(_arb_num(b)),
-                "minimum": lambda a, b: _arb_num(a).min(_arb_num(b)),
-                "div": lambda a, b: _arb_num(a) / _arb_num(b),
-                "xmul": _arb_xmul2, "xmul_pole": _arb_xmul_pole2, "power": _arb_pow2,
-                "lt": _tri(lambda a, b: a < b, lambda a, b: a >= b),
-                "le": _tri(lambda a, b: a <= b, lambda a, b: a > b),
-                "gt": _tri(lambda a, b: a > b, lambda a, b: a <= b),
-                "ge": _tri(lambda a, b: a >= b, lambda a, b: a < b),
-                "eq": _tri(lambda a, b: a == b, lambda a, b: a != b)},
+               "sqrt": _arb.sqrt, "cosh": _arb.cosh, "sigmoid": _arb_sigmoid, "num": _arb_num},
+        # comparisons, isnan/isfinite, max/min, division and the zero-weight products run
+        # vectorised on arrays of balls (_cmp, isnan, isfinite, _ARB_VEC); power alone is
+        # elementwise here
+        binary={"power": _arb_pow2},
         num=_arb_num, to_fraction=_arb_to_fraction, fsum=_arb_fsum,
         nan=lambda: _arb("nan"), inf=lambda: _arb("nan"),  # no infinity in Arb: "unknown"
         pi=lambda: _arb.pi(),
@@ -352,14 +308,14 @@ def _balls_only(a: np.ndarray) -> np.ndarray:
     return np.asarray(_ARB.u1["num"](a), dtype=object).reshape(a.shape)
 
 
-def _u(name):
+def _u(name, doc=""):
     def apply(x):
         a = _obj(x)
         if _current is _ARB:
             a = _balls_only(a)
         return np.asarray(_current.u1[name](a), dtype=object)
 
-    apply.__name__ = name
+    apply.__name__, apply.__doc__ = name, doc
     return apply
 
 
@@ -385,46 +341,33 @@ else:  # pragma: no cover
     _ARB_VEC = {}
 
 
-def _b(name):
+def _b(name, doc=""):
     def apply(a, b):
         if _current is _ARB and name in _ARB_VEC:
             A, B = _pair(a, b)
             return np.asarray(_ARB_VEC[name](A, B), dtype=object).reshape(A.shape)
         return np.asarray(_current.u2[name](_obj(a), _obj(b)), dtype=object)
 
-    apply.__name__ = name
+    apply.__name__, apply.__doc__ = name, doc
     return apply
 
 
-log = _u("log")
-log.__doc__ = "Natural log; NaN below 0, -inf at 0."
-log1p = _u("log1p")
-log1p.__doc__ = "log(1 + x); NaN below -1, -inf at -1."
-exp = _u("exp")
-exp.__doc__ = "Elementwise exp."
-expm1 = _u("expm1")
-expm1.__doc__ = "Elementwise exp(x) - 1."
-sqrt = _u("sqrt")
-sqrt.__doc__ = "Square root; NaN below 0."
-cosh = _u("cosh")
-cosh.__doc__ = "Elementwise cosh."
-sigmoid = _u("sigmoid")
-sigmoid.__doc__ = "``1 / (1 + exp(-z))``; exact limits 0 and 1 at -inf and +inf."
-maximum = _b("maximum")
-maximum.__doc__ = "Elementwise maximum that propagates NaN (as ``np.maximum``)."
-minimum = _b("minimum")
-minimum.__doc__ = "Elementwise minimum that propagates NaN (as ``np.minimum``)."
-div = _b("div")
-div.__doc__ = "Elementwise ``a / b`` with IEEE results for a zero divisor."
-xmul = _b("xmul")
-xmul.__doc__ = ("Elementwise ``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v`` (``0 log 0 = 0``). "
-                "On balls, 0 times a NaN ball stays undecided (it may stand for NaN).")
-xmul_pole = _b("xmul_pole")
-xmul_pole.__doc__ = ("``xmul`` for a ``v`` that is finite or ±inf wherever ``w = 0`` (the oracle has "
-                     "masked its NaNs itself): on balls, 0 times a NaN ball is 0 (``0 log 0``).")
-power = _b("power")
-power.__doc__ = ("Elementwise ``b ** g`` as IEEE ``pow``: ``x ** 0 = 1``, NaN for a negative base "
-                 "and a non-integer exponent, ``0 ** g`` is 0 or inf by the sign of g.")
+log = _u("log", "Natural log; NaN below 0, -inf at 0.")
+log1p = _u("log1p", "log(1 + x); NaN below -1, -inf at -1.")
+exp = _u("exp", "Elementwise exp.")
+expm1 = _u("expm1", "Elementwise exp(x) - 1.")
+sqrt = _u("sqrt", "Square root; NaN below 0.")
+cosh = _u("cosh", "Elementwise cosh.")
+sigmoid = _u("sigmoid", "``1 / (1 + exp(-z))``; exact limits 0 and 1 at -inf and +inf.")
+maximum = _b("maximum", "Elementwise maximum that propagates NaN (as ``np.maximum``).")
+minimum = _b("minimum", "Elementwise minimum that propagates NaN (as ``np.minimum``).")
+div = _b("div", "Elementwise ``a / b`` with IEEE results for a zero divisor.")
+xmul = _b("xmul", "Elementwise ``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v`` "
+                  "(``0 log 0 = 0``). On balls, 0 times a NaN ball stays undecided (it may stand for NaN).")
+xmul_pole = _b("xmul_pole", "``xmul`` for a ``v`` that is finite or ±inf wherever ``w = 0`` (the "
+                            "oracle has masked its NaNs itself): on balls, 0 times a NaN ball is 0.")
+power = _b("power", "Elementwise ``b ** g`` as IEEE ``pow``: ``x ** 0 = 1``, NaN for a negative base "
+                    "and a non-integer exponent, ``0 ** g`` is 0 or inf by the sign of g.")
 
 
 _ARB_CMP = {"lt": (np.less, np.greater_equal), "le": (np.less_equal, np.greater),
@@ -513,11 +456,13 @@ def lift(a) -> np.ndarray:
         if bad.any():
             out[bad] = _arb("nan")
         return out
-    with np.errstate(invalid="ignore"):
-        return np.asarray(_current.u1["num"](f.astype(object)), dtype=object).reshape(f.shape)
+    # every binary64 value is exact at 64 bits: one context for the whole array
+    with mpmath.workprec(max(mpmath.mp.prec, 64)), np.errstate(invalid="ignore"):
+        return np.asarray(_LIFT_MP(f), dtype=object).reshape(f.shape)
 
 
 _LIFT_ARB = np.frompyfunc(_arb, 1, 1) if _arb is not None else None
+_LIFT_MP = np.frompyfunc(mpmath.mpf, 1, 1)
 
 
 def pi():
