@@ -26,7 +26,7 @@ from .reduction import EXACT, FLOAT64
 from .registry import LossDef, block_elements, get, is_real, map_index
 
 __all__ = ["Prepared", "DialectFunction", "CatalogueFunction", "as_array", "is_float", "float_format", "convert", "check_bool",
-           "params_key", "exact_params", "exact_all", "exact_any", "exact_is_inf"]
+           "params_key", "exact_params"]
 
 
 # --- input conversion ---------------------------------------------------------------------------
@@ -344,42 +344,3 @@ def exact_params(params: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # --- conditions of oracles, reduced along an axis ----------------------------------------------
-
-
-def _tri_masks(c: np.ndarray):
-    """Where a ball condition (True/False/None) is True, and where it is undecided."""
-    undecided = np.asarray(np.frompyfunc(lambda v: v is None, 1, 1)(c), dtype=bool).reshape(c.shape)
-    true = np.asarray(np.frompyfunc(lambda v: v is not None and bool(v), 1, 1)(c), dtype=bool).reshape(c.shape)
-    return true, undecided
-
-
-def exact_all(cond, axis=-1) -> np.ndarray:
-    """``np.all(cond, axis)`` of an oracle condition (:func:`lossref.oracle.ops.lt`, ...):
-    a bool array on mpmath; on balls True/False/None, False where some element is False,
-    else None (undecided) where some element is."""
-    c = np.asarray(cond)
-    if c.dtype != object:
-        return np.all(c, axis=axis)
-    true, undecided = _tri_masks(c)
-    false = ~true & ~undecided
-    out = np.where(np.any(false, axis=axis), False, np.where(np.any(undecided, axis=axis), None, True))
-    return np.asarray(out, dtype=object)
-
-
-def exact_any(cond, axis=-1) -> np.ndarray:
-    """``np.any(cond, axis)`` of an oracle condition: a bool array on mpmath; on balls
-    True where some element is True, else None where some element is undecided."""
-    c = np.asarray(cond)
-    if c.dtype != object:
-        return np.any(c, axis=axis)
-    true, undecided = _tri_masks(c)
-    out = np.where(np.any(true, axis=axis), True, np.where(np.any(undecided, axis=axis), None, False))
-    return np.asarray(out, dtype=object)
-
-
-def exact_is_inf(v, sign: int = 1) -> np.ndarray:
-    """Where exact values are +inf (`sign` > 0) or -inf: an oracle condition that is
-    False wherever a value is finite, on balls too (there ``ops.INF`` is a NaN ball, "not
-    known", so a bare ``ops.eq(v, ops.INF)`` never decides)."""
-    inf = xops.INF if sign > 0 else -xops.INF
-    return xops.land(xops.lnot(xops.isfinite(v)), xops.eq(v, inf))

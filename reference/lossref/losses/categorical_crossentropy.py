@@ -116,7 +116,7 @@ def _item(v):
 
 def _all_finite(row: np.ndarray) -> bool:
     """Whether every entry is known to be finite (on balls, a NaN ball is not known)."""
-    return all(f is not None and bool(f) for f in x.isfinite(row).tolist())
+    return np.asarray(x.all_of(x.isfinite(row)), dtype=object).item() == True  # noqa: E712
 
 
 def _normalize_row(row: np.ndarray, bounds):
@@ -175,7 +175,7 @@ def _normalize_regular_rows(rows: np.ndarray, bounds, out) -> np.ndarray:
 
 def _regular(rows: np.ndarray, extra=None) -> np.ndarray:
     """Rows whose entries are all known to be finite (and `extra` holds), as a mask."""
-    ok = np.all(x.isfinite(rows) == True, axis=-1)  # noqa: E712  (None: not known)
+    ok = np.asarray(x.all_of(x.isfinite(rows), -1), dtype=object) == True  # noqa: E712  (None: not known)
     if extra is not None:
         ok &= np.asarray(extra, dtype=object) == True  # noqa: E712
     return ok

@@ -31,7 +31,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from .. import formats
-from ..dialect import convert, exact_all, exact_any, exact_is_inf, is_float
+from ..dialect import convert, is_float
 from ..losses import binary_crossentropy as _bce
 from ..losses import binary_focal_crossentropy as _bfc
 from ..losses import categorical_crossentropy as _cce
@@ -155,7 +155,7 @@ def _terms(v, y, z, on, safe: bool, nan, zero):
     # exact: labels are inputs (decided); a logit's -inf is "not known" on balls, where an
     # undecided condition keeps the union of both branches
     y0 = xo.eq(y, 0)
-    v = xo.where(y0, zero, v) if safe else xo.where(xo.land(y0, exact_is_inf(z, -1)), nan, v)
+    v = xo.where(y0, zero, v) if safe else xo.where(xo.land(y0, xo.isinf(z, -1)), nan, v)
     return v if on is None else xo.where(on, v, zero)
 
 
@@ -268,7 +268,7 @@ def _exact_lse(row) -> Any:
     m = r[0]
     for v in r[1:]:  # the maximum, NaN if any element is NaN
         m = xo.maximum(m, v)
-    nan = exact_any(xo.isnan(r), -1)
+    nan = xo.any_of(xo.isnan(r), -1)
     val = m + xo.log(xo.fsum(xo.exp(r - m)))
     return xo.where(nan, xo.NAN, xo.where(xo.isfinite(m), val, m))[()]
 
@@ -446,7 +446,7 @@ def _gkl_oracle(y_true, y_pred, mask=None) -> np.ndarray:
     if on is not None:
         parts = [xo.where(on, v, 0) for v in parts]
     v, a, b = parts
-    special = xo.lnot(exact_all(xo.land(xo.isfinite(a), xo.isfinite(b)), -1))
+    special = xo.lnot(xo.all_of(xo.land(xo.isfinite(a), xo.isfinite(b)), -1))
     return xo.where(special, xo.fsum(a, -1) + xo.fsum(b, -1), xo.fsum(v, -1))
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import formats
-from ..dialect import exact_all, exact_any, is_float
+from ..dialect import is_float
 from ..formats import Format
 from ..losses import multiclass_hinge as _mh
 from ..losses import ntxent as _nt
@@ -165,8 +165,8 @@ class _RankingFunction(OptaxFunction):
             return out
         # on balls "NaN" is "not known": an undecided condition keeps both answers
         out = np.asarray(out, dtype=object)
-        nan_mean = exact_all(xops.isnan(out.reshape(-1)), -1) if chosen.size else True  # 0/0
-        zero = xops.land(nan_mean, xops.lnot(exact_any(xops.isnan(vals.reshape(-1)), -1)))
+        nan_mean = xops.all_of(xops.isnan(out.reshape(-1)), -1) if chosen.size else True  # 0/0
+        zero = xops.land(nan_mean, xops.lnot(xops.any_of(xops.isnan(vals.reshape(-1)), -1)))
         return xops.where(zero, 0, out)
 
 

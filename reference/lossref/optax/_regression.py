@@ -17,7 +17,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from .. import formats
-from ..dialect import convert, exact_all, is_float
+from ..dialect import convert, is_float
 from ..losses import cosine_embedding as _cemb
 from ..losses import cosine_similarity as _cos
 from ..losses import hinge as _hinge
@@ -181,7 +181,7 @@ def _distance_ref(y_true, y_pred, epsilon):
 def _distance_oracle(y_true, y_pred, epsilon):
     out = np.asarray(1 - _similarity_oracle(y_true, y_pred, epsilon), dtype=object)
     plain = x.land(_unfloored_exact(x.fsum(y_pred * y_pred, -1), x.fsum(y_true * y_true, -1), epsilon),
-                   exact_all(x.land(x.isfinite(y_pred), x.isfinite(y_true)), -1))
+                   x.all_of(x.land(x.isfinite(y_pred), x.isfinite(y_true)), -1))
     # rows that are (or on balls may be) unfloored: there both forms are the same number, and
     # where() keeps the union of the two for a row whose side of the floor is not decided
     maybe = np.asarray(np.frompyfunc(lambda v: v is None or bool(v), 1, 1)(plain), dtype=bool).reshape(plain.shape)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import formats
-from ..dialect import check_bool, exact_all, exact_any, exact_is_inf
+from ..dialect import check_bool
 from ..formats import FLOAT32, FLOAT64
 from ..losses import generalized_dice as _gdice
 from ..losses import soft_dice as _sdice
@@ -111,12 +111,12 @@ def _exact_logsoftmax_probs(z: np.ndarray):
     z = np.asarray(z, dtype=object)
     e = xo.exp(z)  # exp(-inf) = 0: a -inf logit adds nothing to the sum
     prob = xo.div(e, xo.fsum(e, -1)[:, None])
-    neg, pos = exact_is_inf(z, -1), exact_is_inf(z)
-    nan = xo.lor(exact_any(xo.isnan(z), -1), exact_all(neg, -1))[:, None]
-    top = exact_any(pos, -1)[:, None]
+    neg, pos = xo.isinf(z, -1), xo.isinf(z)
+    nan = xo.lor(xo.any_of(xo.isnan(z), -1), xo.all_of(neg, -1))[:, None]
+    top = xo.any_of(pos, -1)[:, None]
     prob = xo.where(xo.lor(top, neg), 0, prob)
     prob = xo.where(xo.lor(nan, xo.land(top, pos)), xo.NAN, prob)
-    return prob, exact_all(xo.isfinite(z), -1)
+    return prob, xo.all_of(xo.isfinite(z), -1)
 
 
 def _live(v):
@@ -174,7 +174,7 @@ def _ctc_oracle(y_true, y_pred, pad=(), lengths=(), blank_id=0, log_eps=-1e5, lo
         phis[n_t - 1, b] = xo.log(last)
         length = lengths[b]
         others = np.arange(n_n + 1) != length
-        bad = xo.lor(exact_any(xo.lnot(_live(last[others])), -1), xo.isnan(last[length]))
+        bad = xo.lor(xo.any_of(xo.lnot(_live(last[others])), -1), xo.isnan(last[length]))
         loss[b] = xo.where(bad, xo.NAN, -xo.log(last[length]))[()]
     return (loss, phis, emits) if tables else loss
 

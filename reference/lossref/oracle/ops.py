@@ -43,7 +43,8 @@ __all__ = [
     "log", "log1p", "exp", "expm1", "sqrt", "cosh", "maximum", "minimum", "div",
     "fsum", "mean", "where", "isnan", "isfinite", "lt", "le", "gt", "ge", "eq",
     "xmul", "xmul_pole", "power", "sigmoid", "to_fraction", "from_fraction", "num", "pi", "lift",
-    "using", "backend", "precision", "has_arb", "land", "lor", "lnot", "decide",
+    "using", "backend", "precision", "has_arb", "land", "lor", "lnot", "decide", "all_of", "any_of",
+    "isinf",
     "Undecided",
 ]
 
@@ -384,6 +385,7 @@ def _pair(a, b):
 def _three(known_true: np.ndarray, known_false: np.ndarray) -> np.ndarray:
     """A condition: a bool array where every element is known, else an object array with
     None where neither is."""
+    known_true, known_false = np.asarray(known_true), np.asarray(known_false)
     if (known_true | known_false).all():
         return known_true
     out = known_true.astype(object)
@@ -470,15 +472,47 @@ def pi():
     return _current.pi()
 
 
+def _masks(cond):
+    """``(true, undecided)`` of a condition: where it holds, and where a ball comparison
+    left it undecided (None; ``undecided`` is None for a bool array)."""
+    c = np.asarray(cond)
+    if c.dtype != object:
+        return c.astype(bool), None
+    undecided = np.asarray(np.frompyfunc(lambda v: v is None, 1, 1)(c), dtype=bool).reshape(c.shape)
+    true = np.asarray(np.frompyfunc(lambda v: v is not None and bool(v), 1, 1)(c), dtype=bool).reshape(c.shape)
+    return true, undecided
+
+
+def all_of(cond, axis=-1) -> np.ndarray:
+    """``np.all(cond, axis)`` of a condition: on balls False where some element is False,
+    else None where some element is undecided."""
+    true, undecided = _masks(cond)
+    if undecided is None:
+        return np.all(true, axis=axis)
+    false = ~true & ~undecided
+    return _three(~np.any(false | undecided, axis=axis), np.any(false, axis=axis))
+
+
+def any_of(cond, axis=-1) -> np.ndarray:
+    """``np.any(cond, axis)`` of a condition: on balls True where some element is True,
+    else None where some element is undecided."""
+    true, undecided = _masks(cond)
+    if undecided is None:
+        return np.any(true, axis=axis)
+    return _three(np.any(true, axis=axis), ~np.any(true | undecided, axis=axis))
+
+
+def isinf(v, sign: int = 1) -> np.ndarray:
+    """Where exact values are +inf (`sign` > 0) or -inf: False wherever a value is finite,
+    on balls too (there INF is a NaN ball, so a bare ``eq(v, INF)`` never decides)."""
+    inf = _current.inf() if sign > 0 else -_current.inf()
+    return land(lnot(isfinite(v)), eq(v, inf))
+
+
 def where(cond, a, b) -> np.ndarray:
     """``np.where`` for object arrays; where a (ball) condition is undecided (None), the
     union of both branches."""
-    c = np.asarray(cond)
-    if c.dtype == object:
-        undecided = np.asarray(np.frompyfunc(lambda v: v is None, 1, 1)(c), dtype=bool)
-        cb = np.asarray(np.frompyfunc(lambda v: bool(v) if v is not None else False, 1, 1)(c), dtype=bool)
-    else:
-        undecided, cb = None, c.astype(bool)
+    cb, undecided = _masks(cond)
     out = np.asarray(np.where(cb, a, b), dtype=object)
     if undecided is not None and undecided.any():
         a_, b_ = np.broadcast_to(_obj(a), out.shape), np.broadcast_to(_obj(b), out.shape)
