@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from typing import Dict, Tuple
 
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from cases import geomean_and_worst  # noqa: E402
 from torch_dialect import timed_pair  # noqa: E402
 
 Args = Tuple[tuple, dict]
@@ -129,13 +129,9 @@ def print_row(row: dict) -> None:
 
 
 def summarise(rows: list) -> Dict[str, dict]:
-    out = {}
-    for fw in sorted({r["framework"] for r in rows}):
-        ratios = {r["function"]: r["none"]["ratio_to_framework"] for r in rows if r["framework"] == fw}
-        worst = max(ratios, key=ratios.get)
-        out[fw] = {"geomean_ratio": statistics.geometric_mean(ratios.values()), "worst": worst,
-                   "worst_ratio": ratios[worst]}
-    return out
+    return {fw: geomean_and_worst({r["function"]: r["none"]["ratio_to_framework"]
+                                   for r in rows if r["framework"] == fw})
+            for fw in sorted({r["framework"] for r in rows})}
 
 
 def main(argv=None) -> int:

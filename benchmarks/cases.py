@@ -26,6 +26,27 @@ def timed(fn: Callable[[], object], repeat: int) -> dict:
     return summary(ts)
 
 
+def interleaved(calls: dict, repeat: int) -> dict:
+    """The timing record of each call, the calls run in turn `repeat` times after one
+    warm-up each (so drifts in the machine's speed fall on all of them alike)."""
+    ts = {k: [] for k in calls}
+    for f in calls.values():  # warm-up (and compilation, for JAX)
+        f()
+    for _ in range(repeat):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: summary(v) for k, v in ts.items()}
+
+
+def geomean_and_worst(ratios: dict) -> dict:
+    """``{"geomean_ratio", "worst", "worst_ratio"}`` of ratios by name."""
+    worst = max(ratios, key=ratios.get)
+    return {"geomean_ratio": statistics.geometric_mean(ratios.values()), "worst": worst,
+            "worst_ratio": ratios[worst]}
+
+
 def summary(ts: list) -> dict:
     """The timing record of a list of seconds."""
     return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "runs": len(ts)}

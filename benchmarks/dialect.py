@@ -15,7 +15,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from typing import Callable, Dict, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import lossref  # noqa: E402
-from cases import SPARSE, inputs_for, peak_extra_bytes, summary  # noqa: E402
+from cases import SPARSE, inputs_for, interleaved, peak_extra_bytes  # noqa: E402
 
 #: keyword arguments a Keras function needs that it has no default for
 FUNCTION_KWARGS = {"categorical_generalized_cross_entropy": {"q": 0.5}}
@@ -54,18 +53,9 @@ def dialect_row(loss: str, y: np.ndarray, p: np.ndarray, repeat: int) -> dict:
     calls = {"catalogue": lambda: L.per_sample(y, p),
              "class": lambda: instance(y, p),
              "function": lambda: fn(y, p, **kw)}
-    ts = {k: [] for k in calls}
-    for k, f in calls.items():  # warm-up
-        f()
-    for _ in range(repeat):
-        for k, f in calls.items():
-            t0 = time.perf_counter()
-            f()
-            ts[k].append(time.perf_counter() - t0)
     in_bytes = int(y.nbytes + p.nbytes)
-    row = {"input_bytes": in_bytes}
+    row = {"input_bytes": in_bytes, **interleaved(calls, repeat)}
     for k, f in calls.items():
-        row[k] = summary(ts[k])
         row[k]["peak_extra_ratio"] = peak_extra_bytes(f) / in_bytes
     for k in ("class", "function"):
         row[k]["ratio_to_catalogue"] = row[k]["median_s"] / row["catalogue"]["median_s"]

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 import warnings
 from typing import Callable, Dict, Tuple
 
@@ -26,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from cases import peak_extra_bytes, summary  # noqa: E402
+from cases import geomean_and_worst, interleaved, peak_extra_bytes  # noqa: E402
 
 Args = Tuple[tuple, dict]
 
@@ -101,17 +99,9 @@ def torch_row(name: str, log2n: int, repeat: int, seed: int = 0) -> dict:
 def timed_pair(calls: Dict[str, Callable[[], object]], repeat: int, in_bytes: int) -> dict:
     """Medians of the two calls (``lossref`` and the framework's) interleaved after a
     warm-up, their ratio, and lossref's peak memory beyond the inputs."""
-    ts = {k: [] for k in calls}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. kl_div's 'mean' warning, in both
-        for f in calls.values():  # warm-up (and compilation, for JAX)
-            f()
-        for _ in range(repeat):
-            for k, f in calls.items():
-                t0 = time.perf_counter()
-                f()
-                ts[k].append(time.perf_counter() - t0)
-        r = {k: summary(v) for k, v in ts.items()}
+        r = interleaved(calls, repeat)
         other = next(k for k in calls if k != "lossref")
         r["ratio"] = r["lossref"]["median_s"] / r[other]["median_s"]
         r["lossref"]["peak_extra_ratio"] = peak_extra_bytes(calls["lossref"]) / in_bytes
@@ -133,13 +123,8 @@ def print_row(row: dict) -> None:
 
 def summarise(rows: list) -> dict:
     """Geometric mean and worst ratio per reduction."""
-    out = {}
-    for red in ("none", "mean"):
-        ratios = {r["function"]: r[red]["ratio_to_torch"] for r in rows}
-        worst = max(ratios, key=ratios.get)
-        out[red] = {"geomean_ratio": statistics.geometric_mean(ratios.values()), "worst": worst,
-                    "worst_ratio": ratios[worst]}
-    return out
+    return {red: geomean_and_worst({r["function"]: r[red]["ratio_to_torch"] for r in rows})
+            for red in ("none", "mean")}
 
 
 def main(argv=None) -> int:
