@@ -22,11 +22,12 @@ from . import formats
 from .formats import Format
 from .oracle import Exact, start_precision, to_exact
 from .oracle import ops as xops
-from .reduction import EXACT, FLOAT64
+from .oracle.autodiff import Tape, addresses, root
+from .reduction import EXACT, FLOAT64, stage3_cotangent
 from .registry import LossDef, block_elements, get, is_real, map_index
 
 __all__ = ["Prepared", "DialectFunction", "CatalogueFunction", "as_array", "is_float", "float_format", "convert", "check_bool",
-           "params_key", "exact_params"]
+           "params_key", "exact_params", "reference_grad", "exact_grad"]
 
 
 # --- input conversion ---------------------------------------------------------------------------
@@ -137,6 +138,79 @@ def _exact_bytes(a: np.ndarray) -> tuple:
     return np.asarray(a, np.float64).tobytes(), np.shape(a)
 
 
+
+
+# --- gradients -----------------------------------------------------------------------------------
+
+
+def _grad_input(fn: str, user: Any, wrt: str) -> np.ndarray:
+    """A private copy of the input being differentiated: nothing else the call reads
+    (the other input, a weight) can share its memory, so the gradient is the partial one."""
+    if user is None:
+        raise ValueError(f"{fn}: {wrt} is not given, so there is nothing to differentiate")
+    arr = as_array(user, wrt)
+    if not is_float(arr.dtype):
+        raise TypeError(f"{fn}: cannot differentiate with respect to {wrt} of dtype {arr.dtype}; "
+                        "only a float array has a gradient")
+    return np.array(arr, copy=True)
+
+
+def _target_of(fn: str, pr: Prepared, role, wrt: str, user: np.ndarray) -> np.ndarray:
+    """The array of `pr` the gradient is taken with respect to, checked to be (a view of) the
+    conversion of the user's input, so its gradient maps back onto that input's shape."""
+    t = pr.params.get(role[1]) if isinstance(role, tuple) else getattr(pr, role)
+    if not isinstance(t, np.ndarray) or root(t).size != user.size:
+        raise NotImplementedError(f"{fn}: the gradient with respect to {wrt} cannot be mapped back "
+                                  "onto its shape")
+    return t
+
+
+def _onto_owner(g: np.ndarray, target: np.ndarray, shape) -> np.ndarray:
+    """A float64 gradient with respect to `target` (in its shape or a broadcast of it)
+    summed onto the elements of the array owning `target`'s memory, in `shape`."""
+    g = np.asarray(g, dtype=np.float64)
+    view = target if g.shape == target.shape else np.broadcast_to(target, g.shape)
+    owner = root(target)
+    addr = addresses(owner).reshape(-1)
+    order = np.argsort(addr)
+    idx = order[np.searchsorted(addr, addresses(view).reshape(-1), sorter=order)]
+    if view.size == owner.size and np.array_equal(idx, np.arange(owner.size)):
+        out = g.reshape(-1)
+    else:
+        out = np.bincount(idx, weights=g.reshape(-1), minlength=owner.size)
+    return out.reshape(shape)
+
+
+def reference_grad(fn: "DialectFunction", pr: Prepared, finish: Callable, role, wrt: str,
+                   user: np.ndarray, fmt: Format) -> np.ndarray:
+    """The reference gradient of ``sum(finish(values64(pr)))`` with respect to the input
+    `role` of `pr`: stage 3 differentiated by :func:`~lossref.reduction.stage3_cotangent`,
+    the values by ``fn.vjp64``; in float64, rounded once into `fmt`."""
+    target = _target_of(fn.__name__, pr, role, wrt, user)
+    values = fn.values64(pr)
+    cot = stage3_cotangent(finish, values)
+    grads = fn.vjp64(pr, cot)
+    key = role[1] if isinstance(role, tuple) else role
+    if key not in grads:
+        raise NotImplementedError(f"{fn.__name__}: no reference gradient with respect to {wrt}")
+    return np.asarray(formats.to_format_array(_onto_owner(grads[key], target, user.shape), fmt))
+
+
+def exact_grad(fn: "DialectFunction", pr: Prepared, finish: Callable, role, wrt: str,
+               user: np.ndarray, fmt: Format, label: str, start_prec: int) -> Exact:
+    """The exact gradient: the oracle and `finish` (stage 3 in :data:`EXACT`) differentiated
+    in reverse mode on the oracle's numbers (:mod:`lossref.oracle.autodiff`)."""
+    target = _target_of(fn.__name__, pr, role, wrt, user)
+
+    def evaluate():
+        tape = Tape(target)
+        with xops.taping(tape, tie=fn.tie):
+            out = finish(fn.oracle(pr), EXACT)
+            return tape.gradient(out).reshape(user.shape)
+
+    return Exact(evaluate, start_prec=start_prec, dtype=fmt, label=f"{label} d/d{wrt}", balls=True)
+
+
 class DialectFunction:
     """A framework's loss function: ``f(y_true_or_input, ..., **kw)`` and ``f.exact(...)``.
 
@@ -158,6 +232,14 @@ class DialectFunction:
 
     #: where the dialect's functions live, for ``repr``
     namespace = "lossref"
+    #: the catalogue role (``"y_true"``/``"y_pred"``) of the first and second argument
+    roles: Tuple[str, str] = ("y_true", "y_pred")
+    #: differentiable parameters: the framework's argument name -> its key in
+    #: ``Prepared.params`` (torch's ``var``, ``input2``, ``positive``, ``negative``)
+    grad_params: Dict[str, str] = {}
+    #: the share of a tie ``max(a, b)``, ``a == b``, the exact gradient gives ``a``
+    #: (:func:`lossref.oracle.ops.taping`): 1/2 as torch.maximum and jax.numpy.maximum
+    tie: float = 0.5
     #: prefix of the exact twins' labels
     dialect = ""
 
@@ -174,6 +256,16 @@ class DialectFunction:
         exact.__signature__ = self.__signature__
         exact.__doc__ = f"Exact twin of {prepare.__name__}: same signature, returns lossref.Exact."
         self.exact = exact
+        grad = functools.partial(type(self)._grad, self)
+        functools.update_wrapper(grad, type(self)._grad)
+        grad.__doc__ = (f"Gradient of sum({prepare.__name__}(...)) with respect to one input: same "
+                        "signature plus wrt= (default: the prediction); float64, rounded once into "
+                        "that input's format.")
+        self.grad = grad
+        exact_grad_ = functools.partial(type(self)._exact_grad, self)
+        functools.update_wrapper(exact_grad_, type(self)._exact_grad)
+        exact_grad_.__doc__ = f"Exact twin of {prepare.__name__}.grad: returns lossref.Exact."
+        self.exact_grad = exact_grad_
 
     @property
     def loss(self) -> LossDef:
@@ -230,6 +322,12 @@ class DialectFunction:
         """The catalogue's exact values at the current working precision (uncached)."""
         raise NotImplementedError
 
+    def vjp64(self, pr: Prepared, cot: np.ndarray) -> Dict[str, np.ndarray]:
+        """Reference gradient of ``sum(cot * values64(pr))`` in float64, `cot` of the values'
+        shape: ``{"y_pred": ..., "y_true": ..., params key: ...}``, each in the shape of
+        ``pr``'s array or of the values' broadcast shape (the dialect sums it back)."""
+        raise NotImplementedError(f"{self.__name__}: no reference gradient")
+
     def finish(self, pr: Prepared, values, arith):
         """The dialect's last stage in `arith` (:data:`~lossref.reduction.FLOAT64` or
         :data:`~lossref.reduction.EXACT`); the values as they are by default."""
@@ -261,6 +359,49 @@ class DialectFunction:
         return Exact(lambda: self.finish(pr, values(), EXACT), start_prec=self.start_precision(pr),
                      dtype=pr.fmt, label=f"{self.dialect}.{self.__name__}", balls=True)
 
+    def grad_inputs(self) -> Tuple[str, ...]:
+        """The argument names :meth:`grad` accepts as ``wrt``."""
+        names = list(self.__signature__.parameters)[:2]
+        return tuple(n for n, r in zip(names, self.roles) if r) + tuple(self.grad_params)
+
+    def _grad_call(self, args, kwargs, wrt):
+        """``(Prepared, role, wrt, private copy of the differentiated input)`` of a call."""
+        a, b, kw = self._arguments(args, kwargs)
+        names = list(self.__signature__.parameters)
+        if wrt is None:
+            wrt = names[self.roles.index("y_pred")]
+        if wrt in names[:2] and self.roles[names.index(wrt)]:
+            i = names.index(wrt)
+            user = _grad_input(self.__name__, a if i == 0 else b, wrt)
+            a, b = (user, b) if i == 0 else (a, user)
+            role = self.roles[i]
+        elif wrt in self.grad_params:
+            user = _grad_input(self.__name__, kw.get(wrt), wrt)
+            kw[wrt] = user
+            role = ("param", self.grad_params[wrt])
+        else:
+            raise ValueError(f"{self.__name__}: cannot differentiate with respect to {wrt!r}; "
+                             f"expected one of {list(self.grad_inputs())}")
+        pr = self.prepare(a, b, **kw)
+        return pr, role, wrt, user
+
+    def _grad_format(self, pr: Prepared, role) -> Format:
+        t = pr.params.get(role[1]) if isinstance(role, tuple) else getattr(pr, role)
+        return formats.get_format(t.dtype) if isinstance(t, np.ndarray) and is_float(t.dtype) else pr.fmt
+
+    def _grad(self, *args, wrt: Optional[str] = None, **kwargs) -> np.ndarray:
+        """Reference gradient: ``d sum(f(...)) / d wrt``, same signature plus `wrt`."""
+        pr, role, wrt, user = self._grad_call(args, kwargs, wrt)
+        return reference_grad(self, pr, lambda v, ar: self.finish(pr, v, ar), role, wrt, user,
+                              self._grad_format(pr, role))
+
+    def _exact_grad(self, *args, wrt: Optional[str] = None, **kwargs) -> Exact:
+        """The exact twin of :meth:`grad`."""
+        pr, role, wrt, user = self._grad_call(args, kwargs, wrt)
+        return exact_grad(self, pr, lambda v, ar: self.finish(pr, v, ar), role, wrt, user,
+                          self._grad_format(pr, role), f"{self.dialect}.{self.__name__}",
+                          self.start_precision(pr))
+
     def __repr__(self) -> str:
         return f"<{self.namespace}.{self.__name__}>"
 
@@ -276,10 +417,27 @@ class CatalogueFunction(DialectFunction):
 
     def __init__(self, prepare: Callable[..., Prepared], loss: str,
                  reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],
-                 elementwise: bool = False) -> None:
+                 elementwise: bool = False, vjp: Optional[Callable[..., Dict[str, np.ndarray]]] = None) -> None:
         super().__init__(prepare, loss)
         self._reference, self._oracle = reference, oracle
         self._elementwise = elementwise
+        self._vjp = vjp
+
+    def vjp64(self, pr: Prepared, cot: np.ndarray) -> Dict[str, np.ndarray]:
+        """`vjp` (``vjp(y_true, y_pred, cot, **params)``, the reference's twin), or the
+        catalogue's :attr:`~lossref.registry.LossDef.grad_ref` where `reference` is the
+        catalogue's own."""
+        loss = self.loss
+        vjp = self._vjp
+        if vjp is None and self._reference in (loss.elementwise_ref, loss.per_sample_ref):
+            vjp = loss.grad_ref
+        if vjp is None:
+            raise NotImplementedError(f"{self.__name__}: no reference gradient")
+        kw = {k: np.asarray(v, np.float64) if isinstance(v, np.ndarray) and v.dtype != object else v
+              for k, v in pr.params.items()}
+        with np.errstate(all="ignore"):
+            return vjp(np.asarray(pr.y_true, np.float64), np.asarray(pr.y_pred, np.float64),
+                       np.asarray(cot, np.float64), **kw)
 
     def values64(self, pr: Prepared) -> np.ndarray:
         blocks = self._blocks(pr) if self._elementwise else None

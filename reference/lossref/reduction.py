@@ -34,6 +34,8 @@ __all__ = [
     "torch_reduction",
     "reduce_torch",
     "reduce_tf",
+    "GRAD",
+    "stage3_cotangent",
 ]
 
 #: Every ``reduction`` value Keras accepts.
@@ -219,6 +221,122 @@ class _Exact:
 
 FLOAT64 = _Float64()
 EXACT = _Exact()
+
+
+class _Lin:
+    """A float64 array that stage 3 computed linearly from its input values: its value and
+    ``back``, which maps a cotangent of it onto those values (reverse mode for the few
+    linear operations :data:`GRAD` has). Weights, masks and divisors are constants."""
+
+    def __init__(self, v, back) -> None:
+        self.v, self.back = np.asarray(v, dtype=np.float64), back
+
+    shape = property(lambda self: self.v.shape)
+    ndim = property(lambda self: self.v.ndim)
+
+    def _scaled(self, w, op):
+        w = np.asarray(w, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            out = op(self.v, w)
+            factor = op(np.ones_like(self.v), w) if op is np.divide else w
+        return _Lin(out, lambda c: self.back(_unbroadcast(c * factor, self.v.shape)))
+
+    def __mul__(self, w):
+        if isinstance(w, _Lin):
+            raise TypeError("stage 3 multiplies two values")
+        return self._scaled(w, np.multiply)
+
+    __rmul__ = __mul__
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func in (np.expand_dims, np.squeeze):  # Keras's rank fix
+            out = func(self.v, *args[1:], **kwargs)
+            return _Lin(out, lambda c: self.back(np.reshape(c, self.v.shape)))
+        return NotImplemented
+
+
+def _unbroadcast(c: np.ndarray, shape) -> np.ndarray:
+    """A cotangent of a broadcast result summed back onto `shape`."""
+    c = np.asarray(c, dtype=np.float64)
+    while c.ndim > len(shape):
+        c = c.sum(axis=0)
+    for k, n in enumerate(shape):
+        if n == 1 and c.shape[k] != 1:
+            c = c.sum(axis=k, keepdims=True)
+    return np.broadcast_to(c, shape)
+
+
+class _Grad(_Float64):
+    """Stage 3 differentiated: the stage-3 rules run on :class:`_Lin` values (the input
+    values) and float64 constants (weights, counts), so the rules are the forward ones."""
+
+    def asarray(self, x):
+        return x if isinstance(x, _Lin) else super().asarray(x)
+
+    def _lin(self, x, value, back):
+        return _Lin(value, back) if isinstance(x, _Lin) else np.asarray(value)
+
+    def sum_all(self, x):
+        if not isinstance(x, _Lin):
+            return super().sum_all(x)
+        return _Lin(np.sum(x.v), lambda c: x.back(np.broadcast_to(c, x.v.shape)))
+
+    def mean_all(self, x, n):
+        if not isinstance(x, _Lin):
+            return super().mean_all(x, n)
+        if n == 0:
+            return _Lin(0.0, lambda c: x.back(np.zeros(x.v.shape)))
+        return _Lin(np.sum(x.v) / n, lambda c: x.back(np.broadcast_to(np.asarray(c) / n, x.v.shape)))
+
+    def divide_no_nan(self, a, b):
+        if isinstance(b, _Lin):
+            raise TypeError("stage 3 divides by a value")
+        if not isinstance(a, _Lin):
+            return super().divide_no_nan(a, b)
+        b = np.asarray(b, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            inv = np.where(b == 0, 0.0, 1.0 / np.where(b == 0, 1.0, b))
+        return a._scaled(inv, np.multiply)
+
+    def divide(self, a, b):
+        if isinstance(b, _Lin):
+            raise TypeError("stage 3 divides by a value")
+        if not isinstance(a, _Lin):
+            return super().divide(a, b)
+        return a._scaled(b, np.divide)
+
+    def multiply(self, a, b):
+        if isinstance(b, _Lin):
+            a, b = b, a
+        return a._scaled(b, np.multiply) if isinstance(a, _Lin) else super().multiply(a, b)
+
+    def total(self, x, w=None):
+        if not isinstance(x, _Lin):
+            return super().total(x, w)
+        return self.sum_all(x if w is None else x * w)
+
+    def mean_of_total(self, x, w, n):
+        return self.divide(self.total(x, w), n)
+
+
+GRAD = _Grad()
+
+
+def stage3_cotangent(finish, values: np.ndarray) -> np.ndarray:
+    """``d sum(finish(values, GRAD)) / d values`` in float64: the cotangent stage 3 gives
+    the per-sample (or elementwise) values, for a cotangent of ones on its output."""
+    values = np.asarray(values, dtype=np.float64)
+    got = {}
+
+    def back(c):
+        got["c"] = got.get("c", 0) + np.asarray(c, dtype=np.float64)
+        return None
+
+    out = finish(_Lin(values, back), GRAD)
+    if isinstance(out, _Lin):
+        out.back(np.ones(out.v.shape))
+    c = got.get("c")
+    return np.zeros(values.shape) if c is None else np.broadcast_to(c, values.shape).astype(np.float64)
 
 
 # --- stage 3 rules, once ---------------------------------------------------------------------------

@@ -19,6 +19,9 @@ import numpy as np
 
 from .. import formats
 from ..dialect import DialectFunction, Prepared, as_array, is_float
+from ..dialect import exact_grad as _exact_grad
+from ..dialect import reference_grad as _reference_grad
+from ..dialect import _grad_input
 from ..dialect import convert as _to_format
 from ..formats import Format
 from ..oracle import Exact, start_precision, to_exact
@@ -104,6 +107,9 @@ class KerasFunction(DialectFunction):
     def values64(self, pr: Prepared) -> np.ndarray:
         return self.loss.per_sample64(pr.y_true, pr.y_pred, pr.params)
 
+    def vjp64(self, pr: Prepared, cot: np.ndarray):
+        return self.loss.per_sample_vjp64(pr.y_true, pr.y_pred, pr.params, cot)
+
     def oracle(self, pr: Prepared) -> np.ndarray:
         return self.loss.per_sample_exact_values(to_exact(pr.y_true), to_exact(pr.y_pred), pr.params)
 
@@ -173,6 +179,38 @@ class Loss:
 
         return Exact(evaluate, start_prec=start_precision(pr.y_true, pr.y_pred, sw), dtype=self._fmt,
                      label=f"keras.{type(self).__name__}", balls=True)
+
+    def _grad_case(self, y_true, y_pred, sample_weight, wrt):
+        if wrt not in ("y_true", "y_pred"):
+            raise ValueError(f"{type(self).__name__}: cannot differentiate with respect to {wrt!r}; "
+                             "expected 'y_pred' or 'y_true'")
+        given = {"y_true": y_true, "y_pred": y_pred}
+        user = given[wrt] = _grad_input(type(self).__name__, given[wrt], wrt)
+        t, p = self._convert_inputs(given["y_true"], given["y_pred"])
+        pr, fn = self._prepared(t, p)
+        sw = self._sample_weight(sample_weight)
+        return pr, fn, sw, user
+
+    def grad(self, y_true, y_pred, sample_weight=None, wrt: str = "y_pred") -> np.ndarray:
+        """Reference gradient of the loss (``__call__``, summed) with respect to `wrt`, in
+        the loss dtype; stage 3 (weights, mask, reduction) included."""
+        pr, fn, sw, user = self._grad_case(y_true, y_pred, sample_weight, wrt)
+
+        def finish(v, ar):
+            return reduce_weighted_values(v, self.reduction, sw, pr.mask, ar)
+
+        return _reference_grad(fn, pr, finish, wrt, wrt, user, self._fmt)
+
+    def exact_grad(self, y_true, y_pred, sample_weight=None, wrt: str = "y_pred") -> Exact:
+        """The exact twin of :meth:`grad`."""
+        pr, fn, sw, user = self._grad_case(y_true, y_pred, sample_weight, wrt)
+
+        def finish(v, ar):
+            return reduce_weighted_values(v, self.reduction, None if sw is None or ar is not EXACT else to_exact(sw),
+                                          pr.mask, ar)
+
+        return _exact_grad(fn, pr, finish, wrt, wrt, user, self._fmt, f"keras.{type(self).__name__}",
+                           start_precision(pr.y_true, pr.y_pred, sw))
 
     def get_config(self) -> dict:
         """Name, reduction and dtype (``keras.losses.Loss.get_config``)."""

@@ -24,6 +24,7 @@ whichever branch it is on. Comparisons of inputs (exact balls, radius 0) always 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from fractions import Fraction
 
@@ -45,7 +46,7 @@ __all__ = [
     "xmul", "xmul_pole", "power", "sigmoid", "to_fraction", "from_fraction", "num", "pi", "lift",
     "using", "backend", "precision", "has_arb", "land", "lor", "lnot", "decide", "all_of", "any_of",
     "isinf",
-    "Undecided",
+    "Undecided", "Node", "taping",
 ]
 
 
@@ -136,6 +137,8 @@ def _mp_fsum(row):
 
 
 def _mp_num(v):
+    if type(v) is Node:
+        return v
     if isinstance(v, Fraction):
         return mpmath.mpf(v.numerator) / v.denominator
     return as_mpf(v)
@@ -153,7 +156,7 @@ def _mp_to_fraction(v) -> Fraction:
 def _arb_num(v):
     """`v` as a ball: exact for binary numbers (floats, ints, mpf, balls), the rational
     rounded outward at the working precision for a Fraction."""
-    if isinstance(v, _arb):
+    if isinstance(v, _arb) or type(v) is Node:
         return v
     if isinstance(v, (bool, np.bool_)):
         return _arb(int(v))
@@ -212,7 +215,7 @@ class _Backend:
 _MP = _Backend(
     "mpmath",
     unary={"log": _mp_log, "log1p": _mp_log1p, "exp": mpmath.exp, "expm1": mpmath.expm1,
-           "sqrt": _mp_sqrt, "cosh": mpmath.cosh, "sigmoid": _mp_sigmoid, "num": _mp_num,
+           "sqrt": _mp_sqrt, "cosh": mpmath.cosh, "sinh": mpmath.sinh, "sigmoid": _mp_sigmoid, "num": _mp_num,
            "isnan": mpmath.isnan, "isfinite": mpmath.isfinite},
     binary={"maximum": _mp_max2, "minimum": _mp_min2, "div": _mp_div2, "xmul": _mp_xmul2,
             "xmul_pole": _mp_xmul2,
@@ -231,7 +234,7 @@ if _arb is not None:
         # Arb's methods unbound (fast); _u makes sure every element is a ball first, since an
         # unbound method does not check the type of what it is given
         unary={"log": _arb.log, "log1p": _arb.log1p, "exp": _arb.exp, "expm1": _arb.expm1,
-               "sqrt": _arb.sqrt, "cosh": _arb.cosh, "sigmoid": _arb_sigmoid, "num": _arb_num},
+               "sqrt": _arb.sqrt, "cosh": _arb.cosh, "sinh": _arb.sinh, "sigmoid": _arb_sigmoid, "num": _arb_num},
         # comparisons, isnan/isfinite, max/min, division and the zero-weight products run
         # vectorised on arrays of balls (_cmp, isnan, isfinite, _ARB_VEC); power alone is
         # elementwise here
@@ -301,6 +304,234 @@ def _obj(x) -> np.ndarray:
     return x if isinstance(x, np.ndarray) and x.dtype == object else np.asarray(x, dtype=object)
 
 
+# --- reverse-mode differentiation ----------------------------------------------------------------
+#
+# The exact gradient of an oracle is the oracle itself run on Nodes: each number computed from
+# an input being differentiated remembers the numbers it came from and the local derivative
+# (a number of the backend: a ball on Arb, so the chain rule is enclosed like the values).
+# NumPy's object arrays carry Nodes through indexing, broadcasting and ``+ - * /`` unchanged;
+# the ops below differentiate themselves. lossref.oracle.autodiff owns the tape.
+
+_TAPE = None  # the tape in use (lossref.oracle.autodiff.Tape), or None
+#: share of a tie ``max(a, b)`` with ``a == b`` that goes to ``a`` (the rest to ``b``)
+_TIE = Fraction(1, 2)
+
+
+class Node:
+    """A number on the tape: its value `v` (a number of the backend) and ``(argument,
+    local derivative)`` for each argument it depends on."""
+
+    __slots__ = ("v", "parents", "order")
+    _count = itertools.count()
+
+    def __init__(self, v, parents=()):
+        self.v, self.parents, self.order = v, parents, next(Node._count)
+
+    def __add__(self, o):
+        return Node(self.v + _val(o), ((self, 1),) + _arg(o, 1))
+
+    def __radd__(self, o):
+        return Node(o + self.v, ((self, 1),))
+
+    def __sub__(self, o):
+        return Node(self.v - _val(o), ((self, 1),) + _arg(o, -1))
+
+    def __rsub__(self, o):
+        return Node(o - self.v, ((self, -1),))
+
+    def __mul__(self, o):
+        ov = _val(o)
+        return Node(self.v * ov, ((self, ov),) + _arg(o, self.v))
+
+    def __rmul__(self, o):
+        return Node(o * self.v, ((self, o),))
+
+    def __truediv__(self, o):
+        ov = _val(o)
+        q = self.v / ov
+        return Node(q, ((self, _current.num(1) / ov),) + _arg(o, -q / ov))
+
+    def __rtruediv__(self, o):
+        q = o / self.v
+        return Node(q, ((self, -q / self.v),))
+
+    def __neg__(self):
+        return Node(-self.v, ((self, -1),))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return Node(abs(self.v), ((self, _sign(self.v)),))
+
+    def __pow__(self, n):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+            return NotImplemented
+        n = int(n)
+        return Node(self.v ** n, ((self, n * self.v ** (n - 1)),) if n else ())
+
+    def __lt__(self, o):
+        return self.v < _val(o)
+
+    def __le__(self, o):
+        return self.v <= _val(o)
+
+    def __gt__(self, o):
+        return self.v > _val(o)
+
+    def __ge__(self, o):
+        return self.v >= _val(o)
+
+    def __eq__(self, o):
+        return self.v == _val(o)
+
+    def __ne__(self, o):
+        return self.v != _val(o)
+
+    __hash__ = object.__hash__
+
+    def __float__(self):
+        raise TypeError("a differentiated number cannot be turned into a float inside an oracle")
+
+    def __repr__(self) -> str:
+        return f"Node({self.v!r})"
+
+
+def _val(o):
+    return o.v if type(o) is Node else o
+
+
+def _arg(o, d):
+    return ((o, d),) if type(o) is Node else ()
+
+
+def _sign(v):
+    """sign(v) with sign(0) = 0 (what torch and jax give |x|' at 0); on a ball that holds 0
+    but is not 0, undecided."""
+    if _current is _ARB:
+        if v > 0:
+            return 1
+        if v < 0:
+            return -1
+        if v.is_zero():
+            return 0
+        raise Undecided("the sign of a derivative is not decided at this precision")
+    if mpmath.isnan(v):
+        return mpmath.mpf("nan")
+    return 1 if v > 0 else -1 if v < 0 else 0
+
+
+@contextlib.contextmanager
+def taping(tape, tie=Fraction(1, 2)):
+    """Inside the block, :func:`lift` of an array the `tape` differentiates gives Nodes
+    (``tape.leaves(arr)``) and the ops differentiate themselves; `tie` is the share of a
+    tie of :func:`maximum`/:func:`minimum` given to the first argument."""
+    global _TAPE, _TIE
+    old = _TAPE, _TIE
+    _TAPE, _TIE = tape, Fraction(tie)
+    try:
+        yield tape
+    finally:
+        _TAPE, _TIE = old
+
+
+_VALS = np.frompyfunc(_val, 1, 1)
+_IS_NODE = np.frompyfunc(lambda e: type(e) is Node, 1, 1)
+
+
+def _has_nodes(a) -> bool:
+    return _TAPE is not None and isinstance(a, np.ndarray) and a.dtype == object and \
+        any(type(e) is Node for e in a.ravel().tolist())
+
+
+def _values(a: np.ndarray) -> np.ndarray:
+    """The values of an object array that may hold Nodes."""
+    if not _has_nodes(a):
+        return a
+    return np.asarray(_VALS(a), dtype=object).reshape(a.shape)
+
+
+def _wrap(out, pairs) -> np.ndarray:
+    """`out` (the values) with a Node wherever an argument is one: ``pairs`` lists
+    ``(argument array, local derivative array)``, all of `out`'s shape."""
+    out = np.array(out, dtype=object).reshape(np.shape(out))
+    flat = out.reshape(-1)
+    cols = [(np.broadcast_to(a, out.shape).reshape(-1), np.broadcast_to(d, out.shape).reshape(-1))
+            for a, d in pairs]
+    for i in range(flat.size):
+        parents = tuple((a[i], d[i]) for a, d in cols if type(a[i]) is Node)
+        if parents:
+            flat[i] = Node(flat[i], parents)
+    return out
+
+
+def _full(shape, v) -> np.ndarray:
+    out = np.empty(shape, dtype=object)
+    out[...] = _current.num(v)
+    return out
+
+
+def _choice(cond_a, cond_b, shape):
+    """Local derivatives ``(d/da, d/db)`` of a max or min: 1 to the argument that
+    `cond_a`/`cond_b` says wins, the tie share to each on a tie, NaN where neither is
+    known (a NaN argument); an undecided comparison raises :class:`Undecided`."""
+    ca, _ = _masks_or_raise(cond_a, shape)
+    cb, _ = _masks_or_raise(cond_b, shape)
+    tie = _current.num(_TIE)
+    rest = _current.num(1 - _TIE)
+    da = np.empty(shape, dtype=object)
+    db = np.empty(shape, dtype=object)
+    da[...], db[...] = _current.nan(), _current.nan()
+    only_a, only_b, both = ca & ~cb, cb & ~ca, ca & cb
+    da[only_a], db[only_a] = 1, 0
+    da[only_b], db[only_b] = 0, 1
+    da[both], db[both] = tie, rest
+    return da, db
+
+
+def _masks_or_raise(cond, shape):
+    true, undecided = _masks(np.broadcast_to(np.asarray(cond), shape))
+    if undecided is not None and undecided.any():
+        raise Undecided("a branch of a derivative is not decided at this precision")
+    return true, undecided
+
+
+def _d_unary(name, v, out):
+    """Local derivative of a unary op at values `v` with results `out`."""
+    one = _full(v.shape, 1)
+    if name == "log":
+        return div(one, v)
+    if name == "log1p":
+        return div(one, one + v)
+    if name == "exp":
+        return out
+    if name == "expm1":
+        return out + one
+    if name == "sqrt":
+        return div(one, 2 * out)
+    if name == "cosh":
+        return _u("sinh")(v)
+    if name == "sigmoid":
+        return out * sigmoid(-v)  # sigma' = sigma(z) sigma(-z): no 1 - sigma near 1
+    raise TypeError(f"no derivative of {name}")
+
+
+def _d_binary(name, a, b, out, want_b: bool):
+    if name == "div":
+        one = _full(out.shape, 1)
+        return div(one, b), (-div(out, b) if want_b else None)
+    if name in ("xmul", "xmul_pole"):
+        return b, a
+    if name == "power":
+        one = _full(out.shape, 1)
+        return b * power(a, b - one), (out * log(a) if want_b else None)
+    if name == "maximum":
+        return _choice(ge(a, b), le(a, b), out.shape)
+    if name == "minimum":
+        return _choice(le(a, b), ge(a, b), out.shape)
+    raise TypeError(f"no derivative of {name}")
+
+
 def _balls_only(a: np.ndarray) -> np.ndarray:
     """`a` with every element a ball (a Python number from a literal becomes one exactly;
     an mpf is converted exactly, though a constant should come from :func:`num`)."""
@@ -312,6 +543,10 @@ def _balls_only(a: np.ndarray) -> np.ndarray:
 def _u(name, doc=""):
     def apply(x):
         a = _obj(x)
+        if _has_nodes(a):
+            v = _values(a)
+            out = apply(v)
+            return _wrap(out, [(a, _d_unary(name, v, out))])
         if _current is _ARB:
             a = _balls_only(a)
         return np.asarray(_current.u1[name](a), dtype=object)
@@ -344,6 +579,15 @@ else:  # pragma: no cover
 
 def _b(name, doc=""):
     def apply(a, b):
+        if _TAPE is not None:
+            A, B = _obj(a), _obj(b)
+            na, nb = _has_nodes(A), _has_nodes(B)
+            if na or nb:
+                A, B = np.broadcast_arrays(A, B)
+                va, vb = _values(A), _values(B)
+                out = np.asarray(apply(va, vb), dtype=object)
+                da, db = _d_binary(name, va, vb, out, nb)
+                return _wrap(out, [(A, da)] + ([(B, db)] if nb else []))
         if _current is _ARB and name in _ARB_VEC:
             A, B = _pair(a, b)
             return np.asarray(_ARB_VEC[name](A, B), dtype=object).reshape(A.shape)
@@ -398,6 +642,8 @@ def _cmp(name, sym):
     yes, no = _ARB_CMP[name]
 
     def compare(a, b):
+        if _TAPE is not None:  # a derivative never changes a comparison: compare the values
+            a, b = _values(_obj(a)), _values(_obj(b))
         if _current is _ARB:  # Arb answers True only when certain, both ways
             A, B = _pair(a, b)
             return _three(np.asarray(yes(A, B), dtype=bool), np.asarray(no(A, B), dtype=bool))
@@ -424,6 +670,7 @@ def _finite_balls(x) -> np.ndarray:
 def isnan(x) -> np.ndarray:
     """Where the exact values are NaN (bool array; on balls None where a ball is not known:
     a NaN ball may stand for NaN or an infinity)."""
+    x = _values(_obj(x)) if _TAPE is not None else x
     if _current is _ARB:
         fin = _finite_balls(x)
         return _three(np.zeros(fin.shape, dtype=bool), fin)
@@ -432,6 +679,7 @@ def isnan(x) -> np.ndarray:
 
 def isfinite(x) -> np.ndarray:
     """Where the exact values are finite (bool array; None where a ball is not known)."""
+    x = _values(_obj(x)) if _TAPE is not None else x
     if _current is _ARB:
         fin = _finite_balls(x)
         return _three(fin, np.zeros(fin.shape, dtype=bool))
@@ -450,6 +698,12 @@ def lift(a) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype == object:
         return np.asarray(_current.u1["num"](arr), dtype=object).reshape(arr.shape)
+    if _TAPE is not None and _TAPE.differentiates(arr):
+        return _TAPE.leaves(arr, _lift_plain(arr))
+    return _lift_plain(arr)
+
+
+def _lift_plain(arr: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         f = arr.astype(np.float64)
     if _current is _ARB:  # the ball constructor directly: lifting is a large part of a cheap oracle
@@ -514,6 +768,9 @@ def where(cond, a, b) -> np.ndarray:
     union of both branches."""
     cb, undecided = _masks(cond)
     out = np.asarray(np.where(cb, a, b), dtype=object)
+    if undecided is not None and undecided.any() and _TAPE is not None:
+        # a union of two branches has no derivative: decide the branch at a higher precision
+        raise Undecided("a branch is not decided at this precision")
     if undecided is not None and undecided.any():
         a_, b_ = np.broadcast_to(_obj(a), out.shape), np.broadcast_to(_obj(b), out.shape)
         u = np.broadcast_to(undecided, out.shape)
@@ -528,6 +785,15 @@ def fsum(x, axis=None) -> np.ndarray:
     """Sum along `axis` (all axes if None): one rounding per result on mpmath
     (``mpmath.fsum``), a ball that contains the exact sum on Arb."""
     x = np.asarray(x, dtype=object)
+    if _has_nodes(x):  # one Node per sum, each term's local derivative 1
+        moved = x.reshape(1, -1) if axis is None else np.moveaxis(x, axis, -1)
+        sums = fsum(_values(moved), axis=-1)
+        rows = moved.reshape(-1, moved.shape[-1]) if moved.size else np.empty((sums.size, 0), object)
+        out = np.empty(sums.size, dtype=object)
+        for i, (s, r) in enumerate(zip(sums.reshape(-1).tolist(), rows)):
+            parents = tuple((e, 1) for e in r.tolist() if type(e) is Node)
+            out[i] = Node(s, parents) if parents else s
+        return out.reshape(()) if axis is None else out.reshape(moved.shape[:-1])
     if axis is None:
         return np.asarray(_current.fsum(x.ravel().tolist()), dtype=object)
     x = np.moveaxis(x, axis, -1)
@@ -552,6 +818,9 @@ def to_fraction(v) -> Fraction:
     """The exact rational value of a finite number (an exact ball on Arb)."""
     if isinstance(v, (float, int, np.floating, np.integer)):
         return Fraction(float(v)) if isinstance(v, (float, np.floating)) else Fraction(int(v))
+    if type(v) is Node:
+        raise TypeError("an exact rational of a differentiated input has no derivative: the oracle "
+                        "must use the op set here")
     return _current.to_fraction(v)
 
 
