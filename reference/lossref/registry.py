@@ -134,6 +134,13 @@ class LossDef:
     #: blocked stage 1+2 cuts them into the rows of each block with the inputs; a
     #: structured loss with such parameters must reduce its last axis only.
     arrays: Tuple[str, ...] = ()
+    #: reference gradient of the registered reference (``elementwise_ref`` of a separable
+    #: loss, ``per_sample_ref`` of a structured one): ``grad_ref(y_true, y_pred, cot,
+    #: **params)`` with float64 arrays and `cot` of the reference's output shape returns
+    #: ``{input: d sum(cot * f) / d input}`` in float64 for ``"y_pred"``, ``"y_true"`` where
+    #: the loss is differentiable in it, and each float array of :attr:`arrays`; each
+    #: gradient in its input's shape or the inputs' broadcast shape
+    grad_ref: Optional[Callable[..., Dict[str, np.ndarray]]] = None
 
     # -- parameters and inputs -----------------------------------------------------------------
     def bind(self, params: Mapping[str, Any]) -> Dict[str, Any]:
@@ -241,6 +248,23 @@ class LossDef:
         parts = map_index(lambda sl: run(rows(t, sl), rows(p, sl), {k: rows(v, sl) for k, v in full.items()}),
                           [slice(i, i + step) for i in range(0, n, step)])
         return np.concatenate(parts).reshape(lead)
+
+    def per_sample_vjp64(self, t: np.ndarray, p: np.ndarray, kw: Mapping[str, Any],
+                         cot: np.ndarray) -> Dict[str, np.ndarray]:
+        """Gradient of ``sum(cot * per_sample64(t, p, kw))`` with respect to each input, in
+        float64: the stage-2 mean or sum differentiated here, stage 1 by :attr:`grad_ref`."""
+        if self.grad_ref is None:
+            raise NotImplementedError(f"{self.name}: no reference gradient")
+        kw2 = {k: (np.asarray(v, np.float64) if k in self.arrays and v is not None and
+                   not isinstance(v, (int, float)) else v) for k, v in kw.items()}
+        t64, p64 = np.asarray(t, np.float64), np.asarray(p, np.float64)
+        cot = np.asarray(cot, np.float64)
+        with np.errstate(all="ignore"):
+            if self.separable:
+                n = p64.shape[-1] if p64.ndim else 1
+                c = cot[..., None] if p64.ndim else cot
+                cot = np.broadcast_to(c / n if self.stage2 == "mean" else c, np.broadcast_shapes(t64.shape, p64.shape))
+            return self.grad_ref(t64, p64, cot, **kw2)
 
     def per_sample(self, y_true, y_pred, **params) -> np.ndarray:
         """Stage 1+2 reference: one value per sample, rounded once to y_pred's format."""

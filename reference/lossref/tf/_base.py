@@ -141,13 +141,16 @@ class TFStageFunction(TFFunction):
     def oracle(self, pr: Prepared) -> np.ndarray:
         return to_exact(pr.y_pred)
 
+    def vjp64(self, pr: Prepared, cot: np.ndarray):
+        return {"y_pred": np.asarray(cot, np.float64)}
+
 
 def tf_function(loss: str, reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],
-                elementwise: bool = False) -> Callable[[Callable[..., Prepared]], TFFunction]:
+                elementwise: bool = False, vjp=None) -> Callable[[Callable[..., Prepared]], TFFunction]:
     """Decorator: a preparer with TF's signature becomes a :class:`TFFunction` evaluating
     the catalogue loss `loss` by its `reference` and `oracle` (see
     :class:`~lossref.dialect.CatalogueFunction` for `elementwise`)."""
-    return lambda prepare: TFFunction(prepare, loss, reference, oracle, elementwise)
+    return lambda prepare: TFFunction(prepare, loss, reference, oracle, elementwise, vjp)
 
 
 def tf_stage(prepare: Callable[..., Prepared]) -> TFStageFunction:
