@@ -2,7 +2,7 @@
 reference, the PyTorch dialect against torch, the oracle against a naive baseline, and
 golden-vector generation — all in one process, one table.
 
-    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|torch|optax-tf|oracle|golden]
+    python benchmarks/run.py [--quick] [--out FILE.json] [--only reference|torch|optax-tf|grad|oracle|golden]
 
 Every timing is the median of at least five runs (min and max are recorded too). Ratios
 are the reference's time over the fastest peer's, on the same arrays. Beside each
@@ -39,6 +39,8 @@ from dialect import dialect_row, keras_callables, shape_for  # noqa: E402
 from torch_dialect import functions as torch_functions  # noqa: E402
 from torch_dialect import print_row as print_torch_row  # noqa: E402
 from torch_dialect import summarise as summarise_torch  # noqa: E402
+from grad import rows as grad_rows  # noqa: E402
+from grad import summarise as grad_summary  # noqa: E402
 from torch_dialect import torch_row  # noqa: E402
 from array_dialects import dialect_row as array_row  # noqa: E402
 from array_dialects import functions as array_functions  # noqa: E402
@@ -309,11 +311,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--only", choices=["reference", "torch", "optax-tf", "oracle", "golden"], action="append")
+    ap.add_argument("--only", choices=["reference", "torch", "optax-tf", "grad", "oracle", "golden"], action="append")
     args = ap.parse_args(argv)
-    parts = args.only or ["reference", "torch", "optax-tf", "oracle", "golden"]
+    parts = args.only or ["reference", "torch", "optax-tf", "grad", "oracle", "golden"]
     results = {"machine": machine(), "quick": args.quick, "reference": [], "dialect": [], "torch_dialect": [],
-               "array_dialects": [], "oracle": [], "oracle_primitives": [], "golden": []}
+               "array_dialects": [], "grad": [], "oracle": [], "oracle_primitives": [], "golden": []}
     repeat = 5
     print(f"lossref {lossref.__version__} on {results['machine'].get('cpu')} ({results['machine']['cpus']} cpus)")
     if "reference" in parts:
@@ -331,6 +333,13 @@ def main(argv=None) -> int:
             for name in array_functions(fw):
                 results["array_dialects"].append(array_row(fw, name, 12 if args.quick else 18, repeat))
                 print_array_row(results["array_dialects"][-1])
+    if "grad" in parts:
+        print("reference gradients (.grad) over torch autograd and jit(jax.grad) (float32 inputs; medians):")
+        results["grad"] = grad_rows(["torch", "optax"], 12 if args.quick else 18, repeat)
+        results["summary_grad"] = grad_summary(results["grad"])
+        for fw, v in results["summary_grad"].items():
+            print(f"{fw} gradients: geometric-mean {v['geomean_ratio']:.2f}x {fw}, worst {v['worst']} "
+                  f"{v['worst_ratio']:.2f}x")
     if "oracle" in parts:
         print("oracle vs naive mpmath (dps=50, no Ziv loop):")
         oracle_benchmarks(args.quick, repeat, results)

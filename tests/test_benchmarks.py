@@ -13,6 +13,7 @@ import pytest
 import lossref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
 def test_quick_run_writes_every_part(tmp_path):
@@ -68,6 +69,13 @@ def test_quick_run_writes_every_part(tmp_path):
         r = row["none"]
         assert r["lossref"]["runs"] >= 5 and r[row["framework"]]["runs"] >= 5 and r["ratio_to_framework"] > 0
     assert set(res["summary_array_dialects"]) == {"optax", "tf"}
+    # the reference gradients against torch autograd and jit(jax.grad)
+    from grad import OPTAX, TORCH
+    assert [(r["framework"], r["function"]) for r in res["grad"]] == \
+        [("torch", n) for n in TORCH] + [("optax", n) for n in OPTAX]
+    assert all(r["ratio"] > 0 and r["lossref_s"] > 0 for r in res["grad"])
+    assert set(res["summary_grad"]) == {"torch", "optax"}
+    assert "torch gradients: geometric-mean" in proc.stdout
     fmts = ("float64", "float32", "float16", "bfloat16")
     assert {(r["loss"], r["format"]) for r in res["oracle"]} == {(n, f) for n in benched for f in fmts}
     # every benchmarked case decided on balls gives the bits of the mpmath path (Ziv's test)

@@ -32,7 +32,7 @@ def test_the_canonical_set_has_every_tf_function():
     files = [f for f in manifest.vector_files(SET) if f.startswith("tf/")]
     have = {tuple(f[: -len(".jsonl")].split("/")[1:]) for f in files}
     assert have == {(n, d) for n, t in function_targets("tf").items() for d in t.entry.dtypes}
-    assert sum(p.stat().st_size for p in SET.rglob("*.jsonl")) < 40 * 2 ** 20
+    assert sum(p.stat().st_size for p in SET.rglob("*.jsonl")) < 70 * 2 ** 20  # the README of the set: under 70 MB with the gradients
 
 
 def test_a_tf_file_keeps_tf_argument_order_and_one_tensor_functions():

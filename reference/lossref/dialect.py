@@ -142,6 +142,10 @@ def _exact_bytes(a: np.ndarray) -> tuple:
 
 # --- gradients -----------------------------------------------------------------------------------
 
+#: The Ziv loop's cap for exact gradients: the chain rule of a formula written for its value
+#: can cancel far more (a softmax Jacobian at logits 10^4 apart leaves e^-30000 of terms of 1).
+GRAD_MAX_PRECISION = 1 << 18
+
 
 def _grad_input(fn: str, user: Any, wrt: str) -> np.ndarray:
     """A private copy of the input being differentiated: nothing else the call reads
@@ -204,11 +208,13 @@ def exact_grad(fn: "DialectFunction", pr: Prepared, finish: Callable, role, wrt:
 
     def evaluate():
         tape = Tape(target)
-        with xops.taping(tape, tie=fn.tie):
+        with xops.taping(tape, tie=fn.tie, clamp=fn.clamp):
             out = finish(fn.oracle(pr), EXACT)
             return tape.gradient(out).reshape(user.shape)
 
-    return Exact(evaluate, start_prec=start_prec, dtype=fmt, label=f"{label} d/d{wrt}", balls=True)
+    e = Exact(evaluate, start_prec=start_prec, dtype=fmt, label=f"{label} d/d{wrt}", balls=True)
+    e.max_prec = GRAD_MAX_PRECISION
+    return e
 
 
 class DialectFunction:
@@ -232,7 +238,8 @@ class DialectFunction:
 
     #: where the dialect's functions live, for ``repr``
     namespace = "lossref"
-    #: the catalogue role (``"y_true"``/``"y_pred"``) of the first and second argument
+    #: the catalogue role (``"y_true"``/``"y_pred"``, or the key in ``Prepared.params`` of an
+    #: argument the preparer puts there; None: not differentiable) of the first and second argument
     roles: Tuple[str, str] = ("y_true", "y_pred")
     #: differentiable parameters: the framework's argument name -> its key in
     #: ``Prepared.params`` (torch's ``var``, ``input2``, ``positive``, ``negative``)
@@ -240,6 +247,8 @@ class DialectFunction:
     #: the share of a tie ``max(a, b)``, ``a == b``, the exact gradient gives ``a``
     #: (:func:`lossref.oracle.ops.taping`): 1/2 as torch.maximum and jax.numpy.maximum
     tie: float = 0.5
+    #: how the exact gradient takes the oracle's clamps (:func:`lossref.oracle.ops.clamp_min`)
+    clamp: str = "definition"
     #: prefix of the exact twins' labels
     dialect = ""
 
@@ -362,19 +371,21 @@ class DialectFunction:
     def grad_inputs(self) -> Tuple[str, ...]:
         """The argument names :meth:`grad` accepts as ``wrt``."""
         names = list(self.__signature__.parameters)[:2]
-        return tuple(n for n, r in zip(names, self.roles) if r) + tuple(self.grad_params)
+        return tuple(dict.fromkeys(tuple(n for n, r in zip(names, self.roles) if r) + tuple(self.grad_params)))
 
     def _grad_call(self, args, kwargs, wrt):
         """``(Prepared, role, wrt, private copy of the differentiated input)`` of a call."""
         a, b, kw = self._arguments(args, kwargs)
         names = list(self.__signature__.parameters)
-        if wrt is None:
-            wrt = names[self.roles.index("y_pred")]
+        if wrt is None:  # the prediction, or else the first input with a gradient
+            wrt = names[self.roles.index("y_pred")] if "y_pred" in self.roles else self.grad_inputs()[0]
         if wrt in names[:2] and self.roles[names.index(wrt)]:
             i = names.index(wrt)
             user = _grad_input(self.__name__, a if i == 0 else b, wrt)
             a, b = (user, b) if i == 0 else (a, user)
             role = self.roles[i]
+            if role not in ("y_true", "y_pred"):  # an argument the preparer puts among the params
+                role = ("param", role)
         elif wrt in self.grad_params:
             user = _grad_input(self.__name__, kw.get(wrt), wrt)
             kw[wrt] = user

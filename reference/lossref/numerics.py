@@ -674,3 +674,338 @@ def clip_parts(q: np.ndarray, c: np.ndarray, logq: np.ndarray, lo: float, top: f
     c = np.where(low, 1.0 - lo, np.where(high, top, c))
     logq = np.where(low, log_lo, np.where(high, log_hi, logq))
     return q, c, logq
+
+
+# --- reference gradients of structured losses: double-double pieces, softmax and overlap VJPs -----
+
+__all__ += ["dd_times", "dd_sum", "dd_div", "axes_restore", "softmax_vjp", "overlap_grad"]
+
+
+def dd_times(w, hi: np.ndarray, lo: "np.ndarray | float" = 0.0) -> list:
+    """``w (hi + lo)`` as three pieces whose sum is exact up to a second-order rounding
+    (`w` a number or an array broadcasting with `hi`)."""
+    hi = np.asarray(hi, dtype=np.float64)
+    w = np.broadcast_to(np.asarray(w, dtype=np.float64), np.broadcast_shapes(np.shape(w), hi.shape))
+    h, l = two_product(w, np.broadcast_to(hi, w.shape))
+    return [h, l, w * lo]
+
+
+def dd_sum(pieces: list):
+    """``(hi, lo)`` of the sum of arrays broadcasting to one shape, as :func:`sum2_parts`."""
+    shape = np.broadcast_shapes(*(np.shape(p) for p in pieces))
+    return sum2_parts(np.stack([np.broadcast_to(np.asarray(p, np.float64), shape) for p in pieces], axis=-1))
+
+
+def axes_restore(g: np.ndarray, axes: tuple, shape: tuple) -> np.ndarray:
+    """The inverse of :func:`axes_last`: `g` laid out as ``axes_last(x, axes)`` back in the
+    layout of an `x` of `shape`."""
+    keep = [a for a in range(len(shape)) if a not in axes]
+    order = keep + list(axes)
+    moved = np.reshape(g, tuple(shape[a] for a in order))
+    return np.transpose(moved, np.argsort(order))
+
+
+def dd_div(ah: np.ndarray, al: np.ndarray, bh: np.ndarray, bl: np.ndarray):
+    """``(a_h + a_l) / (b_h + b_l)`` as a double-double ``(hi, lo)``: a quotient, its
+    remainder formed exactly (:func:`two_product`) and one correction (about 2**-100
+    relative). Where `hi` is not finite, `lo` is 0."""
+    with np.errstate(all="ignore"):
+        q = ah / bh
+        ph, pl = two_product(q, bh)
+        r = (((ah - ph) - pl) + al - q * bl) / bh
+        hi, lo = two_sum(q, r)
+        return hi, np.where(np.isfinite(hi) & np.isfinite(lo), lo, 0.0)
+
+
+def softmax_vjp(p: np.ndarray, g: np.ndarray, g_lo: "np.ndarray | None" = None) -> np.ndarray:
+    """``p_j (g_j - sum_k p_k g_k)`` over the last axis (the VJP of a softmax `p` with the
+    cotangent `g`), written as ``p_j ((g_j - g_t) - sum_k p_k (g_k - g_t))`` with `t` a
+    largest probability: equal cotangents give an exact 0, and the dominant class gets
+    ``-p_t sum_{k != t} p_k (g_k - g_t)``, a sum without the ``g_t - sum p g`` cancellation.
+    `g_lo` (optional) carries the low parts of a double-double `g`: the differences are
+    then formed from ``g + g_lo``, so they keep their accuracy where cotangents nearly agree.
+    Error ``<= 4 u p_j (|g_j - g_t| + sum_k p_k |g_k - g_t|)`` besides the errors of `p`."""
+    p = np.asarray(p, dtype=np.float64)
+    g = np.broadcast_to(np.asarray(g, dtype=np.float64), p.shape)
+    with np.errstate(all="ignore"):
+        t = np.argmax(np.where(np.isnan(p), -np.inf, p), axis=-1)[..., None]
+        dg, e = two_sum(g, -np.take_along_axis(g, t, axis=-1))
+        if g_lo is not None:
+            g_lo = np.broadcast_to(np.asarray(g_lo, dtype=np.float64), p.shape)
+            e = e + (g_lo - np.take_along_axis(g_lo, t, axis=-1))
+        dg = np.where(np.isfinite(e), dg + e, dg)
+        h, l = two_product(p, dg)
+        mean = sum2(h, lo=l)[..., None]
+        return p * (dg - mean)
+
+
+def overlap_grad(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float, c: float,
+                 eps, cot: np.ndarray):
+    """The VJP ``(d/dy, d/dp)`` of ``cot * (1 - c TP / den)`` over the groups of `axes`
+    (:func:`overlap_ratio`; ``den = eps + a sum(p) + b sum(y) + (c - a - b) TP``).
+
+    ``d/dp_k = c (a TP - y_k A) / den**2`` and ``d/dy_k = c (b TP - p_k A) / den**2`` with
+    ``A = eps + a sum(p) + b sum(y)``: the numerators are formed from the double-double sums
+    of :func:`overlap_sums` and exact products (no cancellation left but the one the
+    gradient has), then divided twice by the rounded ``den``. Groups with values above
+    2**500 are scaled as in :func:`overlap_ratio`, groups below 2**-300 by ``2**300``; a
+    group with an inf or NaN entry is NaN.
+    """
+    shape = np.shape(p)
+    yl = axes_last(np.asarray(y, dtype=np.float64), axes)
+    pl = axes_last(np.asarray(p, dtype=np.float64), axes)
+    with np.errstate(all="ignore"):
+        sums, finite, top = overlap_sums(yl, pl)
+        # groups of tiny values are scaled up too: products below 2**-900 lose their low parts
+        k = np.where((top > 0) & (top < 2.0 ** -300), -300, overlap_exponent(top))
+        if np.any(k):
+            sums = overlap_sums(yl, pl, k)[0]
+        tp, sp, sy = ((sums[..., i, 0], sums[..., i, 1]) for i in (2, 3, 4))
+        e = np.ldexp(0.0 if eps is None else float(eps), -2 * np.asarray(k))
+        a_pieces = [e] + dd_times(a, *sp) + dd_times(b, *sy)
+        ah, al = dd_sum(a_pieces)
+        g, g_err = two_sum(float(c), -float(a))
+        g, g_err2 = two_sum(g, -float(b))
+        den = dd_sum(a_pieces + dd_times(g, *tp) + [(g_err + g_err2) * tp[0]])[0]
+        scale = np.where(finite, c * np.asarray(cot, dtype=np.float64) / den, np.nan)[..., None]
+        den, k2 = den[..., None], -2 * np.asarray(k)[..., None]
+
+        def vjp(w, v):  # c cot (w TP - v A) / den**2, the scaling 2**-2k undone last
+            pieces = dd_times(w, tp[0][..., None], tp[1][..., None])
+            pieces += [-q for q in dd_times(v, ah[..., None], al[..., None])]
+            return np.ldexp(dd_sum(pieces)[0] * scale / den, k2)
+
+        gp, gy = vjp(a, yl), vjp(b, pl)
+    return axes_restore(gy, axes, shape), axes_restore(gp, axes, shape)
+
+
+# --- cross-entropy gradients of logits (the dialects' softmax and sigmoid forms) ---------------
+
+
+def softmax_xent_grad(q: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``d/dx_j sum_c q_c (-log softmax(x)_c) = S p_j - q_j`` over the last axis, ``S = sum q``.
+
+    ``p`` from ``exp(d + e)`` (``x - max`` carried exactly by TwoSum) over a compensated
+    sum; for one largest entry ``t`` the value is ``sum_{k != t} q_k - S (1 - p_t)`` with
+    ``1 - p_t`` the other terms' share, so a dominant class does not cancel ``S p_t - q_t``
+    (a one-hot target there gets ``-q_t sum_{k != t} p_k`` to a few ulps). Elsewhere the
+    product ``S p_j`` is exact before ``q_j`` is subtracted: error ``<= 4 u (S p_j + |q_j|)``.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    q = np.broadcast_to(q, np.broadcast_shapes(q.shape, x.shape))
+    x = np.broadcast_to(x, q.shape)
+    with np.errstate(all="ignore"):
+        m = np.max(x, axis=-1, keepdims=True)
+        d, e = two_sum(x, -np.where(np.isfinite(m), m, 0.0))
+        e = np.where(np.isfinite(e), e, 0.0)
+        ex = np.exp(d) * (1.0 + e)
+        t = np.argmax(x, axis=-1)[..., None]
+        rest_terms = np.array(ex)
+        np.put_along_axis(rest_terms, t, 0.0, axis=-1)
+        rest = sum2(rest_terms)[..., None]
+        z = 1.0 + rest
+        p = ex / z
+        s = sum2(q)[..., None]
+        q_rest = np.array(q)
+        np.put_along_axis(q_rest, t, 0.0, axis=-1)
+        s_rest = sum2(q_rest)[..., None]
+        h, lo = two_product(s, p)
+        g = (h - q) + lo
+        h, lo = two_product(s, rest / z)
+        top = (s_rest - h) - lo
+        np.put_along_axis(g, t, top, axis=-1)
+        bad = ~np.isfinite(m)  # a row with an infinite or NaN maximum: IEEE's S p - q
+        if np.any(bad):
+            g = np.where(bad, s * (np.exp(x - m) / np.sum(np.exp(x - m), axis=-1, keepdims=True)) - q, g)
+    return g
+
+
+def sigmoid_xent_grads(y: np.ndarray, x: np.ndarray, q=None):
+    """``(d/dx, d/dy, d/dq)`` of ``q y softplus(-x) + (1 - y) softplus(x)`` (binary
+    cross-entropy of logits x, labels y, positive weight q; None is 1).
+
+    ``d/dx = (1 - y) sigmoid(x) - q y sigmoid(-x)`` taken as ``(1 - y) - c sigmoid(-x)`` for
+    ``x >= 0`` and ``c sigmoid(x) - q y`` below, ``c = 1 + (q - 1) y``: each sigmoid is of
+    a non-positive argument (never ``1 - sigmoid`` rounded), so a label of 1 against a large
+    logit keeps ``-sigmoid(-x)`` to a few ulps. ``d/dy = (q - 1) softplus(-x) - x`` (exactly
+    ``-x`` for q = 1: ``softplus(-x) - softplus(x) = -x``), ``d/dq = y softplus(-x)``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        sp_neg = softplus(-x)
+        if q is None:
+            c, qy, dy, dq = 1.0, y, np.broadcast_to(-x, np.broadcast_shapes(x.shape, y.shape)), None
+        else:
+            q = np.asarray(q, dtype=np.float64)
+            c, qy = 1.0 + (q - 1.0) * y, q * y
+            dy = (q - 1.0) * sp_neg - x
+            dq = y * sp_neg
+        e = np.exp(-np.abs(x))
+        s_small = e / (1.0 + e)  # sigmoid(-|x|)
+        dx = np.where(x >= 0, (1.0 - y) - c * s_small, c * s_small - qy)
+        # |x| < 1: sigmoid(-x) = (1 - tanh(x/2)) / 2 gives (1 - y - c/2) + (c/2) tanh(x/2), whose
+        # tanh keeps a small logit's share exactly where 1/2 - sigmoid(-x) would cancel it
+        small = np.abs(x) < 1.0
+        if np.any(small):
+            dx = np.where(small, ((1.0 - y) - 0.5 * c) + (0.5 * c) * np.tanh(0.5 * x), dx)
+        dx = np.where(np.isnan(x), np.nan, dx)
+    return dx, dy, dq
+
+
+# --- gradients of margin losses: max ties, hinge kinks, residuals -----------------------------
+
+
+def max_shares(hi: np.ndarray, lo: "np.ndarray | None" = None, axis: int = -1) -> np.ndarray:
+    """Each entry's share in ``d max / d entry`` over `axis`, for values ``hi + lo`` (``lo``
+    optional, the low parts of double-length values): ``1/k`` at each of the ``k`` entries
+    that equal the max, 0 elsewhere (an even split of a tie, as jax's ``max`` and
+    ``torch.amax`` differentiate); NaN over a slice that holds a NaN."""
+    hi = np.moveaxis(np.asarray(hi, np.float64), axis, -1)
+    with np.errstate(all="ignore"):
+        if lo is None:
+            lo = np.zeros_like(hi)
+        else:
+            # renormalised, so that two values compare as (hi, lo) pairs
+            hi, lo = two_sum(hi, np.moveaxis(np.asarray(lo, np.float64), axis, -1))
+            lo = np.where(np.isfinite(lo), lo, 0.0)
+        top = np.max(hi, axis=-1, keepdims=True)
+        at = hi == top
+        low_top = np.max(np.where(at, lo, -np.inf), axis=-1, keepdims=True)
+        at &= lo == low_top
+        share = at / np.sum(at, axis=-1, keepdims=True)
+        share = np.where(np.isnan(top), np.nan, share)
+    return np.moveaxis(share, -1, axis)
+
+
+def hinge_share(v: np.ndarray, at: float = 0.5) -> np.ndarray:
+    """``d max(v, 0) / dv``: 1 above 0, `at` at 0 (1/2: the tie of a max split evenly), 0
+    below; NaN where `v` is NaN."""
+    v = np.asarray(v, np.float64)
+    return np.where(v > 0, 1.0, np.where(v == 0, at, np.where(np.isnan(v), np.nan, 0.0)))
+
+
+def dd_quotient(ah: np.ndarray, al: np.ndarray, bh: np.ndarray, bl: np.ndarray):
+    """``(a_h + a_l) / (b_h + b_l)`` as a pair ``(q, r)``, error of order ``u**2 |q|`` (the
+    remainder ``a - q b_h`` from an exact product)."""
+    with np.errstate(all="ignore"):
+        q = ah / bh
+        h, low = two_product(q, bh)
+        return q, ((((ah - h) - low) + al) - q * bl) / bh
+
+
+def dd_residual(y: np.ndarray, ah: np.ndarray, al: np.ndarray, p: np.ndarray):
+    """``y - (a_h + a_l) p`` as a pair ``(hi, lo)``: the product exact (TwoProduct) and
+    the difference a TwoSum, so a residual that cancels (``y`` nearly ``a p``) keeps its
+    relative accuracy up to ``O(u**2) (|y| + |a p|)``."""
+    with np.errstate(all="ignore"):
+        h, low = two_product(ah, p)
+        s, e = two_sum(y, -h)
+        return two_sum(s, e - (low + al * p))
+
+
+# --- gradients of the elementwise losses: scaled quotients, log(a/b) + 1, clip shares ----------
+
+__all__ += ["quotient_by_product", "log_ratio_plus1", "clip_share"]
+
+#: e = E_HI + E_LO with an error below 2^-106 of it
+E_HI, E_LO = 2.718281828459045, 1.4456468917292502e-16
+
+
+def quotient_by_product(n: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``n / (a b)`` with two roundings (the product of the significands, the quotient)
+    and no overflow or underflow before the result's own: the exponents are added apart
+    and applied by one ``ldexp``. Zero, infinite or NaN operands get IEEE's ``(n / a) / b``."""
+    n, a, b = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (n, a, b)))
+    with np.errstate(all="ignore"):
+        good = np.isfinite(n) & np.isfinite(a) & np.isfinite(b) & (n != 0) & (a != 0) & (b != 0)
+        mn, en = np.frexp(np.where(good, n, 1.0))
+        ma, ea = np.frexp(np.where(good, a, 1.0))
+        mb, eb = np.frexp(np.where(good, b, 1.0))
+        q = np.ldexp(mn / (ma * mb), en - ea - eb)
+        if np.all(good):
+            return q
+        return np.where(good, q, (n / a) / b)
+
+
+def log_ratio_plus1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``log(a / b) + 1`` (the derivative of ``a log(a / b)`` in ``a``), a few ulps also
+    where it nears 0 (``a / b`` near ``1/e``).
+
+    For ``e^-2 < a / b < 1`` it is ``log1p(r)`` with ``r = e a / b - 1`` formed in double
+    precision twice over (``e`` as a pair, the product and the quotient's remainder exact,
+    the operands first scaled by a power of two so that neither underflows); elsewhere
+    ``|log(a / b)| <= 2 |result|`` and :func:`log_ratio` plus 1 loses no more than a factor 2.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    with np.errstate(all="ignore"):
+        far = log_ratio(a, b) + 1.0
+        near = (a > 0.1353 * b) & (a < b) & (b > 0) & np.isfinite(b)
+        if not np.any(near):
+            return far
+        k = np.frexp(np.where(near, b, 1.0))[1]
+        a2, b2 = np.ldexp(np.where(near, a, 0.5), -k), np.ldexp(np.where(near, b, 1.0), -k)
+        h, low = two_product(a2, E_HI)  # e a = h + low + a E_LO
+        low = low + a2 * E_LO
+        q = h / b2
+        ph, pl = two_product(q, b2)
+        q_lo = (((h - ph) - pl) + low) / b2  # e a / b = q + q_lo to about u^2
+        r = (q - 1.0) + q_lo
+        return np.where(near, np.log1p(r), far)
+
+
+def clip_share(x: np.ndarray, lo, hi=None, tie: float = 0.5) -> np.ndarray:
+    """``d clip(x, lo, hi) / dx`` with ``clip = min(max(x, lo), hi)``: 1 strictly inside,
+    0 outside, `tie` at each bound it sits on (1/2: a tie of max or min split evenly; a
+    bound that passes the gradient, 1), the two factors multiplied where ``lo == hi``;
+    ``lo`` or ``hi`` None: no bound on that side. NaN where `x` is NaN."""
+    x = np.asarray(x, np.float64)
+    out = np.ones_like(x)
+    if lo is not None:
+        out = np.where(x > lo, out, np.where(x == lo, tie * out, 0.0))
+    if hi is not None:
+        out = np.where(x < hi, out, np.where(x == hi, tie * out, 0.0))
+    return np.where(np.isnan(x), np.nan, out)
+
+
+def overlap_grad_wide(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float, c: float,
+                      eps, cot: np.ndarray):
+    """:func:`overlap_grad` for groups of any magnitude: the same VJP, with the scaling
+    ``2**-2k`` of a huge group undone in two halves around the divisions where the scaled
+    quotient overflows: a group whose numerator ``y_k A`` lies beyond float64's range
+    (values near 2**1024) keeps a finite gradient."""
+    shape = np.shape(p)
+    yl = axes_last(np.asarray(y, dtype=np.float64), axes)
+    pl = axes_last(np.asarray(p, dtype=np.float64), axes)
+    with np.errstate(all="ignore"):
+        sums, finite, top = overlap_sums(yl, pl)
+        k = np.where((top > 0) & (top < 2.0 ** -300), -300, overlap_exponent(top))
+        if np.any(k):
+            sums = overlap_sums(yl, pl, k)[0]
+        tp, sp, sy = ((sums[..., i, 0], sums[..., i, 1]) for i in (2, 3, 4))
+        e = np.ldexp(0.0 if eps is None else float(eps), -2 * np.asarray(k))
+        a_pieces = [e] + dd_times(a, *sp) + dd_times(b, *sy)
+        ah, al = dd_sum(a_pieces)
+        g, g_err = two_sum(float(c), -float(a))
+        g, g_err2 = two_sum(g, -float(b))
+        den = dd_sum(a_pieces + dd_times(g, *tp) + [(g_err + g_err2) * tp[0]])[0]
+        scale = np.where(finite, c * np.asarray(cot, dtype=np.float64) / den, np.nan)[..., None]
+        den, kk = den[..., None], -np.asarray(k)[..., None]
+        def vjp(w, v):  # c cot (w TP - v A) / den**2, the scaling 2**-2k undone last
+            pieces = dd_times(w, tp[0][..., None], tp[1][..., None])
+            pieces += [-q for q in dd_times(v, ah[..., None], al[..., None])]
+            num = dd_sum(pieces)[0]
+            out = np.ldexp(num / den * scale, 2 * kk)
+            # where the scaled quotient overflowed (huge groups): 2**-k before it, 2**-k after
+            split = np.isinf(num / den * scale) & np.isfinite(num) & (kk < 0)
+            if np.any(split):
+                out = np.where(split, np.ldexp(np.ldexp(num, kk) / den * scale, kk), out)
+            return out
+
+        gp, gy = vjp(a, yl), vjp(b, pl)
+    return axes_restore(gy, axes, shape), axes_restore(gp, axes, shape)
+
+
+__all__ += ["overlap_grad_wide"]

@@ -168,6 +168,12 @@ class _Float64:
         his, los = np.array(map_index(part, range(0, x.size, n))).T
         return np.asarray(sum2(his, 0, lo=los))
 
+    def sum_last(self, x):
+        """Sums over the last axis, compensated (:func:`numerics.sum2`)."""
+        x = np.asarray(x, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            return sum2(x, axis=-1) if x.shape[-1] else np.sum(x, axis=-1)
+
     def mean_of_total(self, x, w, n):
         """``total(x, w) / n``; a total that overflows although its terms and the quotient
         are finite is formed again scaled down (``n`` is a count or a weight sum >= 1)."""
@@ -215,6 +221,9 @@ class _Exact:
         x = self.asarray(x)
         return xops.fsum(x if w is None else self.multiply(x, w))
 
+    def sum_last(self, x):
+        return xops.fsum(self.asarray(x), -1)
+
     def mean_of_total(self, x, w, n):
         return self.divide(self.total(x, w), n)
 
@@ -248,7 +257,17 @@ class _Lin:
 
     __rmul__ = __mul__
 
+    def __getitem__(self, idx):
+        def back(c):
+            z = np.zeros(self.v.shape)
+            np.add.at(z, idx, np.asarray(c, dtype=np.float64))
+            return self.back(z)
+
+        return _Lin(self.v[idx], back)
+
     def __array_function__(self, func, types, args, kwargs):
+        if func in (np.ndim, np.shape):
+            return func(self.v)
         if func in (np.expand_dims, np.squeeze):  # Keras's rank fix
             out = func(self.v, *args[1:], **kwargs)
             return _Lin(out, lambda c: self.back(np.reshape(c, self.v.shape)))
@@ -314,6 +333,11 @@ class _Grad(_Float64):
         if not isinstance(x, _Lin):
             return super().total(x, w)
         return self.sum_all(x if w is None else x * w)
+
+    def sum_last(self, x):
+        if not isinstance(x, _Lin):
+            return super().sum_last(x)
+        return _Lin(np.sum(x.v, axis=-1), lambda c: x.back(np.broadcast_to(np.asarray(c)[..., None], x.v.shape)))
 
     def mean_of_total(self, x, w, n):
         return self.divide(self.total(x, w), n)

@@ -43,7 +43,8 @@ def entry_key(spec: Dict[str, Any]) -> str:
     blob = dumps({"cache": CACHE_FORMAT, "lossref": __version__, "spec": SPEC_VERSION,
                   "dialect": spec["dialect"], "loss": spec["loss"], "dtype": spec["dtype"],
                   "params": spec["params"], "inputs": spec["inputs"],
-                  "reductions": list(spec["reductions"])})
+                  "reductions": list(spec["reductions"]),
+                  **({"grad": spec["grad"]} if spec.get("grad") else {})})
     return hashlib.sha256(blob.encode("ascii")).hexdigest()
 
 

@@ -173,10 +173,11 @@ def _expect(spec: Dict[str, Any]) -> Dict[str, Any]:
         return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins.get(t)), arr(ins[i]),
                          params=spec["params"], reductions=spec["reductions"], tags=spec.get("tags", []),
                          dialect=spec["dialect"],
-                         arrays={k: arr(v) for k, v in ins.items() if k not in (i, t)})
+                         arrays={k: arr(v) for k, v in ins.items() if k not in (i, t)},
+                         grad=bool(spec.get("grad")))
     return make_case(spec["id"], spec["loss"], spec["dtype"], arr(ins["y_true"]), arr(ins["y_pred"]),
                      params=spec["params"], sample_weight=arr(ins.get("sample_weight")),
-                     reductions=spec["reductions"], tags=spec.get("tags", []))
+                     reductions=spec["reductions"], tags=spec.get("tags", []), grad=bool(spec.get("grad")))
 
 
 def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], jobs: int,
@@ -344,8 +345,14 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         if any(b == "cpu" for b in args.backend or []):
             return usage("--backend cpu is for torch and optax; Keras backends: numpy, jax, torch, tensorflow")
         backends = args.backend or runner.installed_backends()
+        if args.grad:  # numpy has no autodiff: refused when asked for, left out by default
+            if "numpy" in (args.backend or []):
+                return usage("--grad needs a backend with autodiff (jax, torch, tensorflow); "
+                             "Keras's numpy backend has none")
+            backends = [b for b in backends if b != "numpy"]
     if not backends:
-        return usage("no Keras backend is installed (pip install 'lossref[keras]')")
+        return usage("no Keras backend is installed (pip install 'lossref[keras]')"
+                     + (" with autodiff (jax, torch or tensorflow)" if args.grad else ""))
     vec = args.vectors
     if vec is None:
         from ..vectors import canonical_dir  # the committed set, when this is a source checkout
@@ -354,9 +361,15 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         cases = load_vector_cases(str(vec), args.loss, args.dtype, fw) if os.path.exists(vec) else []
     except VectorFileError as e:
         return usage(str(e))
+    if not args.grad:  # a value-only run compares values only
+        cases = [dict(c, expected={k: v for k, v in c["expected"].items() if k != "grad"}) for c in cases]
+    elif any("grad" not in c["expected"] for c in cases):
+        return usage(f"--grad: the vectors in {vec} have no gradients (format version 1); "
+                     "regenerate them with lossref golden")
     if args.cases:
         from ..vectors import fresh_specs
-        specs = fresh_specs(args.cases, args.seed, losses=args.loss, dtypes=args.dtype, dialect=fw)
+        specs = fresh_specs(args.cases, args.seed, losses=args.loss, dtypes=args.dtype, dialect=fw,
+                            grad=args.grad)
         cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
         try:
             cases += with_expectations(specs, cache, args.jobs or os.cpu_count() or 1, args.scheduler)
@@ -437,5 +450,7 @@ def register_commands(sub) -> None:
                    help="oracle cache (default: $XDG_CACHE_HOME/lossref/oracle or ~/.cache/lossref/oracle)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the oracle cache")
     p.add_argument("--no-plots", action="store_true", help="skip the sweep plots")
+    p.add_argument("--grad", action="store_true",
+                   help="also compare the framework's autodiff gradients with the exact ones")
     p.add_argument("--out", required=True, help="folder for the reports")
     p.set_defaults(func=_cmd_diff, diff_parser=p)

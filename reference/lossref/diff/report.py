@@ -38,11 +38,21 @@ def combine(reports: List[Dict[str, Any]], command: str, framework: str = "keras
 
 
 def _cells(rows: List[Dict[str, Any]], backend: str):
+    """loss -> column -> rows; a column is a dtype, or ``"<dtype> grad"`` for the rows of
+    gradient outputs (``lossref diff --grad``)."""
     table: Dict[str, Dict[str, List[Dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["backend"] == backend:
-            table[r["loss"]][r["dtype"]].append(r)
+            grad = str(r.get("reduction") or "").startswith("grad:")
+            table[r["loss"]][r["dtype"] + (" grad" if grad else "")].append(r)
     return table
+
+
+def _columns(rows: List[Dict[str, Any]]) -> List[str]:
+    """The table's columns: each dtype, followed by its gradient column where the run
+    compared gradients."""
+    grad = any(str(r.get("reduction") or "").startswith("grad:") for r in rows)
+    return [c for d in DTYPES for c in ((d, d + " grad") if grad else (d,))]
 
 
 def _cell_text(rs: List[Dict[str, Any]]) -> str:
@@ -77,7 +87,8 @@ def render_markdown(doc: Dict[str, Any], max_findings: int = 60) -> str:
            f"lossref {doc['lossref_version']} (spec {doc['spec_version']}); command: `{doc['command']}`", "",
            "Cells: the worst status over every output and parameter set on typical cases, with the "
            "largest error in ulps of the exact value, then (`adv:`) the same over adversarial, "
-           "special-value and edge-shape cases. Statuses: exact · faithful (≤ 1 ulp) · within-budget · "
+           "special-value and edge-shape cases; a `grad` column holds the gradients of the same outputs "
+           "(with respect to the prediction). Statuses: exact · faithful (≤ 1 ulp) · within-budget · "
            "inaccurate · mismatch (another convention, shape, dtype or special value) · error.", ""]
     for b in doc["backends"]:
         out.append(f"## backend `{b['backend']}` — {doc['framework']} {b.get('framework_version') or '?'}")
@@ -86,10 +97,11 @@ def render_markdown(doc: Dict[str, Any], max_findings: int = 60) -> str:
             out += [f"Could not run: {b['error']}", ""]
             continue
         table = _cells(doc["rows"], b["backend"])
-        out.append("| loss | " + " | ".join(DTYPES) + " |")
-        out.append("|---|" + "---|" * len(DTYPES))
+        cols = _columns(doc["rows"])
+        out.append("| loss | " + " | ".join(cols) + " |")
+        out.append("|---|" + "---|" * len(cols))
         for loss in sorted(table):
-            out.append(f"| {loss} | " + " | ".join(_cell_text(table[loss].get(d, [])) for d in DTYPES) + " |")
+            out.append(f"| {loss} | " + " | ".join(_cell_text(table[loss].get(d, [])) for d in cols) + " |")
         out.append("")
     fs = doc["findings"]
     out.append(f"## Findings ({len(fs)}), worst first")
@@ -131,10 +143,11 @@ def render_html(doc: Dict[str, Any], plots: Optional[Dict[str, str]] = None, max
             parts.append(f"<p>Could not run: {e(b['error'])}</p>")
             continue
         table = _cells(doc["rows"], b["backend"])
-        parts.append("<table><tr><th>loss</th>" + "".join(f"<th>{d}</th>" for d in DTYPES) + "</tr>")
+        cols = _columns(doc["rows"])
+        parts.append("<table><tr><th>loss</th>" + "".join(f"<th>{d}</th>" for d in cols) + "</tr>")
         for loss in sorted(table):
             cells = []
-            for d in DTYPES:
+            for d in cols:
                 rs = table[loss].get(d, [])
                 st = _cell_status(rs)
                 cells.append(f"<td style='background:{_STATUS_COLOUR.get(st, '#fff')}'>{e(_cell_text(rs))}</td>")

@@ -46,6 +46,10 @@ def expected_dtype(case: Dict[str, Any], output: str) -> str:
 
 
 def _n_terms(case: Dict[str, Any], output: str) -> int:
+    if output.startswith(GRAD_PREFIX):  # a gradient element: the terms of one value it feeds
+        base = output[len(GRAD_PREFIX):]
+        return _n_terms(case, "none" if base != "per_sample" and case.get("dialect", "keras") != "keras"
+                        else "per_sample")
     if case.get("dialect") == "torch":  # 'none' is elementwise; a reduction sums every element
         shape = case["inputs"][get_target("torch", case["loss"]).entry.names[0]]["shape"]
         return 1 if output == "none" else (int(np.prod(shape)) if shape else 1)
@@ -103,7 +107,8 @@ def run_backend(backend: str, cases: List[Dict[str, Any]], timeout: float = 30.0
     if framework in ("torch", "optax", "tf"):
         todo = [dict(c, torch={"integer": list(integer_inputs(get_target(framework, c["loss"]).entry,
                                                               c["inputs"])),
-                               "positional": list(get_target(framework, c["loss"]).entry.positional)})
+                               "positional": list(get_target(framework, c["loss"]).entry.positional),
+                               "wrt": get_target(framework, c["loss"]).entry.names[0]})
                 for c in cases]
         if framework == "optax":  # JAX compiles once per function, shapes and dtype: group them
             todo.sort(key=_compile_key)
@@ -166,15 +171,23 @@ def _stable_text(text: str) -> str:
     return _ADDRESS_RE.sub("0x…", text)
 
 
+#: prefix of a gradient output's name: ``grad:per_sample`` is the gradient of ``per_sample``
+GRAD_PREFIX = "grad:"
+
+
 def output_names(case: Dict[str, Any]) -> List[str]:
     """The outputs of a case in canonical order: per_sample (Keras), then the reductions in
     the order of the dialect (:data:`~lossref.vectors.targets.REDUCTIONS`; torch: 'none',
     'mean', 'sum', 'batchmean'), any other name after, sorted, whatever the order of the
-    keys in the record (a cached case's are sorted)."""
+    keys in the record (a cached case's are sorted); then, where the case has expected
+    gradients (``lossref diff --grad``), ``grad:<output>`` for each, in the same order."""
     reds = case["expected"].get("reductions", {})
     order = ("none", "mean", "sum", "batchmean") if case.get("dialect") in ("torch", "optax", "tf") else REDUCTIONS
     head = ["per_sample"] if "per_sample" in case["expected"] else []
-    return head + [r for r in order if r in reds] + sorted(set(reds) - set(order))
+    names = head + [r for r in order if r in reds] + sorted(set(reds) - set(order))
+    grads = case["expected"].get("grad", {})
+    return names + [GRAD_PREFIX + n for n in names if n in grads] + \
+        [GRAD_PREFIX + n for n in sorted(set(grads) - set(names))]
 
 
 def _output_rank(case: Dict[str, Any], output: str) -> int:
@@ -194,7 +207,9 @@ def evaluate(cases: List[Dict[str, Any]], results: Dict[str, Dict[str, Any]]) ->
                 records.append({**base, "status": "error", "kind": res.get("kind", "exception"),
                                 "summary": _stable_text(res["error"]), "ulp": None})
                 continue
-            got = res.get("per_sample") if name == "per_sample" else res.get("reductions", {}).get(name)
+            got = res.get("per_sample") if name == "per_sample" else \
+                res.get("grad", {}).get(name[len(GRAD_PREFIX):]) if name.startswith(GRAD_PREFIX) else \
+                res.get("reductions", {}).get(name)
             if got is not None and "error" in got:  # this output raised; the others may not have
                 records.append({**base, "status": "error", "kind": got.get("kind", "exception"),
                                 "summary": _stable_text(got["error"]), "ulp": None})
@@ -245,9 +260,11 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) 
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for r in bad:
         c = r["case"]
-        groups[(c["loss"], c["dtype"], r["status"], r.get("kind") or r["status"])].append(r)
+        # a value and a gradient failing alike are two findings
+        groups[(c["loss"], c["dtype"], r["output"].startswith(GRAD_PREFIX), r["status"],
+                r.get("kind") or r["status"])].append(r)
     findings = []
-    for (loss, dtype, status, kind), rs in sorted(groups.items()):
+    for (loss, dtype, grad, status, kind), rs in sorted(groups.items()):
         # the largest error; among equal ones (aliases such as mean and sum_over_batch_size
         # give equal values) the first case by id, then the first output in canonical order
         worst = min(rs, key=lambda r: (-_sort_ulp(r.get("ulp")), r["case"]["id"],
@@ -283,6 +300,8 @@ def _sort_ulp(u) -> float:
 
 
 def _expected_of(case, output):
+    if output.startswith(GRAD_PREFIX):
+        return case["expected"]["grad"][output[len(GRAD_PREFIX):]]
     return case["expected"]["per_sample"] if output == "per_sample" else case["expected"]["reductions"][output]
 
 
@@ -306,7 +325,14 @@ def torch_reproducer(case: Dict[str, Any], output: str) -> str:
     i, t = target.entry.positional
     kw = "".join(f", {k}={k}" for k in names if k not in (i, t))
     kw += "".join(f", {k}={v!r}" for k, v in _sorted_params(case).items())
-    lines.append(f"out = torch.nn.functional.{case['loss']}({i}, {t}, reduction={output!r}{kw})")
+    grad = output.startswith(GRAD_PREFIX)
+    red = output[len(GRAD_PREFIX):] if grad else output
+    wrt = target.entry.names[0]
+    if grad:
+        lines.append(f"{wrt}.requires_grad_(True)")
+    lines.append(f"out = torch.nn.functional.{case['loss']}({i}, {t}, reduction={red!r}{kw})")
+    if grad:
+        lines += ["out.sum().backward()", f"out = {wrt}.grad  # d sum(out) / d {wrt}"]
     exp = _expected_of(case, output)
     lines += ["out = out.detach().to(torch.float64).numpy().ravel()",
               f"exact = {list(exp['decimal'])!r}  # lossref oracle, 40 significant digits",
@@ -324,7 +350,7 @@ _FRAMEWORK_CODE = {
 }
 
 
-def array_reproducer(case: Dict[str, Any]) -> str:
+def array_reproducer(case: Dict[str, Any], output: str = "none") -> str:
     """A self-contained snippet for optax (JAX with x64 on) or tf.nn, NumPy beside it: the
     arrays rebuilt from hex, the function called as the framework orders its arguments,
     its value and the exact decimals."""
@@ -346,11 +372,22 @@ def array_reproducer(case: Dict[str, Any]) -> str:
         lines.append(f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r}{', np.int64' if integer else ''})")
         names.append(k)
     pos = target.entry.positional
-    args = ", ".join(pos)
-    args += "".join(f", {k}={k}" for k in names if k not in pos)
+    wrt = target.entry.names[0]
+    grad = output.startswith(GRAD_PREFIX)
+    use = (lambda k: "p" if grad and k == wrt else k)  # noqa: E731
+    args = ", ".join(use(k) for k in pos)
+    args += "".join(f", {k}={use(k)}" for k in names if k not in pos)
     args += "".join(f", {k}={v!r}" for k, v in _sorted_params(case).items())
-    lines.append(f"out = {namespace}.{case['loss']}({args})")
-    exp = _expected_of(case, "none")
+    call = f"{namespace}.{case['loss']}({args})"
+    if not grad:
+        lines.append(f"out = {call}")
+    elif dialect == "optax":
+        lines.append(f"out = jax.grad(lambda p: jax.numpy.sum({call}))({wrt})  # d sum(out) / d {wrt}")
+    else:
+        lines += ["with tf.GradientTape() as tape:", f"    p = {wrt}", "    tape.watch(p)",
+                  f"    total = tf.reduce_sum({call})", f"out = tape.gradient(total, p)  # d sum(out) / d {wrt}",
+                  "out = tf.cast(out, tf.float64)"]
+    exp = _expected_of(case, output)
     lines += ["out = np.asarray(out).astype(np.float64).ravel()",
               f"exact = {list(exp['decimal'])!r}  # lossref oracle, 40 significant digits",
               "print('framework:', [repr(float(v)) for v in out])",
@@ -363,7 +400,7 @@ def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
     if case.get("dialect") == "torch":
         return torch_reproducer(case, output)
     if case.get("dialect") in ("optax", "tf"):
-        return array_reproducer(case)
+        return array_reproducer(case, output)
     target = keras_targets()[case["loss"]]
     ins = case["inputs"]
     dt = case["dtype"]
@@ -379,14 +416,20 @@ def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
         a = ins.get(k)
         lines.append(f"{k} = None" if a is None else f"{k} = arr({a['hex']!r}, {tuple(a['shape'])!r})")
     params = call_params(_sorted_params(case))  # JSON lists are axis tuples
-    if output == "per_sample":  # the function takes only the parameters in its signature
+    grad = output.startswith(GRAD_PREFIX)
+    base = output[len(GRAD_PREFIX):] if grad else output
+    if base == "per_sample":  # the function takes only the parameters in its signature
         kw = "".join(f", {k}={v!r}" for k, v in params.items() if k in target.function_params)
-        lines.append(f"out = keras.losses.{target.function_name}(y_true, y_pred{kw})")
+        call = f"keras.losses.{target.function_name}(y_true, p{kw})"
     else:
         kw = "".join(f", {k}={v!r}" for k, v in params.items())
-        red = None if output == "none" else output
+        red = None if base == "none" else base
         lines.append(f"loss = keras.losses.{target.class_name}(reduction={red!r}, dtype={dt!r}{kw})")
-        lines.append("out = loss(y_true, y_pred, sample_weight=sample_weight)")
+        call = "loss(y_true, p, sample_weight=sample_weight)"
+    if not grad:
+        lines.append(f"out = {call.replace('(y_true, p', '(y_true, y_pred')}")
+    else:
+        lines += _keras_grad_lines(call, backend)
     exp = _expected_of(case, output)
     dec = exp["decimal"] if isinstance(exp["decimal"], list) else [exp["decimal"]]
     lines += ["out = np.asarray(keras.ops.convert_to_numpy(out)).astype(np.float64).ravel()",
@@ -394,6 +437,20 @@ def reproducer(case: Dict[str, Any], output: str, backend: str) -> str:
               "print('framework:', [repr(float(v)) for v in out])",
               "print('exact    :', exact)"]
     return "\n".join(lines) + "\n"
+
+
+def _keras_grad_lines(call: str, backend: str) -> List[str]:
+    """Reproducer lines computing ``out = d sum(call) / d y_pred`` (the call reads ``p``)
+    with the backend's own autodiff."""
+    if backend == "jax":
+        return ["import jax", f"out = jax.grad(lambda p: jax.numpy.sum({call}))(jax.numpy.asarray(y_pred))"]
+    if backend == "torch":
+        return ["import torch",
+                "p = torch.tensor(y_pred.astype(np.float64)).to(getattr(torch, str(y_pred.dtype)))",
+                "p.requires_grad_(True)", f"torch.sum({call}).backward()", "out = p.grad.to(torch.float64)"]
+    return ["import tensorflow as tf", "p = tf.cast(tf.constant(y_pred.astype(np.float64)), str(y_pred.dtype))",
+            "with tf.GradientTape() as tape:", "    tape.watch(p)", f"    total = tf.reduce_sum({call})",
+            "out = tf.cast(tape.gradient(total, p), tf.float64)"]
 
 
 # --- the whole run -------------------------------------------------------------------------------

@@ -86,7 +86,39 @@ class KerasAdapter:
             reds[r] = _guard(lambda: _encode(self._np(
                 cls(reduction=red, dtype=case["dtype"], **params)(y_true, y_pred, sample_weight=sw))))
         out["reductions"] = reds
+        grads = {}
+        for g in case["expected"].get("grad", {}):
+            if g == "per_sample":
+                f = lambda p: fn(y_true, p, **fn_params)  # noqa: E731
+            else:
+                red = None if g == "none" else g
+                f = lambda p, red=red: cls(reduction=red, dtype=case["dtype"], **params)(  # noqa: E731
+                    y_true, p, sample_weight=sw)
+            grads[g] = _guard(lambda: _encode(self._np(self.grad(f, y_pred))))
+        if grads:
+            out["grad"] = grads
         return out
+
+    def grad(self, f, x):
+        """``d sum(f(x)) / dx`` by the backend's own autodiff (jax.grad, torch.autograd,
+        tf.GradientTape); Keras's numpy backend has none."""
+        if self.backend == "jax":
+            import jax
+            return jax.grad(lambda p: jax.numpy.sum(f(p)))(jax.numpy.asarray(x))
+        if self.backend == "torch":
+            import torch
+            p = torch.tensor(np.asarray(x, dtype=np.float64)).to(getattr(torch, str(x.dtype)))
+            p.requires_grad_(True)
+            torch.sum(f(p)).backward()
+            return p.grad
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+            p = tf.cast(tf.constant(np.asarray(x, dtype=np.float64)), str(x.dtype))
+            with tf.GradientTape() as tape:
+                tape.watch(p)
+                total = tf.reduce_sum(f(p))
+            return tape.gradient(total, p)
+        raise RuntimeError(f"Keras's {self.backend} backend has no autodiff")
 
 
 class TorchAdapter:
@@ -129,7 +161,19 @@ class TorchAdapter:
         for r in case["expected"].get("reductions", {}):
             reds[r] = _guard(lambda: self._encode(fn(ins[i], ins[t], reduction=r,
                                                      **params, **extra)))
-        return {"reductions": reds}
+        out = {"reductions": reds}
+        wrt = case.get("torch", {}).get("wrt", i)
+        grads = {}
+        for r in case["expected"].get("grad", {}):
+            def g(r=r):
+                args = {**ins, wrt: ins[wrt].detach().clone().requires_grad_(True)}
+                more = {k: v for k, v in args.items() if k not in (i, t) and v is not None}
+                torch.sum(fn(args[i], args[t], reduction=r, **params, **more)).backward()
+                return self._encode(args[wrt].grad)
+            grads[r] = _guard(g)
+        if grads:
+            out["grad"] = grads
+        return out
 
 
 class OptaxAdapter(TorchAdapter):
@@ -176,7 +220,24 @@ class OptaxAdapter(TorchAdapter):
             values, dtype = self.values(fn(*(ins[k] for k in pos), **params, **extra))
             return dict(encode_array(values), dtype=dtype)
 
-        return {"reductions": {"none": _guard(call)}}
+        out = {"reductions": {"none": _guard(call)}}
+        if "none" in case["expected"].get("grad", {}):
+            wrt = case.get("torch", {}).get("wrt", pos[0])
+
+            def f(x):
+                args = {**ins, wrt: x}
+                return fn(*(args[k] for k in pos), **params, **{k: v for k, v in args.items() if k not in pos})
+
+            def grad():
+                values, dtype = self.values(self.grad(f, ins[wrt]))
+                return dict(encode_array(values), dtype=dtype)
+
+            out["grad"] = {"none": _guard(grad)}
+        return out
+
+    def grad(self, f, x):
+        """``d sum(f(x)) / dx`` by ``jax.grad``."""
+        return self.jax.grad(lambda p: self.jax.numpy.sum(f(p)))(x)
 
     def values(self, out):
         """``(float64 NumPy array, dtype name)`` of a framework result (exact: a widening)."""
@@ -200,6 +261,13 @@ class TFAdapter(OptaxAdapter):
     def values(self, out):
         # NumPy cannot read a bfloat16 tensor's buffer: widen in TF first (exactly)
         return self.tf.cast(out, self.tf.float64).numpy(), out.dtype.name
+
+    def grad(self, f, x):
+        """``d sum(f(x)) / dx`` by ``tf.GradientTape``."""
+        with self.tf.GradientTape() as tape:
+            tape.watch(x)
+            total = self.tf.reduce_sum(f(x))
+        return tape.gradient(total, x)
 
 
 def _guard(compute) -> dict:

@@ -17,10 +17,11 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..numerics import clip_parts, log_softmax, normalize_parts, xmul
+from ..numerics import clip_parts, log_softmax, normalize_parts, sum2, two_sum, xmul
 from ..oracle import ops as x
 from ..registry import LossDef, Param, is_real, register
-from .binary_crossentropy import check_bool, check_clip, check_label_smoothing
+from .binary_crossentropy import (AT_BOUND, _bound_mask, check_bool, check_clip,
+                                  check_label_smoothing, scaled)
 
 # --- parameters shared by the categorical family -------------------------------------------------
 
@@ -120,8 +121,9 @@ def _all_finite(row: np.ndarray) -> bool:
 
 
 def _normalize_row(row: np.ndarray, bounds):
-    """Exact ``q = x / sum(x)`` and ``1 - q`` as rationals, the clip exact on them, then logs."""
-    if _all_finite(row):
+    """Exact ``q = x / sum(x)`` and ``1 - q`` as rationals, the clip exact on them, then logs.
+    Differentiated (Nodes in `row`), the op-set path below: the same definition."""
+    if _all_finite(row) and not x.has_nodes(row):
         fr = [x.to_fraction(v) for v in row]
         s = sum(fr)
         if s != 0:
@@ -193,13 +195,16 @@ def _softmax_regular_rows(rows: np.ndarray, _bounds, out) -> np.ndarray:
         m = x.maximum(m, r[:, j])
     k = np.argmax(x.decide(x.eq(r, m[:, None])), axis=-1)  # the first largest entry
     first = np.arange(r.shape[1]) == k[:, None]
-    d = r - m[:, None]
+    d = r - x.values(m)[:, None]  # a constant shift (the result does not depend on it)
     e = x.exp(d)
     rest = x.fsum(x.where(first, x.num(0), e), axis=-1)
-    t = 1 + rest
+    # the dominant term exp(d_k) is exactly 1; it enters as 1 + (exp(d_k) - 1), whose value
+    # is exactly that 1 but whose derivative is the dominant logit's own
+    ek = x.fsum(x.where(first, e, x.num(0)), axis=-1) - 1
+    t = 1 + (rest + ek)
     p = x.div(e, t[:, None])
     c = x.where(first, x.div(rest, t)[:, None], 1 - p)  # the dominant class's complement
-    logp = d - x.log1p(rest)[:, None]
+    logp = d - x.log1p(rest + ek)[:, None]
     for o, v in zip(out, (p, c, logp, x.isnan(logp))):
         o[done] = v
     return done
@@ -214,7 +219,9 @@ def _softmax_row(row: np.ndarray):
     not known to be finite is all NaN balls, left to the mpmath path.
     """
     n = len(row)
-    nan = np.full(n, x.NAN, dtype=object)
+    # NaN values that depend on the whole row: their derivatives are NaN too (on balls,
+    # where a row is not known to be finite, that leaves the gradient to the mpmath path)
+    nan = np.full(n, _item(x.fsum(row)), dtype=object) * x.NAN
     if any(f is None for f in x.isfinite(row).tolist()):
         return nan, nan, nan, x.isnan(nan)
     if x.decide(x.isnan(row)).any():
@@ -228,16 +235,20 @@ def _softmax_row(row: np.ndarray):
         if not x.decide(x.gt(row[k:k + 1], x.num(0)))[0]:  # every entry -inf
             return nan, nan, nan, np.ones(n, dtype=bool)
         at_inf = x.decide(x.land(x.lnot(x.isfinite(row)), x.gt(row, x.num(0))))
-        p = x.where(at_inf, x.NAN, x.num(0))
-        return p, 1 - p, x.where(at_inf, x.NAN, -x.INF), at_inf
-    d = row - m
+        p = x.where(at_inf, nan, x.num(0))
+        # log p = z - logsumexp(z) = -inf elsewhere, differentiated as that difference:
+        # d logsumexp / dz is softmax(z), 0 at the finite entries and inf/inf at +inf ones
+        lse = x.attach(x.INF, [(row, x.where(at_inf, x.NAN, x.num(0)))], axis=-1)
+        return p, 1 - p, x.where(at_inf, nan, row - lse), at_inf
+    d = row - x.value_of(m)  # a constant shift (the result does not depend on it)
     e = x.exp(d)
     rest = _item(x.fsum(np.delete(e, k)))
-    t = 1 + rest
+    ek = e[k] - 1  # exactly 0, with the dominant logit's derivative (see above)
+    t = 1 + (rest + ek)
     p = x.div(e, np.full(n, t, dtype=object))
     c = 1 - p
     c[k] = _item(x.div(rest, t))  # the dominant class's complement, formed from the other terms
-    logp = d - _item(x.log1p(rest))
+    logp = d - _item(x.log1p(rest + ek))
     return p, c, logp, x.isnan(logp)
 
 
@@ -283,7 +294,128 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, label_smoo
     y = smooth_labels(y_true, label_smoothing)
     _, _, logp, bad = exact_class_terms(y_pred, from_logits,
                                         None if from_logits else clip_bounds_of(epsilon))
-    return x.where(bad, x.NAN, -x.xmul_pole(y, logp))
+    return x.where(bad, logp, -x.xmul_pole(y, logp))  # NaN: logp itself, with its derivatives
+
+
+# --- gradients -------------------------------------------------------------------------------------
+#
+# Every loss of the family is ``sum_i f_i(p_i)`` over a row with ``p = clip(q)`` and ``q`` the
+# softmax of the logits or the renormalised probabilities: the row is coupled. With
+# ``w_i = q_i df/dq_i`` (cotangent and clip mask included), the chain rule through q gives
+#
+# * logits: ``g_j = w_j - q_j W``, ``W = sum_i w_i``;
+# * probabilities (``q = x / S``): ``g_j = w_j / x_j - W / S``.
+#
+# Near the optimum of a dominant class these cancel (``1 - 1``): for the row's largest entry
+# (the only one that can exceed 1/2) ``W = w_j + R_j`` is split and the complement
+# ``1 - q_j`` enters, accurate from the softmax's own sum (or the compensated row sum):
+# ``g_j = w_j (1 - q_j) - q_j R_j``, and ``w_j (1 - q_j) / x_j - R_j / S``.
+
+
+def softmax_parts(z: np.ndarray):
+    """``(q, 1 - q, top)`` of ``q = softmax(z)`` over the last axis, each entry to a few ulps:
+    ``exp(z_i - m)`` with ``z_i - m`` carried exactly as ``d + e`` (``E + E e``: exp does not
+    amplify the rounding of the difference, as ``exp(log_softmax)`` would by ``|log q| u``),
+    over ``1 + rest``; the largest entry (index `top`, kept as a trailing axis of 1) is
+    ``1 / (1 + rest)`` with complement ``rest / (1 + rest)``. Rows with a non-finite
+    maximum follow :func:`~lossref.numerics.log_softmax` (``exp`` of it)."""
+    z = np.asarray(z, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        m = np.max(z, axis=-1, keepdims=True)
+        finite = np.isfinite(m)
+        d, e = two_sum(z, -np.where(finite, m, 0.0))
+        e = np.where(np.isfinite(e), e, 0.0)
+        ex = np.exp(d)
+        ex = ex + ex * e
+        top = np.argmax(z, axis=-1)[..., None]
+        np.put_along_axis(ex, top, 0.0, axis=-1)
+        rest = sum2(ex)[..., None]
+        t = 1.0 + rest
+        q = ex / t
+        c = 1.0 - q
+        np.put_along_axis(q, top, 1.0 / t, axis=-1)
+        np.put_along_axis(c, top, rest / t, axis=-1)
+        if not np.all(finite):
+            q2 = np.exp(log_softmax(z))
+            q = np.where(finite, q, q2)
+            c = np.where(finite, c, 1.0 - q2)
+    return q, c, top
+
+
+def row_vjp(w: np.ndarray, q: np.ndarray, c: np.ndarray, top: np.ndarray,
+            x: Optional[np.ndarray] = None) -> np.ndarray:
+    """The chain rule through ``q = softmax(z)`` (`x` None) or ``q = x / sum(x)`` of the
+    row weights ``w_i = q_i df/dq_i`` (see the comment above); `c` = 1 - q, `top` the
+    index of each row's largest entry (a trailing axis of 1)."""
+    with np.errstate(all="ignore"):
+        W = sum2(w)[..., None]
+        wr = w.copy()
+        np.put_along_axis(wr, top, 0.0, axis=-1)
+        R = sum2(wr)[..., None]
+        wt = np.take_along_axis(w, top, axis=-1)
+        ct = np.take_along_axis(c, top, axis=-1)
+        if x is None:
+            g = w - q * W
+            gt = wt * ct - np.take_along_axis(q, top, axis=-1) * R
+        else:
+            S = sum2(x)[..., None]
+            # no weight on the row (every class clipped or unlabelled) is no gradient, also
+            # for a row that sums to 0 (0 / 0); a NaN sum stays NaN
+            none = ~np.isnan(S)
+            WS = np.where((W == 0.0) & none, 0.0, W / S)
+            RS = np.where((R == 0.0) & none, 0.0, R / S)
+            g = np.where(w == 0.0, 0.0, w / x) - WS
+            xt = np.take_along_axis(x, top, axis=-1)
+            gt = np.where(wt == 0.0, 0.0, (wt * ct) / xt) - RS
+        np.put_along_axis(g, top, gt, axis=-1)
+        return np.where(np.isnan(W), np.nan, g)
+
+
+def grad_parts(y_pred: np.ndarray, from_logits: bool, bounds, at_bound: float = AT_BOUND):
+    """``(p, 1 - p, log p, mask, q, 1 - q, top)`` for the gradients of the family: the
+    clipped triple and the clip mask (1 inside, 0 clipped, `at_bound` on a bound) beside
+    the unclipped ``q``, its complement and each row's largest entry."""
+    if from_logits:
+        q, cq, top = softmax_parts(y_pred)
+        logq = log_softmax(y_pred)
+    else:
+        q, cq, logq = normalize_parts(y_pred)
+        top = np.argmax(y_pred, axis=-1)[..., None]
+    p, c, logp, mask = q, cq, logq, np.ones(q.shape)
+    if bounds is not None:
+        lo, topc = bounds
+        p, c, logp = clip_parts(q, cq, logq, lo, topc)
+        mask = _bound_mask((q > lo) & (cq > topc), (q == lo) | (cq == topc), at_bound)
+    return p, c, logp, mask, q, cq, top
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, from_logits: bool,
+                   label_smoothing, epsilon, at_bound: float = AT_BOUND) -> dict:
+    """VJP of :func:`reference` (coupled over the class axis): ``{"y_pred", "y_true"}``.
+
+    ``w_i = -cot_i y'_i`` (0 where the class is clipped, `at_bound` of it on a bound), then
+    :func:`row_vjp`: logits ``softmax(z) W - cot y'`` with the dominant class from its
+    complement; probabilities ``-cot_j y'_j / x_j + W / S``. With respect to y:
+    ``-cot s log p``.
+    """
+    y = smooth_labels(y_true, label_smoothing)
+    bounds = None if from_logits else clip_bounds_of(epsilon)
+    _, _, logp, mask, q, cq, top = grad_parts(y_pred, from_logits, bounds, at_bound)
+    with np.errstate(all="ignore"):
+        w = np.where(mask == 0.0, 0.0, -xmul(cot * mask, y))
+        gp = row_vjp(np.broadcast_to(w, q.shape).copy(), q, cq, top, None if from_logits else y_pred)
+        gy = -cot * scaled(logp, label_smoothing)
+        if not from_logits:
+            gp = nan_rows(gp, reference(y_true, y_pred, False, label_smoothing, epsilon))
+    return {"y_pred": gp, "y_true": gy}
+
+
+def nan_rows(gp: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """`gp` with NaN over each row whose value (elementwise terms `value`, summed over the
+    last axis) is NaN: a probability row holding an infinity normalises to NaN, a NaN value
+    whose clipped classes would otherwise pass a gradient of 0."""
+    bad = np.isnan(np.sum(value, axis=-1, keepdims=True))
+    return np.where(bad, np.nan, gp) if np.any(bad) else gp
 
 
 LOSS = register(LossDef(
@@ -293,4 +425,5 @@ LOSS = register(LossDef(
     params={"from_logits": FROM_LOGITS, "label_smoothing": LABEL_SMOOTHING, "epsilon": EPSILON},
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

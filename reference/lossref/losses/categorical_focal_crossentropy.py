@@ -15,8 +15,10 @@ import numpy as np
 from ..numerics import xmul
 from ..oracle import ops as x
 from ..registry import LossDef, Param, is_real, register
+from .binary_crossentropy import AT_BOUND, scaled
 from .categorical_crossentropy import (EPSILON, FROM_LOGITS, LABEL_SMOOTHING, class_parts,
-                                       clip_bounds_of, exact_class_terms, smooth_labels)
+                                       clip_bounds_of, exact_class_terms, grad_parts, nan_rows,
+                                       row_vjp, smooth_labels)
 
 
 def _finite_real(v) -> bool:
@@ -56,7 +58,36 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, gamma: float, from_log
     y = smooth_labels(y_true, label_smoothing)
     _, c, logp, bad = exact_class_terms(y_pred, from_logits, clip_bounds_of(epsilon))
     a = x.num(float(alpha)) if _finite_real(alpha) else x.lift(np.asarray(alpha, np.float64))
-    return x.where(bad, x.NAN, a * x.power(c, x.num(float(gamma))) * -x.xmul_pole(y, logp))
+    return x.where(bad, logp, a * x.power(c, x.num(float(gamma))) * -x.xmul_pole(y, logp))
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, alpha, gamma: float,
+                   from_logits: bool, label_smoothing: float, epsilon,
+                   at_bound: float = AT_BOUND) -> dict:
+    """VJP of :func:`reference` (coupled over the class axis): ``{"y_pred", "y_true"}``.
+
+    ``p df_i/dp_i = -alpha y' ((1 - p)^g - g (1 - p)^(g-1) p log p)``: for g >= 0 and p in
+    (0, 1] a sum of two terms of one sign. Times the cotangent and the clip mask it is the
+    row weight of :func:`~lossref.losses.categorical_crossentropy.row_vjp` (the clip
+    applies on both paths). With respect to y: ``cot s alpha (1 - p)^g (-log p)``.
+    """
+    y = smooth_labels(y_true, label_smoothing)
+    g = float(gamma)
+    p, c, logp, mask, q, cq, top = grad_parts(y_pred, from_logits, clip_bounds_of(epsilon), at_bound)
+    a = _alpha64(alpha)
+    with np.errstate(all="ignore"):
+        cg = np.power(c, g)
+        if g == 0.0:
+            d = cg
+        else:  # g (1 - p)^(g-1) p log p, with p log p = 0 at p = 0
+            plogp = np.where(p == 0.0, 0.0, p * logp)
+            d = cg - np.where(plogp == 0.0, 0.0, g * np.power(c, g - 1.0) * plogp)
+        w = np.where(mask == 0.0, 0.0, -xmul(a * y * cot * mask, d))
+        gp = row_vjp(np.broadcast_to(w, q.shape).copy(), q, cq, top, None if from_logits else y_pred)
+        gy = cot * scaled(a * cg * -logp, label_smoothing)
+        if not from_logits:
+            gp = nan_rows(gp, reference(y_true, y_pred, alpha, gamma, False, label_smoothing, epsilon))
+    return {"y_pred": gp, "y_true": gy}
 
 
 LOSS = register(LossDef(
@@ -73,4 +104,5 @@ LOSS = register(LossDef(
     },
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

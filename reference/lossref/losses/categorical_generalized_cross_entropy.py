@@ -52,6 +52,19 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, q: float) -> np.ndarray:
     return x.where(pos, x.div(near, qe), x.div(1 - x.power(p, qe), qe))
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, q: float) -> dict:
+    """VJP of :func:`reference` with respect to y_pred (integer labels have none):
+    ``{"y_pred"}``, ``-cot p_y^(q - 1)`` at the labelled class, 0 elsewhere (IEEE pow:
+    ``p_y = 0`` with q < 1 gives -inf, a negative p_y NaN, as the value's pow)."""
+    idx, _ = class_indices(y_true, y_pred.shape[-1], None, "y_true")
+    p = np.take_along_axis(y_pred, idx[..., None], axis=-1)
+    with np.errstate(all="ignore"):
+        g = -np.asarray(cot, np.float64)[..., None] * np.power(p, float(q) - 1.0)
+    out = np.zeros(np.broadcast_shapes(y_pred.shape, g.shape[:-1] + (1,)))
+    np.put_along_axis(out, idx[..., None], g, axis=-1)
+    return {"y_pred": out}
+
+
 LOSS = register(LossDef(
     name="categorical_generalized_cross_entropy",
     summary="(1 - p_y^q) / q for integer labels y; no clipping",
@@ -61,4 +74,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_label_inputs,
+    grad_ref=grad_reference,
 ))

@@ -20,7 +20,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..numerics import logsumexp_merge, logsumexp_rest, softplus
+from ..numerics import (logsumexp, logsumexp_merge, logsumexp_rest, sigmoid, softplus, sum2_parts,
+                        two_product, two_sum)
 from ..oracle import ops as x
 from ..registry import (LossDef, Param, block_elements, check_float_array, finite_number,
                         register, reuse_freed_memory)
@@ -205,13 +206,14 @@ def _member_weights(d: np.ndarray, pos: np.ndarray, neg: np.ndarray, gamma: floa
     np.maximum(w, 0.0, out=w)
     w *= -gamma
     t = np.subtract(margin, d)
-    w *= t
+    # a clamped factor is an exact 0 (kept where d overflowed to inf and 0 * inf is NaN)
+    np.multiply(w, t, out=w, where=w != 0)
     np.copyto(w, -np.inf, where=~pos)  # members only: an empty set is -inf
     yield w
     np.subtract(o_n, d, out=w)
     np.maximum(w, 0.0, out=w)
     w *= gamma
-    w *= np.subtract(d_n, d, out=t)
+    np.multiply(w, np.subtract(d_n, d, out=t), out=w, where=w != 0)
     np.copyto(w, -np.inf, where=~neg)
     yield w
 
@@ -247,6 +249,109 @@ def _merge(parts):
         return parts[0]
     return logsumexp_merge(np.concatenate([p[0] for p in parts], axis=1),
                            np.concatenate([p[1] for p in parts], axis=1), axis=1)
+
+
+def _dots2(a: np.ndarray, b: np.ndarray):
+    """``a @ b.T`` as double-doubles ``(hi, lo)``: compensated sums of exact products, a
+    block of rows of `a` at a time."""
+    n, r = a.shape[0], b.shape[0]
+    hi, lo = np.empty((n, r)), np.empty((n, r))
+    k = max(1, block_elements() // max(1, r * a.shape[1]))
+    for i in range(0, n, k):
+        h, l = two_product(a[i:i + k, None, :], b[None, :, :])
+        hi[i:i + k], lo[i:i + k] = sum2_parts(h, lo=l)
+    return hi, lo
+
+
+def _matmul2(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``m @ b`` with compensated sums of exact products, a block of rows at a time."""
+    n, r = m.shape
+    out = np.empty((n, b.shape[1]))
+    k = max(1, block_elements() // max(1, r * b.shape[1]))
+    for i in range(0, n, k):
+        h, l = two_product(m[i:i + k, :, None], b[None, :, :])
+        out[i:i + k] = sum2_parts(h, axis=1, lo=l)[0]
+    return out
+
+
+def _slope(x: np.ndarray) -> np.ndarray:
+    """Slope of ``max(x, 0)`` in x: 1 above, 1/2 at the tie (torch.maximum, jnp.maximum), 0 below."""
+    return np.where(x > 0, 1.0, np.where(x == 0, 0.5, 0.0))
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, gamma: float, margin: float,
+                   remove_diagonal: bool, ref_labels: Optional[np.ndarray],
+                   ref_embeddings: Optional[np.ndarray], optim_neg: Optional[float],
+                   delta_neg: Optional[float]) -> dict:
+    """VJP of :func:`reference` with respect to the embeddings (and `ref_embeddings` where
+    given); the labels only select pairs.
+
+    ``dloss_i/dw = cot_i sigmoid(L_p + L_n) pi_ij``, ``pi`` the softmax of the members'
+    weights. The weights' slopes in the distance are written without cancellation:
+    ``dw_p/dd = 2 gamma d`` where ``m + d > 0`` (``-gamma (a'(m - d) - a)`` in general, so
+    ``-gamma m`` at the tie ``m + d = 0`` and 0 below), ``dw_n/dd = gamma (2 d - o_n - d_n)``
+    where ``o_n > d``, with ``2 - o_n - d_n`` exactly 0 by default, so ``-2 gamma s`` from
+    the dot product ``s = 1 - d`` (``-gamma (d_n - o_n) / 2`` at the tie, 0 below). The
+    clamp ``d = max(1 - s, 0)`` passes ``-1`` (1/2 at ``s = 1``). Every max splits 1/2 at a
+    tie, as torch.maximum and jax.numpy.maximum (Keras's Circle uses ``ops.maximum``, with
+    no stop-gradient on the weights). The distances come from double-double dot products.
+    """
+    r_lab, r_emb = references(y_true, y_pred, ref_labels, ref_embeddings)
+    a = np.asarray(y_pred, np.float64)
+    symmetric = ref_embeddings is None
+    r = a if symmetric else np.asarray(r_emb, np.float64)
+    cot = np.asarray(cot, np.float64)
+    if a.shape[0] == 0 or r.shape[0] == 0:
+        # no pairs: every set is empty, the loss a constant 0
+        g0 = {"y_pred": np.zeros_like(a)}
+        return g0 if symmetric else {**g0, "ref_embeddings": np.zeros_like(r)}
+    m, g = float(margin), float(gamma)
+    with np.errstate(all="ignore"):
+        sh, sl = _dots2(a, r)
+        dh, dl = two_sum(np.ones_like(sh), -sh)
+        dl = np.where(np.isfinite(dh), dl - sl, 0.0)  # an overflowed dot product: 1 - s is +-inf
+        gap = dh + dl  # 1 - s, accurate: its sign decides the clamp
+        d = np.maximum(gap, 0.0)
+        pos, neg = pair_masks(y_true, r_lab, remove_diagonal)
+        o_n, d_n = constants(margin, optim_neg, delta_neg)
+        # a clamped factor is an exact 0, so the weight is 0 also where the other factor
+        # overflowed (d from a dot product beyond the float64 range)
+        c_p = np.maximum(m + d, 0.0)
+        c_n = np.maximum(o_n - d, 0.0)
+        w_p = np.where(pos, np.where(c_p == 0, 0.0, -g * c_p * (m - d)), -np.inf)
+        w_n = np.where(neg, np.where(c_n == 0, 0.0, g * c_n * (d_n - d)), -np.inf)
+        l_p = logsumexp(w_p, axis=-1)[:, None]
+        l_n = logsumexp(w_n, axis=-1)[:, None]
+        top = cot[:, None] * sigmoid(l_p + l_n)
+        pi_p = np.where(pos, np.exp(w_p - l_p), 0.0)
+        pi_n = np.where(neg, np.exp(w_n - l_n), 0.0)
+        # positives: slope of -gamma max(m + d, 0) (m - d) in d
+        mh, ml = two_sum(np.full_like(dh, m), dh)
+        mp = np.where(np.isfinite(mh), mh + (ml + dl), mh)
+        mp = np.where(gap > 0, mp, m)  # m + max(1 - s, 0)
+        sp = np.where(mp > 0, 2.0 * g * d, np.where(mp == 0, -g * m, 0.0))
+        # negatives: slope of gamma max(o_n - d, 0) (d_n - d) in d
+        if optim_neg is None and delta_neg is None:
+            # o_n + d_n = 2 exactly: 2d - 2 = -2 s where d = 1 - s > 0, -2 where clamped
+            sn_free = -2.0 * g * np.where(gap > 0, sh + sl, 1.0)
+            tie_n = -0.5 * g * (-2.0 * m)  # d_n - o_n = -2m
+            on_h, on_l = two_sum(np.full_like(dh, 1.0 + m), -d)
+        else:
+            t_h, t_l = two_sum(float(o_n), float(d_n))
+            u_h, u_l = two_sum(2.0 * d, -np.full_like(d, t_h))
+            sn_free = g * (u_h + (u_l - t_l))
+            tie_n = -0.5 * g * (float(d_n) - float(o_n))
+            on_h, on_l = two_sum(np.full_like(dh, float(o_n)), -d)
+        on = np.where(np.isfinite(on_h), on_h + on_l, on_h)  # o_n - d: its sign decides the clamp
+        sn = np.where(on > 0, sn_free, np.where(on == 0, tie_n, 0.0))
+        gd = top * (np.where(pos, pi_p * sp, 0.0) + np.where(neg, pi_n * sn, 0.0))
+        gs = -gd * _slope(gap)  # d = max(1 - s, 0)
+        gs = np.where(pos | neg, gs, 0.0)
+        ga = _matmul2(gs, r)
+        gr = _matmul2(gs.T, a)
+    if symmetric:
+        return {"y_pred": ga + gr}
+    return {"y_pred": ga, "ref_embeddings": gr}
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, gamma: float, margin: float,
@@ -310,4 +415,5 @@ LOSS = register(LossDef(
     per_sample_exact=oracle,
     check_inputs=check_inputs,
     native=True,
+    grad_ref=grad_reference,
 ))

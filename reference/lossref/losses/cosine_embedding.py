@@ -19,7 +19,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..numerics import sum2, sum2_parts, two_product, two_sum
+from ..numerics import dd_quotient, dd_residual, hinge_share, sum2, sum2_parts, two_product, two_sum
 from ..oracle import ops as x
 from ..registry import LossDef, Param, check_float_array, finite_number, is_real, param_array, real_array_error, register
 
@@ -162,6 +162,71 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0
     return out.reshape(y_pred.shape[:-1])
 
 
+def _grad_rows(t, p, q, cot, margin: float, eps1: float, eps2: float, kink: float):
+    """``(d/dx1, d/dx2)`` of ``sum(cot * loss)`` for float64 rows (see :func:`gradient`)."""
+    finite = np.all(np.isfinite(p) & np.isfinite(q), axis=-1)
+    p, q = np.where(finite[:, None], p, 0.0), np.where(finite[:, None], q, 0.0)
+    tops = [np.max(np.abs(v), axis=-1, initial=0.0) for v in (p, q)]
+    ex, ey = (np.where(top > 0, np.frexp(top)[1], _NONE) for top in tops)
+    w, v = np.ldexp(p, -ex[:, None]), np.ldexp(q, -ey[:, None])
+    ah, al, kx, _ = _norm(w, ex, eps1)
+    bh, bl, ky, _ = _norm(v, ey, eps2)
+    defined = finite & (ah > 0) & (bh > 0)
+    ah, bh = np.where(defined, ah, 1.0), np.where(defined, bh, 1.0)
+    rx, rxl = _rsqrt(ah, al)
+    ry, ryl = _rsqrt(bh, bl)
+    h, low = two_product(w, v)
+    ph, pl = sum2_parts(h, lo=low)  # w.v, double length
+    # the sign of cos - margin, as the reference forms it
+    ch, cl = _dd_mul(*_dd_mul(ph, pl, rx, rxl), ry, ryl)
+    ch, cl = np.ldexp(ch, ex - kx + ey - ky), np.ldexp(cl, ex - kx + ey - ky)
+    s, se = two_sum(ch, -np.float64(margin))
+    above = s + (se + cl)
+    above = np.where(np.isfinite(above), above, (ch + cl) - margin)
+    coef = np.where(t == 1, -1.0, np.where(t == -1, hinge_share(above, kink), 0.0)) * cot
+    # an undefined value (a zero vector with eps = 0, an infinite or NaN entry) is the
+    # definition's NaN, not a function of the inputs: no gradient
+    coef = np.where(defined | ((t != 1) & (t != -1)), coef, 0.0)
+    fh, fl = _dd_mul(*_dd_mul(rx, rxl, ry, ryl), coef, np.zeros_like(coef))
+
+    def one(a, al_, ea, ka, b, eb):
+        # d cos / d x_b = (x_a - (d / |x_b|^2+eps) x_b) / sqrt(A B), on the scaled rows
+        qh, ql = dd_quotient(ph, pl, al_[0], al_[1])
+        sc = (2 * (eb - ka))[:, None]
+        rh, rl = dd_residual(a, np.ldexp(qh[:, None], sc), np.ldexp(ql[:, None], sc), b)
+        g = rh * fh[:, None] + (rl * fh[:, None] + rh * fl[:, None])
+        return np.ldexp(g, (ea - kx - ky)[:, None])
+
+    g1 = one(v, (ah, al), ey, kx, w, ex)
+    g2 = one(w, (bh, bl), ex, ky, v, ey)
+    zero = (coef == 0)[:, None]  # a label other than +-1, or an inactive hinge: exactly 0
+    return np.where(zero, 0.0, g1), np.where(zero, 0.0, g2)
+
+
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, x2=None, margin: float = 0.0,
+             eps: Any = 1e-12, kink: float = 0.5) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient") with respect to ``x1 = y_pred`` and `x2`.
+
+    ``d cos / d x1 = (x2 - (x1.x2 / A) x1) / sqrt(A B)`` (``A``, ``B`` the squared norms
+    plus eps), and the same with x1 and x2 swapped; ``d/dx = -d cos`` where ``y = 1``,
+    ``a d cos`` where ``y = -1`` with ``a`` the hinge's share (1 where ``cos > margin``,
+    `kink` at equality — 1/2 by default, 1 for torch's ``clamp_min`` — 0 below), 0 for other
+    labels. The residual ``x2 - (x1.x2 / A) x1`` cancels for nearly parallel vectors: it is
+    formed from a double-length ratio and exact products, on rows scaled by powers of two.
+    0 where the value is the definition's NaN (a zero vector with eps = 0, an infinite or
+    NaN entry: a constant of the oracle; torch's autograd gives NaN). The labels get no
+    gradient."""
+    q = np.broadcast_to(np.asarray(param_array("cosine_embedding", "x2", x2, y_pred.shape), np.float64), y_pred.shape)
+    e1, e2 = eps_pair(eps)
+    d = y_pred.shape[-1]
+    with np.errstate(all="ignore"):
+        g1, g2 = _grad_rows(np.asarray(y_true, np.float64).reshape(-1), np.asarray(y_pred, np.float64).reshape(-1, d),
+                            np.ascontiguousarray(q).reshape(-1, d),
+                            np.broadcast_to(np.asarray(cot, np.float64), y_pred.shape[:-1]).reshape(-1),
+                            margin, e1, e2, kink)
+    return {"y_pred": g1.reshape(y_pred.shape), "x2": g2.reshape(y_pred.shape)}
+
+
 # --- oracle ------------------------------------------------------------------------------------
 
 
@@ -181,11 +246,13 @@ def _exact_row(label, a, b, margin: float, eps1: float, eps2: float):
     finite = x.isfinite(np.concatenate([a, b])).tolist()
     if not all(v is True for v in finite):  # False (mpmath: the value is NaN) or None (balls)
         return x.NAN
-    fa, fb = [x.to_fraction(v) for v in a], [x.to_fraction(v) for v in b]
+    fa, fb = [x.to_fraction(x.value_of(v)) for v in a], [x.to_fraction(x.value_of(v)) for v in b]
     ab = (sum(v * v for v in fa) + Fraction(eps1)) * (sum(v * v for v in fb) + Fraction(eps2))
     d = sum(u * v for u, v in zip(fa, fb))
     if ab == 0:
         return x.NAN
+    if x.has_nodes(a) or x.has_nodes(b):  # differentiated: the branches decided above, the op set
+        return _differentiable_row(is_pos, a, b, d, margin, eps1, eps2)
     s = x.sqrt(x.from_fraction(ab))[()]
     q = lambda u, v: x.div(u, v)[()]  # noqa: E731  (every divisor here is nonzero)
     if is_pos:  # 1 - d/s = (AB - d^2) / (s (s + d)) for d > 0
@@ -200,6 +267,18 @@ def _exact_row(label, a, b, margin: float, eps1: float, eps2: float):
     else:  # d/s and -m of one sign (or zero): no cancellation, and exactly -m where d = 0
         above = q(x.from_fraction(d), s) - x.from_fraction(m)
     return x.maximum(above, 0)[()]
+
+
+def _differentiable_row(is_pos, a, b, d, margin: float, eps1: float, eps2: float):
+    """The value of :func:`_exact_row` in the op set (its inputs being differentiated):
+    ``1 - cos`` or ``max(cos - m, 0)`` with ``cos = a.b / sqrt((|a|^2 + eps1)(|b|^2 + eps2))``;
+    the exact rationals decided the branches (``d = a.b``)."""
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    s = x.sqrt(np.asarray((x.fsum(a * a) + x.num(eps1)) * (x.fsum(b * b) + x.num(eps2)), dtype=object))
+    cos = x.div(x.fsum(a * b), s)[()]
+    if is_pos:
+        return x.num(1) - cos
+    return x.maximum(cos - x.num(margin), 0)[()]
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0.0, eps: Any = 1e-12) -> np.ndarray:
@@ -229,4 +308,5 @@ LOSS = register(LossDef(
     per_sample_exact=oracle,
     check_inputs=check_inputs,
     arrays=("x2",),
+    grad_ref=gradient,
 ))

@@ -12,7 +12,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..numerics import log_softmax, logsumexp_parts
+from ..numerics import log_softmax, logsumexp_parts, sum2, two_sum
 from ..oracle import ops as x
 from ..registry import LossDef, block_elements, check_float_array, map_blocks, register
 
@@ -203,6 +203,190 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, log_probs: bool = False,
         out[b] = -x.log(np.asarray([total], dtype=object))[0]
     return out
 
+# --- gradient: forward-backward in log space ---------------------------------------------------
+
+
+def others_sum(x: np.ndarray) -> np.ndarray:
+    """``Σ_{j≠k} x_j`` over the last axis for every ``k``, for entries of one sign per row.
+
+    ``total - x_k`` loses nothing when ``x_k`` is not the largest (then ``x_k <= total/2``);
+    at the largest entry, where ``total - x_k`` would cancel (``1 - p`` near ``p = 1``), the
+    other entries are summed directly.
+    """
+    with np.errstate(invalid="ignore"):
+        out = sum2(x, axis=-1)[..., None] - x
+        top = np.argmax(np.abs(np.nan_to_num(x, nan=0.0)), axis=-1)[..., None]
+        rest = x.copy()
+        np.put_along_axis(rest, top, 0.0, axis=-1)
+        np.put_along_axis(out, top, sum2(rest, axis=-1)[..., None], axis=-1)
+    return out
+
+
+def softmax_parts(z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(q, 1 - q)`` of ``q = softmax(z)`` over the last axis, each to a few ulps.
+
+    ``exp(z - m)`` uses the exact split ``z - m = d + e`` (no ``|z - m|·u`` amplification)
+    and ``1 - q`` is the sum of the other classes' terms over the total (no cancellation at
+    a dominant class). Non-finite rows give NaN (the loss is NaN or infinite there).
+    """
+    with np.errstate(all="ignore"):
+        m = np.max(z, axis=-1, keepdims=True)
+        d, e = two_sum(z, -np.where(np.isfinite(m), m, 0.0))
+        np.copyto(e, 0.0, where=~np.isfinite(e))
+        ex = np.exp(d) * (1.0 + e)
+        total = sum2(ex, axis=-1)[..., None]
+        return ex / total, others_sum(ex) / total
+
+
+def softmax_vjp(z: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``g - q·Σg`` (the VJP of ``log_softmax`` at logits `z`, cotangent `g` of one sign per
+    row) written as ``g·(1 - q) - q·Σ_{j≠k} g_j``: the ``1 - q`` and the row sum without
+    the element itself do not cancel; what remains is the difference of the two terms,
+    which is the true conditioning of the result."""
+    q, q_rest = softmax_parts(z)
+    return g * q_rest - q * others_sum(g)
+
+
+def logsumexp_pair(xh: np.ndarray, xl: np.ndarray, axis: int):
+    """``log Σ exp(xh + xl)`` over `axis` as a pair ``(hi, lo)`` (the axis kept).
+
+    The values are ``hi + lo`` pairs (``lo`` below an ulp of ``hi``): the differences to
+    the maximum are split exactly (TwoSum) and the sum ``m + log1p(rest)`` is kept as a
+    pair, so the only roundings are those of ``exp``, ``log1p`` and the small ``rest``,
+    none proportional to the magnitude of the logs. All ``-inf``: ``(-inf, 0)``.
+    """
+    top = np.expand_dims(np.argmax(np.nan_to_num(xh, nan=np.inf), axis=axis), axis)
+    m = np.take_along_axis(xh, top, axis=axis)
+    ml = np.take_along_axis(xl, top, axis=axis)
+    d, e = two_sum(xh, -np.where(np.isfinite(m), m, 0.0))
+    e += xl - ml
+    np.copyto(e, 0.0, where=~np.isfinite(e))
+    ex = np.exp(d) * (1.0 + e)
+    np.put_along_axis(ex, top, 0.0, axis=axis)
+    hi, lo = two_sum(m, np.log1p(np.sum(ex, axis=axis, keepdims=True)))
+    lo += ml
+    return renorm_pair(hi, lo)
+
+
+def renorm_pair(hi: np.ndarray, lo: np.ndarray):
+    """``(hi, lo)`` renormalised (``hi = fl(hi + lo)``); ``lo = 0`` where ``hi`` is not finite."""
+    lo = np.where(np.isfinite(hi) & np.isfinite(lo), lo, 0.0)
+    hi, e = two_sum(hi, lo)
+    bad = ~np.isfinite(hi) | ~np.isfinite(e)
+    if bad.any():
+        e = np.where(bad, 0.0, e)
+    return hi, e
+
+
+def _occupancy(y_true: np.ndarray, emit_logs: np.ndarray, lengths: np.ndarray):
+    """Per class occupancy ``γ_t(k) = Σ_{s: l'_s = k} α_t(s) β̃_t(s) / P`` (B, T, C) and
+    whether each sample's ``P`` is positive and finite (from its states).
+
+    ``emit_logs``: the per-step log-weights of the classes, up to a constant per step
+    (logits or log-probabilities: a shift of step t multiplies every alignment by the
+    same factor, so ``γ`` does not see it). ``α_t`` (emission at t included) and ``β̃_t``
+    (from step t + 1 on) are log-space forward and backward variables carried as exact
+    ``hi + lo`` pairs, each shifted by its step's maximum (the shifts cancel in the
+    quotient, which uses ``P = Σ_s α_t(s) β̃_t(s)`` at the same step).
+    """
+    ext, skip, length = _extended(y_true)
+    n_b, n_t, n_c = emit_logs.shape
+    n_s = ext.shape[1]
+    emit = np.take_along_axis(emit_logs, ext[:, None, :], axis=2)  # (B, T, S), exact
+    fwd = np.empty((2, n_b, n_t, n_s))
+    ah = np.full((n_b, n_s), -np.inf)
+    ah[:, 0] = 0.0
+    al = np.zeros((n_b, n_s))
+    ph = np.full((3, n_b, n_s), -np.inf)
+    pl = np.zeros((3, n_b, n_s))
+    no_jump = ~skip
+    live = np.arange(n_t)[None, :] < lengths[:, None]  # (B, T): the steps read
+    for t in range(n_t):
+        for buf, src in ((ph, ah), (pl, al)):
+            buf[0] = src
+            buf[1, :, 1:] = src[:, :-1]
+            buf[2, :, 2:] = src[:, :-2]
+        np.copyto(ph[2], -np.inf, where=no_jump)
+        np.copyto(pl[2], 0.0, where=no_jump)
+        h, lo = logsumexp_pair(ph, pl, 0)
+        h, e = two_sum(h[0], emit[:, t])
+        h, lo = renorm_pair(h, lo[0] + e)
+        c = np.max(h, axis=1, keepdims=True)
+        h, e = two_sum(h, -np.where(np.isfinite(c), c, 0.0))
+        h, lo = renorm_pair(h, lo + e)
+        keep = live[:, t, None]
+        ah, al = np.where(keep, h, ah), np.where(keep, lo, al)
+        fwd[0, :, t], fwd[1, :, t] = ah, al
+    rows = np.arange(n_b)
+    final = np.full((n_b, n_s), -np.inf)
+    final[rows, 2 * length] = 0.0
+    has = length > 0
+    final[rows[has], 2 * length[has] - 1] = 0.0
+    m, r = logsumexp_parts(np.where(final == 0.0, ah, -np.inf), axis=1)
+    ok = np.isfinite((m + r)[:, 0])  # P > 0 and finite (α after the last read step)
+    gamma = np.zeros((n_b, n_t, n_c))
+    nh = np.full((3, n_b, n_s), -np.inf)
+    nl = np.zeros((3, n_b, n_s))
+    bh, bl = final.copy(), np.zeros((n_b, n_s))
+    flat = (np.repeat(rows, n_s), ext.ravel())
+    for t in range(n_t - 1, -1, -1):
+        if t < n_t - 1:
+            xh, xl = two_sum(emit[:, t + 1], bh)
+            xh, xl = renorm_pair(xh, xl + bl)
+            for buf, src, empty in ((nh, xh, -np.inf), (nl, xl, 0.0)):
+                buf[0] = src
+                buf[1, :, :-1] = src[:, 1:]
+                buf[2, :, :-2] = np.where(skip[:, 2:], src[:, 2:], empty)
+            h, lo = logsumexp_pair(nh, nl, 0)
+            c = np.max(h[0], axis=1, keepdims=True)
+            h, e = two_sum(h[0], -np.where(np.isfinite(c), c, 0.0))
+            h, lo = renorm_pair(h, lo[0] + e)
+            keep = (t < lengths - 1)[:, None]
+            bh, bl = np.where(keep, h, final), np.where(keep, lo, 0.0)
+        wh, wl = two_sum(fwd[0, :, t], bh)
+        wh, wl = renorm_pair(wh, wl + fwd[1, :, t] + bl)
+        mh, ml = logsumexp_pair(wh, wl, 1)
+        d, e = two_sum(wh, -np.where(np.isfinite(mh), mh, 0.0))
+        e += wl - ml
+        np.copyto(e, 0.0, where=~np.isfinite(e))
+        occ = np.exp(d) * (1.0 + e)  # α_t(s) β̃_t(s) / P
+        g = np.zeros((n_b, n_c))
+        np.add.at(g, flat, occ.ravel())
+        gamma[:, t] = g
+    gamma[~live] = 0.0
+    return gamma, ok, live
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, log_probs: bool = False,
+                   input_lengths: Optional[np.ndarray] = None) -> dict:
+    """VJP of :func:`reference`: ``{"y_pred": d Σ_b cot_b ℓ_b / d y_pred}`` (B, T, C).
+
+    Log-probabilities (`log_probs`): ``-cot·γ_t(k)``; logits: ``cot·(q_t(k) - γ_t(k))``,
+    evaluated as ``cot·(q·(1 - γ) - γ·(1 - q))`` with both ``1 - ·`` free of
+    cancellation (:func:`softmax_vjp`). Steps past a sample's length: 0. A sample whose
+    loss is not finite (``P = 0``: ``+inf``; NaN) gets NaN at its read steps (``0/0``).
+    """
+    lab = np.asarray(y_true, dtype=np.float64)
+    z = np.asarray(y_pred, dtype=np.float64)
+    n_b, n_t, _ = z.shape
+    lens = (np.full(n_b, n_t, np.int64) if input_lengths is None
+            else np.asarray(input_lengths, dtype=np.int64).reshape(n_b))
+    c = np.asarray(cot, dtype=np.float64).reshape(n_b)[:, None, None]
+    out = np.empty(z.shape)
+    rows = max(1, block_elements() // max(1, n_t * max(z.shape[2], 2 * lab.shape[1] + 1)))
+    with np.errstate(all="ignore"):
+        for i in range(0, n_b, rows):  # blocks of rows bound the stored forward variables
+            sl = slice(i, i + rows)
+            zb = z[sl]
+            gamma, ok, live = _occupancy(lab[sl], zb, lens[sl])
+            if not log_probs:  # the softmax of a read step is NaN with a NaN, a +inf or only -inf
+                bad = np.isnan(zb).any(-1) | np.isposinf(zb).any(-1) | np.isneginf(zb).all(-1)
+                ok &= ~(bad & live).any(axis=1)
+            g = -c[sl] * gamma if log_probs else c[sl] * softmax_vjp(zb, -gamma)
+            g = np.where(live[..., None], g, 0.0)
+            out[sl] = np.where(~ok[:, None, None] & live[..., None], np.nan, g)
+    return {"y_pred": out}
+
 
 LOSS = register(LossDef(
     name="ctc",
@@ -210,6 +394,7 @@ LOSS = register(LossDef(
     stage2="structured",
     per_sample_ref=reference,
     per_sample_exact=oracle,
+    grad_ref=grad_reference,
     check_inputs=check_inputs,
     native=True,
 ))

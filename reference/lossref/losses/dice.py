@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import (axes_last, normalize_axes, overlap_exponent, overlap_quotient, overlap_ratio,
-                        overlap_sums, sum2_parts)
+from ..numerics import (axes_last, normalize_axes, overlap_exponent, overlap_grad_wide, overlap_quotient,
+                        overlap_ratio, overlap_sums, sum2_parts)
 from ..oracle import ops as x
 from ..registry import (LossDef, Param, block_elements, check_float_array, map_blocks,
                         optional_nonneg_float, register)
@@ -100,6 +100,15 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, axis, epsilon) -> np.ndarr
     return overlap_loss(y_true, y_pred, axis, 1.0, 1.0, 2.0, epsilon)
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, axis, epsilon) -> dict:
+    """VJP of :func:`reference`: ``d/dp_k = 2 (I - y_k D) / D**2`` and
+    ``d/dy_k = 2 (I - p_k D) / D**2`` per group (``I = sum(y p)``, ``D`` the denominator),
+    the numerators from double-double sums (:func:`lossref.numerics.overlap_grad_wide`)."""
+    axes = normalize_axes(axis, np.ndim(y_pred))
+    gy, gp = overlap_grad_wide(y_true, y_pred, axes, 1.0, 1.0, 2.0, epsilon, cot)
+    return {"y_pred": gp, "y_true": gy}
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, axis, epsilon) -> np.ndarray:
     """The literal definition on exact values."""
     axes = normalize_axes(axis, y_pred.ndim)
@@ -118,4 +127,5 @@ LOSS = register(LossDef(
     per_sample_exact=oracle,
     check_inputs=check_overlap_inputs,
     native=True,
+    grad_ref=grad_reference,
 ))

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..numerics import two_product, two_sum
+from ..numerics import clip_share, two_product, two_sum
 from ..oracle import ops as x
 from ..registry import LossDef, Param, nonneg_float, param_array, real_array_error, register
 from .binary_crossentropy import check_bool
@@ -75,7 +75,7 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, var=1.0, eps: float = 1e-6,
            full: bool = False) -> np.ndarray:
     """The literal definition on exact values (`var` floats or exact numbers)."""
     e = y_pred - y_true
-    v = x.maximum(x.lift(param_array("gaussian_nll", "var", var, e.shape)), x.num(eps))
+    v = x.clamp_min(x.lift(param_array("gaussian_nll", "var", var, e.shape)), x.num(eps))
     out = x.div(x.log(v) + x.div(e * e, v), 2)
     if full:
         out = out + x.div(x.log(x.num(2) * x.pi()), 2)
@@ -98,6 +98,51 @@ def check_var(v) -> Optional[str]:
     return None
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, var=1.0, eps: float = 1e-6,
+                   full: bool = False, clamp: str = "max") -> dict:
+    """VJP of :func:`reference` with ``d = x - y``, ``v = max(var, eps)``:
+    ``d/dx = d / v``, ``d/dy = -d / v``, ``d/dvar = (v - d^2) / (2 v^2) · dv/dvar``.
+
+    ``v - d^2`` cancels where the residual matches the spread (``d^2 ≈ v``, the optimum of
+    ``var``): ``d`` is carried exactly (TwoSum), squared exactly (TwoProduct) after both are
+    scaled by powers of two to ``v ~ 1``. `clamp` picks ``dv/dvar``: ``"max"`` (the catalogue:
+    1 above `eps`, 0 below, 1/2 at it, the tie of ``max``) or ``"straight"`` (1 everywhere:
+    PyTorch clamps a copy of `var` outside autograd).
+    """
+    x_, y = np.broadcast_arrays(np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64))
+    raw = np.broadcast_to(param_array("gaussian_nll", "var", var, x_.shape), x_.shape)
+    v = np.maximum(raw, float(eps))
+    d, dl = two_sum(x_, -y)
+    over = np.isinf(d) & np.isfinite(x_) & np.isfinite(y)
+    k0 = 0
+    if np.any(over):  # |x - y| above the largest float64: work with its exact half
+        hd, hl = two_sum(0.5 * x_, -0.5 * y)
+        d, dl, k0 = np.where(over, hd, d), np.where(over, hl, dl), np.where(over, 1, 0)
+    dl = np.where(np.isfinite(dl), dl, 0.0)
+    gx = np.ldexp(d / v, k0) * cot
+    # d/dvar: v = m 2^(2k), d = d' 2^(k - k0), so (v - d^2) / (2 v^2) = (m - d'^2) / (2 m^2) 2^(-2k)
+    good = np.isfinite(d) & np.isfinite(v) & (v > 0)
+    k = np.frexp(np.where(good, v, 1.0))[1] // 2
+    m = np.ldexp(np.where(good, v, 1.0), -2 * k)
+    ds, dls = np.ldexp(np.where(good, d, 0.0), k0 - k), np.ldexp(np.where(good, dl, 0.0), k0 - k)
+    h, low = two_product(ds, ds)
+    num = (m - h) - (low + 2.0 * ds * dls)
+    scaled = np.ldexp(((num / m) * cot) / m, -2 * k - 1)
+    # d'^2 overflowed (d^2 / v past float64's range; 1 / v is lost beside it), or an operand
+    # is infinite, NaN or v = 0: IEEE's value of the formula
+    plain = ~good | np.isinf(h)
+    if np.any(plain):
+        dv = np.ldexp(d / v, k0)
+        scaled = np.where(plain, (0.5 * cot) * (1.0 / v - dv * dv), scaled)
+    if clamp == "max":
+        share = clip_share(raw, float(eps), None, 0.5)
+    elif clamp == "straight":
+        share = 1.0
+    else:
+        raise ValueError(f"gaussian_nll: clamp must be 'max' or 'straight', got {clamp!r}")
+    return {"y_pred": gx, "y_true": -gx, "var": scaled * share}
+
+
 LOSS = register(LossDef(
     name="gaussian_nll",
     summary="(log v + (x - y)^2 / v) / 2 with v = max(var, eps) (+ log(2 pi)/2 if full); "
@@ -111,5 +156,6 @@ LOSS = register(LossDef(
     },
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
     arrays=("var",),
 ))

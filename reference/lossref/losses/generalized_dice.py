@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..numerics import sum2
+from ..numerics import sum2, two_product
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, optional_nonneg_float, register
 from . import soft_dice
@@ -47,6 +47,41 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, smooth: float = 1.0,
         return np.asarray(sum2(v.reshape(-1)) / v.size)
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, smooth: float = 1.0,
+                   activation: Optional[str] = "softmax", ignore_background: bool = False,
+                   epsilon: float = 1e-7) -> dict:
+    """VJP of :func:`reference`.
+
+    Scores: the soft Dice VJP (:func:`soft_dice.grad_parts`) with the cotangent
+    ``cot w_c / n`` (0 for a left-out background). Targets: that VJP's ``d/dy`` plus, through
+    the volumes, ``(cot / n) C u_m' / U sum_c (u_c / U) (D_m - D_c)`` on every entry of class
+    ``m`` (``u = 1 / (V**2 + eps)``, ``U = sum(u)``, ``u' = -2 V u**2``, ``D_c`` the sum of
+    the included ``d[..., c]``): the differences keep the weighted mean ``sum w D / C``
+    from cancelling against ``D_m``.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    n_c = y.shape[-1]
+    cot = np.asarray(cot, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        d = soft_dice.reference(y, y_pred, 0.5, 0.5, smooth, None, activation)
+        vol = sum2(y.reshape(-1, n_c), axis=0)
+        u = 1.0 / (vol * vol + epsilon)
+        big_u = sum2(u)
+        w = u / big_u * n_c
+        keep = np.ones(n_c)
+        if ignore_background and n_c > 1:
+            keep[0] = 0.0
+        n = d.size // n_c * int(keep.sum())
+        gy, gz = soft_dice.grad_parts(y, y_pred, cot * w * keep / n, 0.5, 0.5, smooth, None, activation)
+        dsum = sum2(d.reshape(-1, n_c), axis=0) * keep
+        diff = dsum[:, None] - dsum[None, :]  # (m, c): D_m - D_c
+        h, l = two_product(np.broadcast_to(u / big_u, diff.shape), diff)
+        spread = sum2(h, lo=l)  # sum_c (u_c / U) (D_m - D_c)
+        dvol = cot / n * n_c * (-2.0 * vol * u * (u / big_u)) * spread
+        gy = gy + dvol
+    return {"y_pred": gz, "y_true": gy}
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, smooth=1.0, activation: Optional[str] = "softmax",
            ignore_background: bool = False, epsilon=1e-7) -> np.ndarray:
     """The literal definition on exact values."""
@@ -75,4 +110,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=_check,
+    grad_ref=grad_reference,
 ))

@@ -63,6 +63,23 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return x.where(x.eq(t, zero), e, x.where(inf, x.INF, literal))
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray,
+                   zero_target: float = -np.inf) -> dict:
+    """VJP of :func:`reference`: ``d/dl = exp(l) - t``, ``d/dt = log t - l``.
+
+    Both are differences of two terms that cancel at the optimum ``l = log t``; they are
+    not compensated: errors ``<= 2 u (exp(l) + t)`` and ``<= 2 u (|log t| + |l|)`` before
+    the product with `cot` (spec/losses/generalized_kl_divergence.md). At ``t = 0`` the
+    value is ``exp(l)`` and ``d/dt`` is `zero_target`: ``-inf``, the one-sided derivative
+    of ``t log t`` (NaN: Optax's autodiff).
+    """
+    t, lq = y_true, y_pred
+    with np.errstate(all="ignore"):
+        gl = np.exp(lq) - t
+        gt = np.where(t == 0, zero_target, np.log(t) - lq)
+    return {"y_pred": gl * cot, "y_true": gt * cot}
+
+
 LOSS = register(LossDef(
     name="generalized_kl_divergence",
     summary="t (log t - l) - t + exp(l) for targets t and log-predictions l; sum over the last axis",
@@ -70,4 +87,5 @@ LOSS = register(LossDef(
     params={},
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

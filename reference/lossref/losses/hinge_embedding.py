@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..numerics import clip_share
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
 
@@ -38,6 +39,20 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, margin: float) -> np.ndarray:
     return push + x.where(x.lnot(x.eq(y_true, -1)), y_pred, 0)
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, margin: float,
+                   tie: float = 0.5) -> dict:
+    """VJP of :func:`reference` in ``x = y_pred``: 1 for ``y = 1``; ``d max(0, margin - x) / dx``
+    = -1 for ``x < margin``, 0 above, ``-tie`` at ``x = margin`` for ``y = -1``; their sum
+    (``d max(margin, x) / dx``) for other labels. `tie`: 1/2 (the tie of ``max``); PyTorch's
+    ``clamp_min`` passes the gradient at its bound (``tie=1``). The labels select branches:
+    no gradient in ``y_true``. NaN where the value is NaN."""
+    x_ = y_pred
+    push = -clip_share(float(margin) - x_, 0.0, None, tie)
+    g = np.where(y_true == 1, 1.0, np.where(y_true == -1, push, 1.0 + push))
+    nan = np.isnan(x_) | ((x_ == -np.inf) & (y_true != 1) & (y_true != -1))
+    return {"y_pred": np.where(nan, np.nan, g) * cot}
+
+
 LOSS = register(LossDef(
     name="hinge_embedding",
     summary="x where y = 1, max(0, margin - x) where y = -1 (both terms otherwise), "
@@ -46,4 +61,5 @@ LOSS = register(LossDef(
     params={"margin": Param(1.0, "finite number", finite_number)},
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

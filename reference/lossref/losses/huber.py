@@ -63,6 +63,22 @@ def smooth_l1_oracle(y_true: np.ndarray, y_pred: np.ndarray, beta: float) -> np.
     return x.where(x.lt(a, b), x.div(a * a, 2 * b), a - b / 2)
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, delta: float) -> dict:
+    """VJP of :func:`reference`: ``d/dp = clip(p - y, -delta, delta) cot`` (the function is
+    C^1: both pieces have the derivative ``±delta`` at ``|e| = delta``), ``d/dy`` its negative."""
+    g = cot * np.clip(y_pred - y_true, -delta, delta)  # an overflowed e is clipped: right sign
+    return {"y_pred": g, "y_true": -g}
+
+
+def smooth_l1_grad(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, beta: float) -> dict:
+    """VJP of :func:`smooth_l1_reference`: ``d/dp = clip(e / beta, -1, 1) cot`` for ``e = p - y``
+    (C^1 at ``|e| = beta``); ``beta = 0``: ``sign(e) cot`` (0 at ``e = 0``, as PyTorch)."""
+    e = y_pred - y_true
+    s = np.sign(e) if beta == 0 else np.clip(e / beta, -1.0, 1.0)
+    g = cot * s
+    return {"y_pred": g, "y_true": -g}
+
+
 LOSS = register(LossDef(
     name="huber",
     summary="e^2/2 for |e| <= delta, else delta |e| - delta^2/2; mean over the last axis",
@@ -70,4 +86,5 @@ LOSS = register(LossDef(
     params={"delta": Param(1.0, "finite float > 0", positive_float)},
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

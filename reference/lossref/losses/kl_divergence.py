@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..numerics import log_ratio
+from ..numerics import clip_share, log_ratio, log_ratio_plus1
 from ..oracle import ops as x
 from ..registry import LossDef, Param, is_real, register
 
@@ -69,6 +69,36 @@ def log_space_oracle(y_true: np.ndarray, y_pred: np.ndarray, log_target: bool = 
     return x.where(x.eq(y_true, x.num(0)), 0 - y_true * y_pred, y_true * (x.log(y_true) - y_pred))
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, epsilon,
+                   tie: float = 0.5) -> dict:
+    """VJP of :func:`reference` with ``Y, P`` the clipped arguments: ``d/dp = -Y / P · dP/dp``,
+    ``d/dy = (log(Y / P) + 1) · dY/dy``; the clip's derivative is 1 inside ``(epsilon, 1)``,
+    0 outside, `tie` at a bound (1/2: ``min(max(x, lo), hi)``, JAX's ``clip``; 1 for PyTorch's
+    ``clamp``). A zero ``Y`` (no clip) gives ``d/dp = 0`` (the value is 0 for every ``P``) and
+    ``d/dy = -inf``. ``log(Y / P) + 1`` is :func:`~lossref.numerics.log_ratio_plus1`."""
+    if epsilon is None:
+        Y, P, sy, sp = y_true, y_pred, 1.0, 1.0
+    else:
+        Y, P = np.clip(y_true, epsilon, 1.0), np.clip(y_pred, epsilon, 1.0)
+        sy, sp = clip_share(y_true, epsilon, 1.0, tie), clip_share(y_pred, epsilon, 1.0, tie)
+    Y, P = Y + 0.0, P + 0.0
+    gp = np.where((Y == 0) & ~np.isnan(P), 0.0, -(Y / P))
+    return {"y_pred": (gp * sp) * cot, "y_true": (log_ratio_plus1(Y, P) * sy) * cot}
+
+
+def log_space_grad(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, log_target: bool = False) -> dict:
+    """VJP of :func:`log_space_reference`. Probability target ``y``: ``d/dl = -y``,
+    ``d/dy = log y - l + 1`` (NaN at ``y = 0``, as PyTorch's and Optax's autodiff); log
+    target ``t``: ``d/dl = -e^t``, ``d/dt = e^t (t - l + 1)``. The sums are not compensated:
+    error ``<= 3 u (|log y| + |l| + 1)`` (times ``e^t``) before the product with `cot`."""
+    with np.errstate(all="ignore"):
+        if log_target:
+            et = np.exp(y_true)
+            return {"y_pred": -(et * cot), "y_true": (et * cot) * ((y_true - y_pred) + 1.0)}
+        gy = (np.log(y_true) - y_pred) + 1.0
+        return {"y_pred": -(y_true * cot), "y_true": np.where(y_true == 0, np.nan, gy) * cot}
+
+
 LOSS = register(LossDef(
     name="kl_divergence",
     summary="y log(y / p) with y and p clipped to [eps, 1]; sum over the last axis",
@@ -77,4 +107,5 @@ LOSS = register(LossDef(
                                    "the upper bound is 1)", _check_epsilon)},
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..numerics import _TP_HI, _TP_LO, sum_k3, two_product, two_sum
+from ..numerics import _TP_HI, _TP_LO, hinge_share, sum_k3, two_product, two_sum
 from ..oracle import ops as x
 from ..reduction import stage2_mean
 from ..registry import LossDef, Param, finite_number, param_array, real_array_error, register
@@ -50,6 +50,12 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.
     """Elementwise value in float64: ``max(0, m - y (x1 - x2))`` with the inner value rounded
     about once (error-free difference and products, :func:`sum_k3`), even where ``x1 - x2``
     or ``m`` against ``y (x1 - x2)`` cancels; IEEE's value where an input is infinite or NaN."""
+    with np.errstate(all="ignore"):
+        return np.maximum(_inner(y_true, y_pred, x2, margin), 0.0) + 0.0  # NaN stays NaN; + 0.0 turns -0 into +0
+
+
+def _inner(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.ndarray:
+    """``m - y (x1 - x2)`` in float64, rounded about once (see :func:`reference`)."""
     y, x1 = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
     x2 = np.broadcast_to(np.asarray(param_array("margin_ranking", "x2", x2, x1.shape), np.float64), x1.shape)
     m = np.broadcast_to(np.asarray(margin, np.float64), x1.shape)
@@ -67,7 +73,23 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.
             out[rare] = _scaled(y[rare], x1[rare], x2[rare], m[rare])
         if not np.all(finite):  # rare: IEEE semantics of the literal formula
             out = np.where(finite, out, m - y * (x1 - x2))
-        return np.maximum(out, 0.0) + 0.0  # NaN stays NaN; + 0.0 turns -0 into +0
+        return out
+
+
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, x2=0.0, margin=0.0,
+             kink: float = 0.5) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient"): with ``a`` the hinge's share (1 where
+    ``m - y (x1 - x2) > 0``, `kink` where it is 0 — 1/2 by default, 1 for torch's
+    ``clamp_min`` — 0 below, NaN where it is NaN) times `cot`: ``d/dx1 = -y a``,
+    ``d/dx2 = y a``, ``d/dy = -(x1 - x2) a``, the difference taken exactly (TwoSum) so that
+    ``x1 - x2`` that cancels is not rounded before the product."""
+    y, x1 = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    v = np.broadcast_to(np.asarray(param_array("margin_ranking", "x2", x2, x1.shape), np.float64), x1.shape)
+    with np.errstate(all="ignore"):
+        a = hinge_share(_inner(y, x1, v, margin), kink) * np.asarray(cot, np.float64)
+        d, e = two_sum(x1, -v)
+        e = np.where(np.isfinite(e), e, 0.0)
+        return {"y_pred": -y * a, "x2": y * a, "y_true": -(d * a + e * a)}
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, x2=0.0, margin=0.0) -> np.ndarray:
@@ -111,4 +133,5 @@ LOSS = register(MarginRankingLossDef(
     elementwise_ref=reference,
     elementwise_exact=oracle,
     arrays=("x2",),
+    grad_ref=gradient,
 ))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import log1p_diff
+from ..numerics import clip_share, log1p_diff
 from ..oracle import ops as x
 from ..registry import LossDef, Param, optional_nonneg_float, register
 
@@ -38,6 +38,21 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, epsilon) -> np.ndarray:
     return d * d
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, epsilon,
+                   tie: float = 0.5) -> dict:
+    """VJP of :func:`reference`: with ``L = log1p(P) - log1p(Y)``, ``P = max(p, epsilon)``,
+    ``Y = max(y, epsilon)``: ``d/dp = 2 L / (1 + P) [p > epsilon]``, ``d/dy = -2 L / (1 + Y)
+    [y > epsilon]``; at ``p = epsilon`` (``y = epsilon``) the tie of the max gives the share
+    `tie` (1/2). ``L`` is :func:`~lossref.numerics.log1p_diff`, exact in form near ``p = y``."""
+    if epsilon is None:
+        P, Y, sp, sy = y_pred, y_true, 1.0, 1.0
+    else:
+        P, Y = np.maximum(y_pred, epsilon), np.maximum(y_true, epsilon)
+        sp, sy = clip_share(y_pred, epsilon, None, tie), clip_share(y_true, epsilon, None, tie)
+    w = (2.0 * cot) * log1p_diff(P, Y)
+    return {"y_pred": (w / (1.0 + P)) * sp, "y_true": -(w / (1.0 + Y)) * sy}
+
+
 LOSS = register(LossDef(
     name="mean_squared_logarithmic_error",
     summary="(log(1 + max(p, eps)) - log(1 + max(y, eps)))^2, mean over the last axis",
@@ -46,4 +61,5 @@ LOSS = register(LossDef(
                              optional_nonneg_float)},
     elementwise_ref=reference,
     elementwise_exact=oracle,
+    grad_ref=grad_reference,
 ))

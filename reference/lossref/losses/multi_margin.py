@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..numerics import two_sum
+from ..numerics import dd_quotient, hinge_share, sum2, two_product, two_sum
 from ..oracle import ops as x
 from ..reduction import stage2_mean
 from ..registry import LossDef, Param, check_float_array, finite_number, is_real, register
@@ -136,6 +136,40 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, p, margin: float, weight) 
     return out if w is None else out * w[k[..., 0]]
 
 
+def scale_pair(cot: np.ndarray, factor, n: int):
+    """``cot factor / n`` as a pair ``(q, r)`` (``factor`` None is 1), error ``O(u**2)``:
+    multiplied by a gradient's count or term it gives the entry with about one rounding."""
+    if factor is None:
+        return dd_quotient(cot, np.zeros_like(cot), float(n), 0.0)
+    h, low = two_product(cot, factor)
+    return dd_quotient(h, low, float(n), 0.0)
+
+
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, p, margin: float, weight,
+             kink: float = 0.5) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient"): with ``h_i = margin - x_k + x_i`` and
+    ``g_i = a(h_i)`` (p = 1: 1 above the kink, `kink` at it — 1/2 by default, 0 for torch's
+    backward — 0 below) or ``2 max(h_i, 0)`` (p = 2), times ``w_k cot / C``:
+    ``d/dx_i = g_i`` for ``i != k`` and ``d/dx_k = -sum_{i != k} g_i``. The factor
+    ``w_k cot / C`` is carried as a double-length pair, so each entry is rounded about once
+    (p = 2: the sum of the non-negative ``g_i`` by :func:`~lossref.numerics.sum2`).
+    NaN over a row whose value is NaN. The class indices get no gradient."""
+    x = np.asarray(y_pred, np.float64)
+    c = x.shape[-1]
+    w = class_weights(weight, c)
+    k = y_true.astype(np.intp)[..., None]
+    with np.errstate(all="ignore"):
+        h = margin_terms(margin, np.take_along_axis(x, k, -1), x)
+        g = hinge_share(h, kink) if int(p) == 1 else 2.0 * np.where(np.isnan(h), np.nan, np.maximum(h, 0.0))
+        g = np.where(np.arange(c) != k, g, 0.0)
+        total = sum2(g) if int(p) == 2 else np.sum(g, axis=-1)  # p = 1: halves and counts, exact
+        own = np.arange(c) == k
+        g = np.where(own, -total[..., None], g)
+        cot = np.where(np.isnan(reference(y_true, x, p, margin, weight)), np.nan, np.asarray(cot, np.float64))
+        q, r = scale_pair(cot, None if w is None else w[k[..., 0]], c)
+        return {"y_pred": g * q[..., None] + g * r[..., None]}
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, p, margin: float, weight) -> np.ndarray:
     """The definition on exact values."""
     c = y_pred.shape[-1]
@@ -164,4 +198,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
+    grad_ref=gradient,
 ))

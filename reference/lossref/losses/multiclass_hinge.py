@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import dot2, two_sum
+from ..numerics import dot2, max_shares, two_product, two_sum
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
 from .categorical_hinge import check_inputs
@@ -38,13 +38,35 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, margin: float = 1.0) -> np
     return out
 
 
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, margin: float = 1.0) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient"): with ``t_k`` the share of class k in the
+    max (``1/j`` over a j-way tie, jax's and optax's split), ``d/ds_k = t_k - y_k`` and
+    ``d/dy_k = -(s_k + margin t_k)``. The candidates ``s_k + margin (1 - y_k)`` are compared
+    as double-length values; each entry is rounded once before the product with `cot`.
+    A row holding a NaN has no entry at its max (all shares 0); an infinite max takes the
+    share as any other (``inf - inf`` in the value does not reach the gradient)."""
+    y, s = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    m = float(margin)
+    with np.errstate(all="ignore"):
+        oh, ol = two_sum(1.0, -y)
+        h, low = two_product(m, oh)
+        c, e = two_sum(s, h)
+        share = max_shares(c, np.where(np.isfinite(c), e + (low + m * ol), 0.0))
+        # the max of a row holding a NaN is attained by no entry: no share (the oracle's max_of)
+        share = np.where(np.isnan(share), 0.0, share)
+        cot = np.asarray(cot, np.float64)[..., None]
+        d, de = two_sum(share, -y)
+        gs = cot * (d + de)
+        h, low = two_product(m, share)
+        d, de = two_sum(s, h)
+        gy = -cot * (d + (de + low))
+    return {"y_pred": gs, "y_true": gy}
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, margin: float = 1.0) -> np.ndarray:
     """The literal definition on exact values."""
     cand = y_pred + (x.num(1) - y_true) * x.num(margin)
-    top = cand[..., 0]
-    for k in range(1, cand.shape[-1]):  # the oracle may loop: it is the literal definition
-        top = x.maximum(top, cand[..., k])
-    return top - x.fsum(y_true * y_pred, -1)
+    return x.max_of(cand, -1) - x.fsum(y_true * y_pred, -1)
 
 
 LOSS = register(LossDef(
@@ -57,4 +79,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
+    grad_ref=gradient,
 ))

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..oracle import ops as x
 from ..registry import LossDef, register
-from .multi_margin import class_labels, class_scores, margin_mean
+from ..numerics import hinge_share
+from .multi_margin import class_labels, class_scores, margin_mean, margin_terms, scale_pair
 from .sparse_categorical_crossentropy import exact_labels
 
 # (rows, listed entries, classes) pair terms are formed in blocks of at most this many
@@ -56,6 +57,40 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return out.reshape(y_pred.shape[:-1])
 
 
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, kink: float = 0.5) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient"): each active pair term
+    ``max(0, 1 - x_j + x_i)`` (share 1 above its kink, `kink` at it — 1/2 by default, 0 for
+    torch's backward — 0 below) adds ``cot / C`` to ``d/dx_i`` and subtracts it from
+    ``d/dx_j`` (a label listed twice twice). The shares are counted exactly (halves and
+    integers) and multiplied by ``cot / C`` carried as a pair: about one rounding per entry.
+    NaN over a row whose value is NaN. The label indices get no gradient."""
+    c = y_pred.shape[-1]
+    labels = y_true.reshape(-1, c).astype(np.intp)
+    scores = np.asarray(y_pred, np.float64).reshape(-1, c)
+    listed = np.logical_and.accumulate(labels != -1, axis=-1)
+    width = int(listed.sum(-1).max(initial=0))
+    labels, listed = labels[:, :width], listed[:, :width]
+    is_label = np.zeros(scores.shape, dtype=bool)
+    is_label[np.nonzero(listed)[0], labels[listed]] = True
+    safe = np.where(listed, labels, 0)
+    x_j = np.take_along_axis(scores, safe, axis=-1)
+    count = np.zeros(scores.shape)
+    rows = max(1, _PAIRS // max(width * c, 1))
+    with np.errstate(all="ignore"):
+        for r in range(0, len(scores), rows):  # blocks of rows, as the reference
+            b = slice(r, r + rows)
+            keep = listed[b, :, None] & ~is_label[b, None, :]
+            share = np.where(keep, hinge_share(margin_terms(1.0, x_j[b, :, None], scores[b, None, :]), kink), 0.0)
+            count[b] += np.sum(share, axis=1)
+            idx = np.nonzero(listed[b])
+            np.add.at(count[b], (idx[0], safe[b][idx]), -np.sum(share, axis=2)[idx])
+        cot = np.asarray(cot, np.float64).reshape(-1)
+        cot = np.where(np.isnan(reference(y_true, y_pred).reshape(-1)), np.nan, cot)
+        q, rr = scale_pair(cot, None, c)
+        g = count * q[:, None] + count * rr[:, None]
+    return {"y_pred": g.reshape(y_pred.shape)}
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """The definition on exact values."""
     labels = exact_labels(y_true).astype(np.intp)
@@ -79,4 +114,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
+    grad_ref=gradient,
 ))

@@ -29,6 +29,41 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, weights=1.0, where=1.0) ->
         return -sum2(h, lo=l)
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, weights=1.0, where=1.0) -> dict:
+    """VJP of :func:`reference`. With ``a = w y`` on the valid items and ``A = sum(a)``:
+    scores ``cot (p_k A - a_k)``, the product exact before the one subtraction; labels
+    ``-cot w log p``, weights ``-cot y log p``; masked items and the mask itself get 0
+    (`where` only selects items)."""
+    y, s = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    valid = np.broadcast_to(np.asarray(where) != 0, s.shape)
+    w = np.broadcast_to(np.asarray(weights, np.float64), s.shape)
+    c = np.asarray(cot, np.float64)[..., None]
+    with np.errstate(all="ignore"):
+        logp = log_softmax(np.where(valid, s, -np.inf))
+        p = np.where(valid, np.exp(logp), 0.0)
+        h, l = two_product(y, w)
+        a = np.where(valid, h, 0.0)
+        total = sum2(a, lo=np.where(valid, l, 0.0))[..., None]
+        ph, pl = two_product(p, total)
+        gs = np.where(valid, c * ((ph - a) + (pl - np.where(valid, l, 0.0))), 0.0)
+        big = ~np.isfinite(total[..., 0]) & ~np.any(np.isnan(a), axis=-1)
+        if np.any(big):
+            # an infinite label weight: p_k A - a_k = p_k sum_{i != k} a_i - a_k (1 - p_k),
+            # the sum over the others taken without the subtraction inf - inf
+            others = np.concatenate([np.zeros_like(a[..., :1]), np.cumsum(a, -1)[..., :-1]], -1) + \
+                np.concatenate([np.cumsum(a[..., ::-1], -1)[..., ::-1][..., 1:], np.zeros_like(a[..., :1])], -1)
+            # (p and 1 - p are positive exactly where they round to 0: an infinite factor wins)
+            alt = c * (np.where(p == 0, np.where(np.isinf(others), others, 0.0), p * others)
+                       - np.where(p == 1, np.where(np.isinf(a), a, 0.0), a * (1.0 - p)))
+            gs = np.where(big[..., None] & valid, alt, gs)
+        gy = np.where(valid, -c * (w * logp), 0.0)
+        gw = np.where(valid, -c * (y * logp), 0.0)
+        # a list stage 3 gives no weight (optax's NaN mean made 0) contributes 0, also where
+        # its terms are infinite
+        gs, gy, gw = (np.where(c == 0, 0.0, g) for g in (gs, gy, gw))
+    return {"y_pred": gs, "y_true": gy, "weights": gw, "where": np.zeros(s.shape)}
+
+
 def _log_softmax(items: np.ndarray) -> np.ndarray:
     """``log softmax(s)_i = -log1p(sum_{j != i} exp(s_j - s_i))`` of one list's exact scores:
     exactly 0 for a lone item (``s_i - log(exp(s_i))`` is 0 too, but never decided to be
@@ -45,6 +80,9 @@ def _log_softmax(items: np.ndarray) -> np.ndarray:
         m = items[0]
         for v in items[1:]:
             m = x.maximum(m, v)[()]
+        # the shift cancels from the value: differentiated, it is a constant, so no pair of
+        # cancelling paths through it meets an infinite label weight (inf - inf)
+        m = x.value_of(m)
         e = x.exp(items - m)
         pre, post = [x.num(0)], [x.num(0)]  # exclusive prefix and suffix sums
         for i in range(n - 1):
@@ -104,4 +142,5 @@ LOSS = register(LossDef(
     per_sample_exact=oracle,
     check_inputs=check_inputs,
     arrays=("weights", "where"),
+    grad_ref=grad_reference,
 ))

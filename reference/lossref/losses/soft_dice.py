@@ -15,7 +15,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..numerics import axes_last, normalize_axes, sigmoid, sum2, sum2_parts, two_product, two_sum
+from ..numerics import (axes_last, axes_restore, dd_div, dd_sum, dd_times, normalize_axes, sigmoid, softmax_vjp, sum2,
+                        sum2_parts, two_product, two_sum)
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
 from .dice import AXIS, check_overlap_inputs
@@ -104,12 +105,74 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha: float = 0.5, beta: 
     return out
 
 
+def grad_parts(y: np.ndarray, z: np.ndarray, cot: np.ndarray, alpha: float, beta: float, smooth: float,
+               axis, activation: Optional[str]):
+    """The VJP ``(d/dy, d/dz)`` of ``cot * reference(...)`` (`cot` of the result's shape).
+
+    Per group, with ``A = alpha P + beta T + (alpha + beta) s`` and ``den`` the denominator:
+    ``d/dp_k = (alpha (I + s) - y_k A) / den**2`` and ``d/dy_k = (beta (I + s) - p_k A) / den**2``,
+    the numerators from double-double sums and exact products; then through the activation:
+    ``g p (1 - p)`` (sigmoid, with the accurate complement) or
+    :func:`~lossref.numerics.softmax_vjp`.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p, q = probabilities(z, activation)
+    axes = class_axes(axis, y.ndim)
+    yl, pl = axes_last(y, axes), axes_last(p, axes)
+    with np.errstate(all="ignore"):
+        tp = _dd(*two_product(yl, pl))
+        sp, sy = sum2_parts(pl), sum2_parts(yl)
+        ab, ab_err = two_sum(float(alpha), float(beta))
+        # A and I + s in double-double; den = (I + s) + A - (alpha + beta)(I + s) rounded once
+        a_pieces = dd_times(alpha, *sp) + dd_times(beta, *sy) + dd_times(ab, smooth) + [ab_err * smooth]
+        ah, al = dd_sum(a_pieces)
+        ih, il = dd_sum([tp[0], tp[1], np.full_like(tp[0], smooth)])
+        g_, g_err = two_sum(1.0, -ab)
+        dh, dl = dd_sum([ah, al] + dd_times(g_, ih, il) + [(g_err - ab_err) * ih])
+        # cot / den**2 as a double-double: the softmax VJP takes differences of its products
+        sh, sl = dd_div(*dd_sum(dd_times(cot, 1.0)), *dd_sum(dd_times(dh, dh, 2.0 * dl)))
+        ih, il, ah, al, sh, sl = (v[..., None] for v in (ih, il, ah, al, sh, sl))
+
+        def vjp(w, v):  # cot (w (I + s) - v A) / den**2 as (hi, lo)
+            nh, nl = dd_sum(dd_times(w, ih, il) + [-t for t in dd_times(v, ah, al)])
+            gh, gl = dd_sum(dd_times(sh, nh, nl) + [nh * sl])
+            # a zero numerator over a denominator (or its square) that underflowed to 0
+            # (probabilities below the float64 range; exactly they are positive): 0
+            zero = (nh == 0) & (nl == 0) & ~np.isfinite(sh) & np.isfinite(cot)[..., None]
+            return np.where(zero, 0.0, gh), np.where(zero, 0.0, gl)
+
+        gp, gp_lo = vjp(alpha, yl)
+        gy = sum(vjp(beta, pl))
+        gp, gp_lo, gy = (axes_restore(v, axes, y.shape) for v in (gp, gp_lo, gy))
+        if activation == "sigmoid":
+            gz = gp * p * q
+        elif activation == "softmax":
+            gz = softmax_vjp(p, gp, gp_lo)
+        else:
+            gz = gp
+    return gy, gz
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, alpha: float = 0.5,
+                   beta: float = 0.5, smooth: float = 1.0, axis=None,
+                   activation: Optional[str] = "softmax") -> dict:
+    """VJP of :func:`reference` (:func:`grad_parts`)."""
+    gy, gz = grad_parts(y_true, y_pred, cot, alpha, beta, smooth, axis, activation)
+    return {"y_pred": gz, "y_true": gy}
+
+
 def exact_probabilities(z: np.ndarray, activation: Optional[str]) -> np.ndarray:
     """The probabilities on exact values (object arrays), IEEE results for inf and NaN."""
     if activation is None:
         return z
     if activation == "sigmoid":
-        return x.div(x.num(1), 1 + x.exp(-z))
+        p = x.div(x.num(1), 1 + x.exp(-z))
+        if not x.has_nodes(z):
+            return p
+        # differentiated: the slope p (1 - p) given as p sigmoid(-z), which is 0 at z = +-inf
+        # (the quotient's own chain rule gives inf / inf there) and has no cancellation
+        q = x.div(x.num(1), 1 + x.exp(x.values(z)))
+        return x.attach(x.values(p), [(z, x.values(p) * q)])
     e = x.exp(z)
     return x.div(e, np.repeat(x.fsum(e, -1)[..., None], z.shape[-1], axis=-1))
 
@@ -142,4 +205,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_overlap_inputs,
+    grad_ref=grad_reference,
 ))

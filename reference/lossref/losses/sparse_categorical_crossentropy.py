@@ -18,8 +18,9 @@ import numpy as np
 
 from ..oracle import ops as x
 from ..registry import LossDef, Param, check_float_array, is_real, register
+from .binary_crossentropy import AT_BOUND
 from .categorical_crossentropy import (EPSILON, FROM_LOGITS, class_parts,
-                                       clip_bounds_of, exact_class_parts)
+                                       clip_bounds_of, exact_class_parts, grad_parts, row_vjp)
 
 # --- labels ---------------------------------------------------------------------------------------
 
@@ -107,6 +108,23 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_cla
     return out
 
 
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, from_logits: bool,
+                   ignore_class, epsilon, at_bound: float = AT_BOUND) -> dict:
+    """VJP of :func:`reference` with respect to y_pred (integer labels have none):
+    ``{"y_pred"}``, the categorical cross-entropy's gradient with a one-hot label and the
+    per-sample cotangent (0 on rows whose label is `ignore_class`)."""
+    c = y_pred.shape[-1]
+    idx, valid = class_indices(y_true, c, ignore_class, "y_true")
+    _, _, _, mask, q, cq, top = grad_parts(y_pred, from_logits, _bounds(from_logits, epsilon), at_bound)
+    with np.errstate(all="ignore"):
+        hot = (np.arange(c) == idx[..., None]) & valid[..., None]
+        w = np.where(hot & (mask != 0.0), -(np.asarray(cot, np.float64)[..., None] * mask), 0.0)
+        gp = row_vjp(w, q, cq, top, None if from_logits else y_pred)
+        # an ignored row is 0 whatever it holds
+        gp = np.where(valid[..., None], gp, 0.0)
+    return {"y_pred": gp}
+
+
 LOSS = register(LossDef(
     name="sparse_categorical_crossentropy",
     summary="-log p_y for integer labels y; p = softmax(logits) or clip(p / sum p)",
@@ -121,4 +139,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_label_inputs,
+    grad_ref=grad_reference,
 ))

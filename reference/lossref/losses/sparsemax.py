@@ -55,10 +55,29 @@ def _multiclass(y: np.ndarray, z: np.ndarray) -> np.ndarray:
     non-negative terms (``= ||p - e_c||**2 / 2 + max(tau - w_c, 0)``), so the
     cancellation of the literal form is avoided.
     """
-    n, k = z.shape
+    n = z.shape[0]
     c = np.argmax(y, axis=-1)
     rows = np.arange(n)
     out = np.full(n, np.nan)
+    p, tau, tau_lo, wh, wl, neg, ok = _project(z)
+    others = p.copy()
+    others[rows, c] = 0.0
+    ph, pl = two_product(others, others)
+    sq = sum2(ph, lo=pl)
+    so = sum2(others)
+    gap_h, gap_l = two_sum(tau[:, 0], -wh[rows, c])
+    gap = np.maximum(gap_h + (gap_l + tau_lo[:, 0] - wl[rows, c]), 0.0)
+    val = 0.5 * (sq + so * so) + gap
+    val = np.where(neg[rows, c], np.inf, val)
+    return np.where(ok, val, out)
+
+
+def _project(z: np.ndarray):
+    """``sparsemax(z)`` of rows ``(n, K)`` (see :func:`_multiclass`) with its pieces:
+    ``(p, tau, tau_lo, wh, wl, neg, ok)``, ``w = wh + wl`` the shifted scores and
+    ``tau + tau_lo`` the threshold in double-double, `neg` the ``-inf`` scores, `ok` the
+    rows without NaN or ``+inf`` and not all ``-inf``."""
+    n, k = z.shape
     neg = np.isneginf(z)
     ok = ~np.any(np.isnan(z) | np.isposinf(z), axis=-1) & ~np.all(neg, axis=-1)
     zf = np.where(neg, 0.0, z)
@@ -84,16 +103,38 @@ def _multiclass(y: np.ndarray, z: np.ndarray) -> np.ndarray:
     tau_lo = ((th - qh) - ql + tl) / kk
     dh, dl = two_sum(wh, -tau)
     p = np.maximum(dh + (dl + wl - tau_lo), 0.0)
-    others = p.copy()
-    others[rows, c] = 0.0
-    ph, pl = two_product(others, others)
-    sq = sum2(ph, lo=pl)
-    so = sum2(others)
-    gap_h, gap_l = two_sum(tau[:, 0], -wh[rows, c])
-    gap = np.maximum(gap_h + (gap_l + tau_lo[:, 0] - wl[rows, c]), 0.0)
-    val = 0.5 * (sq + so * so) + gap
-    val = np.where(neg[rows, c], np.inf, val)
-    return np.where(ok, val, out)
+    return p, tau, tau_lo, wh, wl, neg, ok
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, binary: bool = False) -> dict:
+    """VJP of :func:`reference` with respect to the scores (the labels select a class or a
+    sign: piecewise constant, no gradient). Multiclass: ``sparsemax(z) - e_c``, the label's
+    entry as ``-sum_{k != c} p_k`` (no ``p_c - 1`` cancellation near a confident right
+    prediction). Binary: ``sparse_plus'(t) = 0, (t + 1) / 2, 1`` with ``t = -z`` where
+    ``y != 0`` (sign flipped back), else ``t = z``. The loss is continuously differentiable
+    (the gradient is continuous at support changes, ties and ``|t| = 1``): no convention."""
+    y, z = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    cot = np.asarray(cot, np.float64)
+    with np.errstate(all="ignore"):
+        if binary:
+            flip = y != 0
+            t = np.where(flip, -z, z)
+            h, l = two_sum(t, np.ones_like(t))
+            d = np.where(t <= -1.0, 0.0, np.where(t >= 1.0, 1.0, (h + l) * 0.5))
+            d = np.where(np.isnan(t), np.nan, d)
+            return {"y_pred": cot * np.where(flip, -d, d)}
+        k = z.shape[-1]
+        y2, z2 = y.reshape(-1, k), z.reshape(-1, k)
+        p, _, _, _, _, neg, ok = _project(z2)
+        rows, c = np.arange(z2.shape[0]), np.argmax(y2, axis=-1)
+        others = p.copy()
+        others[rows, c] = 0.0
+        g = p.copy()
+        g[rows, c] = -sum2(others)  # p_c - 1
+        # a NaN or +inf score, every score -inf, or the label's score -inf: the value is a
+        # NaN or inf set by the definition's IEEE cases, not a function of the scores: 0
+        g = np.where((ok & ~neg[rows, c])[:, None], g, 0.0)
+        return {"y_pred": (cot.reshape(-1, 1) * g).reshape(z.shape)}
 
 
 def reference(y_true: np.ndarray, y_pred: np.ndarray, binary: bool = False) -> np.ndarray:
@@ -148,13 +189,18 @@ def _exact_row(y: np.ndarray, z: np.ndarray):
             return x.INF
         z = z[~np.asarray(neg, bool)]  # a -inf score is below any support: left out
         c -= int(np.count_nonzero(neg[:c]))
-    q = [x.to_fraction(v) for v in z]
-    zs = sorted(q, reverse=True)
+    q = [x.to_fraction(x.value_of(v)) for v in z]
+    order = sorted(range(len(q)), key=lambda i: q[i], reverse=True)
+    zs = [q[i] for i in order]
     size, total, run = 0, Fraction(0), Fraction(0)
     for j, v in enumerate(zs, 1):
         run += v
         if 1 + j * v - run > 0:
             size, total = j, run
+    if x.has_nodes(z):  # differentiated: the same value on the support, in the op set
+        sup = [z[i] for i in order[:size]]
+        t = (x.fsum(np.asarray(sup, dtype=object)) - 1) / size
+        return x.fsum(np.asarray([(v * v - t * t) / 2 for v in sup], dtype=object)) - z[c] + x.num(0.5)
     tau = (total - 1) / size
     value = sum((v * v - tau * tau) / 2 for v in zs[:size]) - q[c] + Fraction(1, 2)
     return x.from_fraction(value)
@@ -193,4 +239,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     check_inputs=check_inputs,
+    grad_ref=grad_reference,
 ))

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..numerics import sum2_parts, two_product, two_sum
+from ..numerics import dd_quotient, hinge_share, max_shares, sum2_parts, two_product, two_sum
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, is_real, param_array, real_array_error, register
 from .binary_crossentropy import check_bool
@@ -118,6 +118,13 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 
     (``O(u**2)`` of them for p in {1, 2, inf}, a few u otherwise). Rows whose
     distances reach 2**1000 are compared scaled down by a power of two.
     """
+    return np.maximum(_parts(y_true, y_pred, negative, margin, p, eps, swap)[0], 0.0) + 0.0
+
+
+def _parts(y_true, y_pred, negative, margin, p, eps, swap):
+    """``(margin + d(a, b) - d(a, n), swapped)`` before the max with 0 (see :func:`reference`);
+    ``swapped`` the weight of ``d(b, n)`` in the min with `swap` (1 where it is smaller,
+    1/2 at a tie, 0 otherwise or without `swap`)."""
     a, b = np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64)
     n = np.broadcast_to(np.asarray(param_array("triplet_margin", "negative", negative, a.shape), np.float64), a.shape)
     e_ab, e_an, e_bn = _eps3(eps)
@@ -132,7 +139,10 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 
             vs, vn = np.ldexp(ds[0], ds[2] - top), np.ldexp(dn[0], dn[2] - top)
             ls, ln = np.ldexp(ds[1], ds[2] - top), np.ldexp(dn[1], dn[2] - top)
             take = (vs < vn) | ((vs == vn) & (ls < ln)) | np.isnan(vs)
+            swapped = np.where((vs == vn) & (ls == ln), 0.5, take.astype(np.float64))
         dn = tuple(np.where(take, s, o) for s, o in zip(ds, dn))
+    else:
+        swapped = np.zeros(np.shape(dp[0]))
     with np.errstate(all="ignore"):
         mag = np.maximum(np.where(dp[0] > 0, np.frexp(dp[0])[1] + dp[2], 0),
                          np.where(dn[0] > 0, np.frexp(dn[0])[1] + dn[2], 0))
@@ -150,7 +160,80 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 
             hi, lo = sum2_parts(np.stack([np.full(np.shape(x), float(margin))] + up, axis=-1))
             scaled = np.ldexp(sum2_parts(np.stack([np.ldexp(float(margin), -k), x, xe, y, ye], axis=-1))[0], k)
             out = np.where(k > 0, np.where(fits, hi + lo, scaled), out)
-        return np.maximum(out, 0.0) + 0.0
+        return out, swapped
+
+
+def _direction(u: np.ndarray, v: np.ndarray, eps: float, p: float):
+    """``d ||z||_p / dz`` at ``z = u - v + eps`` as a pair ``(g, g_lo)`` (rows on the last axis).
+
+    p = 2: ``z / ||z||`` from the double-length difference and norm (a quotient of pairs);
+    p = 1: ``sign(z)``; p = inf: ``sign(z_i)`` split evenly over the entries of largest
+    magnitude; other p: ``sign(z) (|z| / ||z||)**(p - 1)`` (a few u). At ``z = 0`` (zero
+    distance), and at ``z_i = 0`` for any p, the entry is 0 (torch's norm backward).
+    """
+    hi, lo = _difference(u, v, eps)
+    over = np.isinf(hi) & np.isfinite(u) & np.isfinite(v)
+    if np.any(over):  # rare: rows whose difference overflows, halved (the direction is the same)
+        rows = np.any(over, axis=-1)[..., None]
+        hh, hl = _difference(0.5 * u, 0.5 * v, 0.5 * eps)
+        hi, lo = np.where(rows, hh, hi), np.where(rows, hl, lo)
+    h, l, e = _norm(hi, lo, p)
+    w, wl = np.ldexp(hi, -e[..., None]), np.ldexp(np.where(np.isfinite(lo), lo, 0.0), -e[..., None])
+    nz = (h > 0)[..., None]
+    zero = np.zeros_like(w)
+    if p == 2:
+        gh, gl = dd_quotient(w, wl, np.where(nz, h[..., None], 1.0), np.where(nz, l[..., None], 0.0))
+        return np.where(nz, gh, 0.0), np.where(nz, gl, 0.0)
+    sign = np.sign(w)
+    if p == 1:
+        return sign, zero
+    if p == math.inf:
+        return sign * max_shares(np.abs(w), wl * sign), zero
+    m = np.abs(w) / np.where(nz, h[..., None], 1.0)
+    return np.where(w != 0, sign * np.power(m, p - 1.0), 0.0), zero
+
+
+def _combine(terms):
+    """``sum(c g)`` of (coefficient, (g, g_lo)) pairs: exact products and TwoSums of the high
+    parts, the rest added once (rounded about once where the terms cancel)."""
+    hi, lo = None, 0.0
+    for c, (g, gl) in terms:
+        t, tl = two_product(c, g)  # exact product: its error would survive a cancellation
+        lo = lo + (tl + c * gl)
+        if hi is None:
+            hi = t
+        else:
+            hi, e = two_sum(hi, t)
+            lo = lo + np.where(np.isfinite(e), e, 0.0)
+    return hi + lo
+
+
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, negative, margin: float = 1.0,
+             p: float = 2, eps=1e-6, swap: bool = False, kink: float = 0.5) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient") with respect to the anchor (``y_pred``), the
+    positive (``y_true``) and `negative`.
+
+    With ``g_ab = d||z||_p/dz`` at ``z = a - b + eps`` (:func:`_direction`), likewise ``g_an``,
+    ``g_bn``, ``s`` the weight of ``d(b, n)`` in the min under `swap` (1/2 at a tie: torch's
+    ``min`` of two tensors) and ``h`` the hinge's share times `cot` (1 above the kink, `kink`
+    at it — 1/2 by default, 1 for torch's ``clamp_min`` — 0 below):
+    ``d/da = h (g_ab - (1 - s) g_an)``, ``d/db = -h (g_ab + s g_bn)``,
+    ``d/dn = h ((1 - s) g_an + s g_bn)``. NaN over a row whose value is NaN.
+    """
+    a, b = np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64)
+    n = np.broadcast_to(np.asarray(param_array("triplet_margin", "negative", negative, a.shape), np.float64), a.shape)
+    e_ab, e_an, e_bn = _eps3(eps)
+    with np.errstate(all="ignore"):
+        out, s = _parts(b, a, n, margin, p, eps, swap)
+        h = hinge_share(out, kink) * np.asarray(cot, np.float64)
+        h, s = h[..., None], s[..., None]
+        gp, gn = _direction(a, b, e_ab, p), _direction(a, n, e_an, p)
+        gs = _direction(b, n, e_bn, p) if swap else (np.zeros_like(a), np.zeros_like(a))
+        ga = _combine([(h, gp), (-h * (1.0 - s), gn)])
+        gb = _combine([(-h, gp), (-h * s, gs)])
+        gneg = _combine([(h * (1.0 - s), gn), (h * s, gs)])
+        gb = np.where(h == 0, 0.0, gb)  # an inactive hinge: exactly 0, also beside inf entries
+    return {"y_pred": ga, "y_true": gb, "negative": gneg}
 
 
 # --- oracle ----------------------------------------------------------------------------------
@@ -160,11 +243,10 @@ def power_sum(w: np.ndarray, p: float) -> np.ndarray:
     """``sum |w|^p`` over the last axis on exact values (``max |w|`` for p = inf): the
     p-th power of the norm, exact where the precision holds the powers (p an integer)."""
     mag = np.abs(w)
-    if p == math.inf:
-        out = np.full(w.shape[:-1], x.num(0), dtype=object)
-        for i in range(w.shape[-1]):  # the oracle may loop: it is the literal definition
-            out = x.maximum(out, mag[..., i])
-        return out
+    if p == math.inf:  # a k-way tie of |z_i| shares the derivative evenly, as every framework
+        if w.shape[-1] == 0:
+            return np.full(w.shape[:-1], x.num(0), dtype=object)
+        return x.max_of(mag, -1)
     return x.fsum(mag if p == 1 else x.power(mag, p), -1)
 
 
@@ -192,6 +274,32 @@ def root_gap(s_a: np.ndarray, s_b: np.ndarray, d_a: np.ndarray, d_b: np.ndarray,
     return x.where(ok, x.div(s_a - s_b, x.where(ok, den, 1)), plain)
 
 
+def _gap_l2(a, b, n, e_ab, e_an):
+    """``|a - b + e| - |a - n + e|`` (2-norms) with its derivatives given explicitly (the
+    oracle differentiated): the anchor's ``u_ab - u_an`` (unit vectors) is an exact 0 where
+    the two differences are parallel and of one sign, decided on the exact inputs, which
+    the difference of two rounded unit vectors never proves."""
+    z1, z2 = a - b + e_ab, a - n + e_an
+    v1, v2 = x.values(z1), x.values(z2)
+    d1, d2 = x.sqrt(x.fsum(v1 * v1, -1)), x.sqrt(x.fsum(v2 * v2, -1))
+    gap = root_gap(x.fsum(v1 * v1, -1), x.fsum(v2 * v2, -1), d1, d2, 2)
+    zero = np.full(v1.shape, x.num(0), dtype=object)
+
+    def unit(v, d):  # v/|v|, and 0 at |v| = 0 (torch's and the catalogue's zero-distance convention)
+        d = np.asarray(d, dtype=object)[..., None]
+        flat = np.broadcast_to(x.eq(d, x.num(0)), v.shape)
+        return x.where(flat, zero, x.div(v, x.where(flat, x.num(1), np.broadcast_to(d, v.shape))))
+
+    u1, u2 = unit(v1, d1), unit(v2, d2)
+    # parallel and of one sign: z1_i z2_j = z1_j z2_i for all i, j and z1.z2 > 0 (exact products)
+    cross = x.all_of(x.eq(v1[..., :, None] * v2[..., None, :], v1[..., None, :] * v2[..., :, None]).reshape(
+        v1.shape[:-1] + (-1,)), -1)
+    same = x.land(cross, x.gt(x.fsum(v1 * v2, -1), 0))
+    da = x.where(np.broadcast_to(np.asarray(same, dtype=object)[..., None], v1.shape), zero, u1 - u2)
+    pairs = [(a, da), (b, -u1), (n, u2)]
+    return x.attach(gap, pairs, axis=-1)
+
+
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0, p: float = 2,
            eps=1e-6, swap: bool = False) -> np.ndarray:
     """The definition on exact values (`negative` floats or exact numbers).
@@ -204,10 +312,18 @@ def oracle(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0
     n = np.broadcast_to(x.lift(param_array("triplet_margin", "negative", negative, y_pred.shape)),
                         y_pred.shape)
     e_ab, e_an, e_bn = (x.num(e) for e in _eps3(eps))
+    if y_pred.shape[-1] == 1:  # one feature: every p-norm is |z| exactly (no root to round,
+        # so a gradient sign(z_ab) - sign(z_an) that is exactly 0 is an exact 0)
+        d_pos, d_neg = np.abs(y_pred - y_true + e_ab)[..., 0], np.abs(y_pred - n + e_an)[..., 0]
+        if swap:
+            d_neg = x.minimum(d_neg, np.abs(y_true - n + e_bn)[..., 0], tie=0.5)
+        return x.maximum(x.num(margin) + (d_pos - d_neg), 0)
+    if p == 2 and not swap and (x.has_nodes(y_pred) or x.has_nodes(y_true) or x.has_nodes(n)):
+        return x.maximum(x.num(margin) + _gap_l2(y_pred, y_true, n, e_ab, e_an), 0)
     s_pos = power_sum(y_pred - y_true + e_ab, p)
     s_neg = power_sum(y_pred - n + e_an, p)
     if swap:
-        s_neg = x.minimum(s_neg, power_sum(y_true - n + e_bn, p))
+        s_neg = x.minimum(s_neg, power_sum(y_true - n + e_bn, p), tie=0.5)  # the swap's tie: shared
     gap = root_gap(s_pos, s_neg, root(s_pos, p), root(s_neg, p), p)
     return x.maximum(x.num(margin) + gap, 0)
 
@@ -238,4 +354,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     arrays=("negative",),
+    grad_ref=gradient,
 ))

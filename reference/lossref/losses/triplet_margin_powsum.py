@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import sum2, sum2_parts, two_product, two_sum
+from ..numerics import dd_quotient, hinge_share, sum2, sum2_parts, two_product, two_sum
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, param_array, real_array_error, register
 from .triplet_margin import root_gap
@@ -55,13 +55,55 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 
     n = np.broadcast_to(np.asarray(param_array("triplet_margin_powsum", "negative", negative, a.shape),
                                    np.float64), a.shape)
     with np.errstate(all="ignore"):
-        dist = _distance2 if p == 2 else (lambda u, v, e: _distance_pow(u, v, p, e))
-        ph, pl = dist(a, b, eps)
-        nh, nl = dist(a, n, eps)
-        x, xe = two_sum(ph, -nh)
-        xe = np.where(np.isfinite(xe), xe, 0.0)
-        out = sum2(np.stack([np.full(np.shape(x), float(margin)), x, xe, pl, -nl], axis=-1))
-        return np.maximum(out, 0.0) + 0.0
+        return np.maximum(_inner(a, b, n, margin, p, eps), 0.0) + 0.0
+
+
+def _inner(a, b, n, margin, p, eps):
+    """``margin + d(a, b) - d(a, n)`` before the max with 0 (float64 rows; see :func:`reference`)."""
+    dist = _distance2 if p == 2 else (lambda u, v, e: _distance_pow(u, v, p, e))
+    ph, pl = dist(a, b, eps)
+    nh, nl = dist(a, n, eps)
+    x, xe = two_sum(ph, -nh)
+    xe = np.where(np.isfinite(xe), xe, 0.0)
+    return sum2(np.stack([np.full(np.shape(x), float(margin)), x, xe, pl, -nl], axis=-1))
+
+
+def _direction(u: np.ndarray, v: np.ndarray, p: float, eps: float, at_zero: float):
+    """``d d(u, v) / du = (u - v)**(p - 1) / d**(p - 1)`` as a pair: p = 2 the quotient of the
+    double-length difference and distance; other p the plain IEEE powers (a few u; NaN where
+    the value's powers are NaN). Where the distance is 0 (eps = 0 and ``u = v``), `at_zero`."""
+    if p == 2:
+        dh, dl = two_sum(u, -v)
+        dl = np.where(np.isfinite(dl), dl, 0.0)
+        h, l = _distance2(u, v, eps)
+        nz = (h > 0)[..., None]
+        gh, gl = dd_quotient(dh, dl, np.where(nz, h[..., None], 1.0), np.where(nz, l[..., None], 0.0))
+        return np.where(nz, gh, at_zero), np.where(nz, gl, 0.0)
+    d = _distance_pow(u, v, p, eps)[0][..., None]
+    g = np.power(u - v, p - 1.0) * np.power(d, 1.0 - p)
+    return np.where(d == 0, at_zero, g), np.zeros_like(g)
+
+
+def gradient(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, negative, margin: float = 1.0,
+             p: float = 2, eps: float = 1e-6, kink: float = 0.5, at_zero: float = 0.0) -> dict:
+    """VJP of :func:`reference` (spec: "Gradient"): with ``g_ab = (a - b)**(p-1) / d(a, b)**(p-1)``,
+    ``g_an`` likewise and ``h`` the hinge's share (1 above the kink, `kink` at it — 1/2, as
+    optax's ``jnp.maximum`` — 0 below) times `cot`: ``d/da = h (g_ab - g_an)``,
+    ``d/db = -h g_ab``, ``d/dn = h g_an``. At a zero distance (eps = 0, two equal vectors)
+    the entries of that distance are `at_zero` (0, the subgradient of the norm; optax's
+    autodiff gives NaN there). NaN over a row whose value is NaN."""
+    from .triplet_margin import _combine
+
+    a, b = np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64)
+    n = np.broadcast_to(np.asarray(param_array("triplet_margin_powsum", "negative", negative, a.shape),
+                                   np.float64), a.shape)
+    with np.errstate(all="ignore"):
+        h = (hinge_share(_inner(a, b, n, margin, p, eps), kink) * np.asarray(cot, np.float64))[..., None]
+        gp, gn = _direction(a, b, p, eps, at_zero), _direction(a, n, p, eps, at_zero)
+        ga = _combine([(h, gp), (-h, gn)])
+        gb = _combine([(-h, gp)])
+        gneg = _combine([(h, gn)])
+    return {"y_pred": ga, "y_true": gb, "negative": gneg}
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, negative, margin: float = 1.0, p: float = 2,
@@ -108,4 +150,5 @@ LOSS = register(LossDef(
     per_sample_ref=reference,
     per_sample_exact=oracle,
     arrays=("negative",),
+    grad_ref=gradient,
 ))

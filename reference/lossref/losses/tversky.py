@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import axes_last, normalize_axes
+from ..numerics import axes_last, normalize_axes, overlap_grad_wide
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
 from .dice import AXIS, EPSILON, check_overlap_inputs, overlap_loss
@@ -21,6 +21,16 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon
     # 1 - TP/den cancels for a near-perfect prediction: the loss is formed as
     # (eps + alpha FP + beta FN) / (that + TP) from exactly split pieces
     return overlap_loss(y_true, y_pred, axis, alpha, beta, 1.0, epsilon)
+
+
+def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, alpha, beta, axis,
+                   epsilon) -> dict:
+    """VJP of :func:`reference`: ``d/dp_k = (alpha TP - y_k A) / den**2`` and
+    ``d/dy_k = (beta TP - p_k A) / den**2`` per group, ``A = eps + alpha sum(p) +
+    beta sum(y)`` (:func:`lossref.numerics.overlap_grad_wide`)."""
+    axes = normalize_axes(axis, np.ndim(y_pred))
+    gy, gp = overlap_grad_wide(y_true, y_pred, axes, alpha, beta, 1.0, epsilon, cot)
+    return {"y_pred": gp, "y_true": gy}
 
 
 def oracle(y_true: np.ndarray, y_pred: np.ndarray, alpha, beta, axis, epsilon) -> np.ndarray:
@@ -48,4 +58,5 @@ LOSS = register(LossDef(
     per_sample_exact=oracle,
     check_inputs=check_overlap_inputs,
     native=True,
+    grad_ref=grad_reference,
 ))

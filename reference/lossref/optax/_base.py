@@ -68,11 +68,12 @@ class OptaxFunction(CatalogueFunction):
 
     namespace = "lossref.optax.losses"
     dialect = "optax"
+    roles = ("y_pred", "y_true")
 
 
 def optax_function(loss: str, reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],
-                   elementwise: bool = False) -> Callable[[Callable[..., Prepared]], OptaxFunction]:
+                   elementwise: bool = False, vjp=None) -> Callable[[Callable[..., Prepared]], OptaxFunction]:
     """Decorator: a preparer with optax's signature becomes an :class:`OptaxFunction`
     evaluating the catalogue loss `loss` by its `reference` and `oracle` (see
     :class:`~lossref.dialect.CatalogueFunction` for `elementwise`)."""
-    return lambda prepare: OptaxFunction(prepare, loss, reference, oracle, elementwise)
+    return lambda prepare: OptaxFunction(prepare, loss, reference, oracle, elementwise, vjp)

@@ -38,7 +38,7 @@ from ..losses import ranking_softmax as _rs
 from ..losses import sparsemax as _sm
 from ..losses import triplet_margin_powsum as _tp
 from ..oracle import ops as xops
-from ..reduction import EXACT
+from ..reduction import EXACT, _Lin
 from ._base import OptaxFunction, Prepared, as_jax, broadcast, float_format, optax_function, result_format
 
 __all__ = ['multiclass_hinge_loss', 'multiclass_perceptron_loss', 'sparsemax_loss', 'multiclass_sparsemax_loss',
@@ -151,6 +151,18 @@ class _RankingFunction(OptaxFunction):
         how, (rows,) = pr.stage3["reduce"], pr.stage3["rows"]
         if how is None:
             return values
+        if isinstance(values, _Lin):  # stage 3 differentiated: the same rules on linear values
+            chosen = values[rows] if rows is not None else values
+            n = int(np.prod(chosen.shape))
+            if how == "sum":
+                return arith.total(chosen)
+            if n == 0:
+                return arith.asarray(np.float64(0.0))
+            with np.errstate(all="ignore"):
+                nan_mean = bool(np.isnan(np.sum(chosen.v)))
+            if nan_mean and not bool(np.any(np.isnan(values.v))):
+                return arith.asarray(np.float64(0.0))  # optax's NaN mean made 0: a constant
+            return arith.mean_of_total(chosen, None, n)
         exact = arith is EXACT
         vals = np.asarray(values, dtype=object if exact else np.float64)
         chosen = vals[rows] if rows is not None else vals.reshape(-1)
@@ -268,3 +280,9 @@ def ntxent(embeddings, labels, temperature=0.07):
     groups = np.unique(lab, return_inverse=True)[1].reshape(-1).astype(np.float64)
     # optax clamps the squared norms at the dtype's machine epsilon (finfo.eps = 2 u)
     return Prepared(groups, e, fmt, {"temperature": _weak(t, fmt), "eps": 2.0 * fmt.eps})
+
+
+# --- gradients ---------------------------------------------------------------------------------------
+# Every value above is a catalogue reference, so each function's gradient is the catalogue's
+# (``vjp64``); the third input of the triplet loss is the catalogue's `negative`.
+triplet_margin_loss.grad_params = {"negatives": "negative"}

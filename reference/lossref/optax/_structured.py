@@ -30,13 +30,13 @@ import numpy as np
 from .. import formats
 from ..dialect import check_bool
 from ..formats import FLOAT32, FLOAT64
+from ..losses.ctc import logsumexp_pair, renorm_pair, softmax_vjp
 from ..losses import generalized_dice as _gdice
 from ..losses import soft_dice as _sdice
-from ..numerics import log_softmax, sum2
+from ..numerics import log_softmax, two_sum
 from ..oracle import Exact
 from ..oracle import ops as xo
 from ..registry import is_real
-from ..reduction import EXACT
 from ._base import OptaxFunction, Prepared, as_jax, float_format, optax_function, result_format
 
 __all__ = ['ctc_loss', 'ctc_loss_with_forward_probs', 'dice_loss', 'binary_dice_loss',
@@ -179,6 +179,135 @@ def _ctc_oracle(y_true, y_pred, pad=(), lengths=(), blank_id=0, log_eps=-1e5, lo
     return (loss, phis, emits) if tables else loss
 
 
+def _add2(h1, l1, h2, l2):
+    """The pair of ``(h1 + l1) + (h2 + l2)`` (TwoSum of the high parts)."""
+    h, e = two_sum(h1, h2)
+    return renorm_pair(h, e + l1 + l2)
+
+
+def _shift_max(h, lo, c):
+    """``(h + lo) - c`` as a pair, ``c`` a per-row maximum (0 where it is not finite)."""
+    h, e = two_sum(h, -np.where(np.isfinite(c), c, 0.0))
+    return renorm_pair(h, lo + e)
+
+
+def _ctc_vjp(y_true, y_pred, cot, pad=(), lengths=(), blank_id=0, log_eps=-1e5, log_gate=-1e5, tables=False):
+    """VJP of :func:`_ctc_reference`'s loss wrt the logits (B, T, K), `cot` (B,).
+
+    Optax's automaton is linear in the probabilities, so ``d loss / d log w`` for each
+    emission weight ``w`` is ``-(Σ over its uses of α before · w · β after) / P`` with
+    ``P = Σ_x α_t(x) β_t(x)`` at every frame: a forward and a backward pass over the
+    states ``φ[0..N]``, ``emit[0..N-1]`` (ε-weighted moves included), in log space as exact
+    ``hi + lo`` pairs, each frame shifted by its maximum. Frame t (not padded):
+    ``emit'[n] = E_n (φ[n] + G1_{n-1} emit[n-1] + emit[n])``,
+    ``φ'[m] = B (φ[m] + (G1 + G2)_{m-1} emit[m-1])``, ``G = 1`` or ``exp(log_gate)`` as
+    optax's repeat gates. The log-probability gradient goes through ``log_softmax`` by
+    :func:`lossref.losses.ctc.softmax_vjp`. Padded frames: 0. A sequence whose loss is NaN:
+    0 everywhere, as the oracle's chain rule gives (its NaN is a selected constant);
+    ``jax.grad`` gives NaN there."""
+    labels = np.asarray(y_true).astype(np.int64)
+    z = np.asarray(y_pred, np.float64)
+    n_b, n_t, n_k = z.shape
+    n_n = labels.shape[1]
+    pads = np.asarray(pad, dtype=bool).reshape(n_b, n_t)
+    lens = np.asarray(lengths, np.int64).reshape(n_b)
+    c = np.asarray(cot, np.float64).reshape(n_b)
+    loss = _ctc_reference(y_true, z, pad, lengths, blank_id, log_eps, log_gate)
+    with np.errstate(all="ignore"):
+        # log-probabilities as pairs: z - m = d + e exactly, minus log1p(rest)
+        m = np.max(z, axis=-1, keepdims=True)
+        d, e = two_sum(z, -np.where(np.isfinite(m), m, 0.0))
+        np.copyto(e, 0.0, where=~np.isfinite(e))
+        rh, rl = logsumexp_pair(d, e, -1)
+        lph, lpl = _add2(d, e, -rh, -rl)
+        inside = (labels >= 0) & (labels < n_k)
+        at = np.where(inside, labels, 0)[:, None, :]
+        eh = np.where(inside[:, None, :], np.take_along_axis(lph, at, axis=2), 0.0)  # (B, T, N)
+        el = np.where(inside[:, None, :], np.take_along_axis(lpl, at, axis=2), 0.0)
+        bh, bl = lph[:, :, blank_id], lpl[:, :, blank_id]  # (B, T)
+        rep = _repeats(labels)
+        g1 = np.where(rep, log_gate, 0.0)
+        gs = np.logaddexp(g1, np.where(rep, 0.0, log_gate))  # the two moves emit[m-1] -> φ[m]
+        ninf = np.full((n_b, 1), -np.inf)
+        zero = np.zeros((n_b, 1))
+        # (the shifted emit terms are cut to N columns: with no labels, N = 0, there are none)
+        # forward: the states after each frame, (phi, emit) pairs
+        ph = np.concatenate([zero, np.full((n_b, n_n), float(log_eps))], axis=1)
+        pl = np.zeros_like(ph)
+        mh, ml = np.full((n_b, n_n), float(log_eps)), np.zeros((n_b, n_n))
+        ph, pl = renorm_pair(ph, pl)
+        mh, ml = renorm_pair(mh, ml)
+        fw = []
+        for t in range(n_t):
+            jh, jl = _add2(mh[:, :-1], ml[:, :-1], g1[:, :-1], 0.0)
+            kh, kl = _add2(mh, ml, gs, 0.0)
+            ce = [np.stack([ph[:, :-1], np.concatenate([ninf, jh], 1)[:, :n_n], mh]),
+                  np.stack([pl[:, :-1], np.concatenate([zero, jl], 1)[:, :n_n], ml])]
+            cp = [np.stack([ph, np.concatenate([ninf, kh], 1)]),
+                  np.stack([pl, np.concatenate([zero, kl], 1)])]
+            h, lo = logsumexp_pair(ce[0], ce[1], 0)
+            nmh, nml = _add2(h[0], lo[0], eh[:, t], el[:, t])
+            h, lo = logsumexp_pair(cp[0], cp[1], 0)
+            nph, npl = _add2(h[0], lo[0], bh[:, t, None], bl[:, t, None])
+            top = np.maximum(np.max(nph, axis=1, keepdims=True),
+                             np.max(nmh, axis=1, keepdims=True, initial=-np.inf))
+            nph, npl = _shift_max(nph, npl, top)
+            nmh, nml = _shift_max(nmh, nml, top)
+            keep = pads[:, t, None]
+            ph, pl = np.where(keep, ph, nph), np.where(keep, pl, npl)
+            mh, ml = np.where(keep, mh, nmh), np.where(keep, ml, nml)
+            fw.append((ph, pl, mh, ml))
+        # backward from the final contraction: last[m] = φ[m] + emit[m-1], read at the length
+        idx = np.arange(n_n + 1)[None, :]
+        qh = np.where(idx == lens[:, None], 0.0, -np.inf)
+        ql = np.zeros_like(qh)
+        sh = np.where(idx[:, 1:] == lens[:, None], 0.0, -np.inf)
+        sl = np.zeros_like(sh)
+        g_lp = np.zeros((n_b, n_t, n_k))
+        rows = np.arange(n_b)
+        for t in range(n_t - 1, -1, -1):
+            ph, pl, mh, ml = fw[t]
+            wph, wpl = _add2(ph, pl, qh, ql)
+            wmh, wml = _add2(mh, ml, sh, sl)
+            wh, wl = np.concatenate([wph, wmh], 1), np.concatenate([wpl, wml], 1)
+            zh, zl = logsumexp_pair(wh, wl, 1)
+            d, e = two_sum(wh, -np.where(np.isfinite(zh), zh, 0.0))
+            e += wl - zl
+            np.copyto(e, 0.0, where=~np.isfinite(e))
+            occ = np.exp(d) * (1.0 + e)  # α_t(x) β_t(x) / P, frame t's states
+            live = ~pads[:, t]
+            g = np.zeros((n_b, n_k))
+            np.add.at(g, (np.repeat(rows, n_n), at[:, 0].ravel()),
+                      np.where(inside, occ[:, n_n + 1:], 0.0).ravel())
+            g[rows, blank_id] += np.sum(occ[:, :n_n + 1], axis=1)
+            g_lp[:, t] = np.where(live[:, None], g, 0.0)
+            # β before frame t: the transposed step (identity on a padded frame)
+            ae = _add2(eh[:, t], el[:, t], sh, sl)
+            jh, jl = _add2(ae[0][:, 1:], ae[1][:, 1:], g1[:, :-1], 0.0)
+            ab = _add2(qh, ql, bh[:, t, None], bl[:, t, None])
+            kh, kl = _add2(ab[0][:, 1:], ab[1][:, 1:], gs, 0.0)
+            be = [np.stack([ae[0], np.concatenate([jh, ninf], 1)[:, :n_n], kh]),
+                  np.stack([ae[1], np.concatenate([jl, zero], 1)[:, :n_n], kl])]
+            bp = [np.stack([np.concatenate([ae[0], ninf], 1), ab[0]]),
+                  np.stack([np.concatenate([ae[1], zero], 1), ab[1]])]
+            h, lo = logsumexp_pair(be[0], be[1], 0)
+            nsh, nsl = h[0], lo[0]
+            h, lo = logsumexp_pair(bp[0], bp[1], 0)
+            nqh, nql = h[0], lo[0]
+            top = np.maximum(np.max(nqh, axis=1, keepdims=True),
+                             np.max(nsh, axis=1, keepdims=True, initial=-np.inf))
+            nqh, nql = _shift_max(nqh, nql, top)
+            nsh, nsl = _shift_max(nsh, nsl, top)
+            keep = pads[:, t, None]
+            qh, ql = np.where(keep, qh, nqh), np.where(keep, ql, nql)
+            sh, sl = np.where(keep, sh, nsh), np.where(keep, sl, nsl)
+        g = softmax_vjp(z, -c[:, None, None] * g_lp)
+        g = np.where(~pads[..., None], g, 0.0)
+        # a NaN loss is the oracle's decision (a non-finite frame, a dead state, a NaN at
+        # the length), a constant: its gradient is 0 (jax.grad gives NaN there)
+        g = np.where(np.isnan(loss)[:, None, None], 0.0, g)
+    return {"y_pred": g}
+
 def _binary01(fn: str, name: str, arr: np.ndarray) -> np.ndarray:
     """Paddings as booleans: each entry exactly 0 or 1 (optax's documented domain)."""
     if arr.dtype.kind not in "biuf" and arr.dtype.name != "bfloat16":
@@ -248,7 +377,7 @@ def _prepare_ctc(fn: str, logits, logit_paddings, labels, label_paddings, blank_
     return Prepared(np.where(np.abs(lab64) < 2 ** 52, lab64, -1.0).astype(np.int64), z, FLOAT64, params)
 
 
-@optax_function("ctc", _ctc_reference, _ctc_oracle)
+@optax_function("ctc", _ctc_reference, _ctc_oracle, vjp=_ctc_vjp)
 def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id: int = 0,
              log_epsilon: float = -1e5):
     """Per sequence ``-log`` of optax's CTC forward sum, shape (B,), float64.
@@ -264,6 +393,17 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id: int = 
 class _TableFunction(OptaxFunction):
     """A function returning optax's ``(loss, logalpha_blank, logalpha_emit)``; ``.exact``
     returns the three as :class:`lossref.Exact`."""
+
+    def vjp64(self, pr: Prepared, cot):
+        """The VJP of the three outputs for ``cot = (loss's, logalpha_blank's,
+        logalpha_emit's)`` (or the loss's alone): the loss's part only; a non-zero cotangent
+        on a table raises ``NotImplementedError``."""
+        if isinstance(cot, (tuple, list)):
+            if any(np.any(np.asarray(c, np.float64) != 0) for c in cot[1:]):
+                raise NotImplementedError(f"{self.__name__}: no reference gradient for the "
+                                          "forward tables (loss cotangent only)")
+            cot = cot[0]
+        return super().vjp64(pr, cot)
 
     def __call__(self, *args, **kwargs):
         a, b, kw = self._arguments(args, kwargs)
@@ -292,7 +432,8 @@ def _ctc_with_forward_probs(logits, logit_paddings, labels, label_paddings, *, b
 
 
 _ctc_with_forward_probs.__name__ = _ctc_with_forward_probs.__qualname__ = "ctc_loss_with_forward_probs"
-ctc_loss_with_forward_probs = _TableFunction(_ctc_with_forward_probs, "ctc", _ctc_reference, _ctc_oracle)
+ctc_loss_with_forward_probs = _TableFunction(_ctc_with_forward_probs, "ctc", _ctc_reference, _ctc_oracle,
+                                              vjp=_ctc_vjp)
 
 
 # --- Dice ------------------------------------------------------------------------------------------
@@ -323,20 +464,15 @@ def _reduction(fn: str, reduction: Any) -> str:
 
 def _finish_dice(values, weights, ignore, reduction, arith):
     """Class weights, the background cut and the reduction over the last axis in `arith`."""
-    exact = arith is EXACT
-    v = values
+    v = arith.asarray(values)
     if weights is not None:  # exact: the weights taken exactly on the backend in use
-        v = v * (EXACT.asarray(weights) if exact else np.asarray(weights, np.float64))
+        v = arith.multiply(v, weights)
     if ignore:
         v = v[..., 1:]
     if reduction == "none":
         return v
-    if exact:
-        s = xo.fsum(v, -1)
-        return s if reduction == "sum" else xo.div(s, np.full(s.shape, v.shape[-1], dtype=object))
-    with np.errstate(all="ignore"):
-        s = sum2(v, axis=-1) if v.shape[-1] else np.sum(v, axis=-1)
-        return s if reduction == "sum" else s / v.shape[-1]
+    s = arith.sum_last(v)
+    return s if reduction == "sum" else arith.divide(s, np.full(np.shape(s), v.shape[-1], dtype=np.float64))
 
 
 class _DiceFunction(OptaxFunction):
@@ -482,3 +618,20 @@ def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_
     params = {"smooth": pr.params["smooth"], "activation": pr.params["activation"],
               "ignore_background": pr.stage3["ignore"], "epsilon": eps}
     return Prepared(t, p, pr.fmt, params)
+
+
+# --- Dice gradients: the catalogue's (the references above only forward to it) ---------------------
+
+
+def _catalogue_vjp(name: str):
+    def vjp(y_true, y_pred, cot, **kw):
+        from ..registry import get
+        g = get(name).grad_ref
+        if g is None:
+            raise NotImplementedError(f"{name}: the catalogue has no reference gradient")
+        return g(y_true, y_pred, cot, **kw)
+    return vjp
+
+
+dice_loss._vjp = binary_dice_loss._vjp = _catalogue_vjp("soft_dice")
+multiclass_generalized_dice_loss._vjp = _catalogue_vjp("generalized_dice")

@@ -19,6 +19,7 @@ resolved before the first comparison.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Optional
 
@@ -186,6 +187,9 @@ class Exact:
         self._rows = rows
         self._balls = balls
         self._cache: dict = {}
+        #: the Ziv loop's cap for this value (:data:`MAX_PRECISION` unless raised, as for
+        #: gradients, whose chain rule can cancel far more than the value's formula)
+        self.max_prec = MAX_PRECISION
         #: precision at which the last :meth:`round` or :meth:`decimal` was decided
         self.final_prec: Optional[int] = None
         #: how the last :meth:`round` or :meth:`decimal` went: elements decided on balls at
@@ -235,7 +239,7 @@ class Exact:
             if not diff.any():
                 self.final_prec = max(q, self.final_prec or 0)
                 return np.asarray(cur, dtype=object)
-            if 2 * q > MAX_PRECISION:
+            if 2 * q > self.max_prec:
                 bad = np.argwhere(diff).tolist()
                 raise OracleError(
                     f"{self.label or 'case'}: {what} not decided at {q} bits "
@@ -244,8 +248,10 @@ class Exact:
             p, prev = q, cur
 
     def _subset(self, index: np.ndarray) -> "Exact":
-        return Exact(self._rows(index), start_prec=self.start_prec, dtype=self.dtype,
-                     label=self.label, balls=self._balls)
+        sub = Exact(self._rows(index), start_prec=self.start_prec, dtype=self.dtype,
+                    label=self.label, balls=self._balls)
+        sub.max_prec = self.max_prec
+        return sub
 
     def _decide(self, ball_key, mp_key, what: str) -> np.ndarray:
         """Every element decided: on balls where they can, the rest by the mpmath path.
@@ -261,7 +267,7 @@ class Exact:
                 vals = self._eval("arb", p)
                 break
             except ops.Undecided:  # a branch of the formula needs more bits
-                if 2 * p > min(MAX_PRECISION, p0 << BALL_LEVELS):
+                if 2 * p > min(self.max_prec, p0 << BALL_LEVELS):
                     out = self._ziv(mp_key, what)
                     self.stats = {"mpmath": int(out.size)}
                     return out
@@ -277,7 +283,7 @@ class Exact:
         prev_nan = _nan_balls(vals.ravel()[pending])
         to_mp = []
         self.final_prec = p
-        while pending.size and level < BALL_LEVELS and 2 * p <= MAX_PRECISION:
+        while pending.size and level < BALL_LEVELS and 2 * p <= self.max_prec:
             p, level = 2 * p, level + 1
             sub = self._pending_values(pending, shape, inner, p)
             res, ok = ball_key(sub)
@@ -383,8 +389,21 @@ def _nan_balls(v: np.ndarray) -> np.ndarray:
 def _differ(a, b) -> np.ndarray:
     a = np.asarray(a, dtype=object)
     b = np.asarray(b, dtype=object)
-    same = np.frompyfunc(lambda u, v: u == v or (u != u and v != v), 2, 1)(a, b)
+    # +0 and -0 differ: a value that cancels to an exact 0 at one precision and to a tiny
+    # negative at the next has not decided the sign of its rounding
+    same = np.frompyfunc(_same_key, 2, 1)(a, b)
     return ~np.asarray(same, dtype=bool)
+
+
+def _same_key(u, v) -> bool:
+    """Two roundings (floats) or decimals (strings) agree: NaN with NaN, and a zero only
+    with a zero of its sign."""
+    if isinstance(u, str) or isinstance(v, str):
+        return u == v
+    u, v = float(u), float(v)
+    if math.isnan(u) or math.isnan(v):
+        return math.isnan(u) and math.isnan(v)
+    return u == v and (u != 0 or math.copysign(1.0, u) == math.copysign(1.0, v))
 
 
 def _decimal(x, digits: int) -> str:

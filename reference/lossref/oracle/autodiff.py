@@ -18,7 +18,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import ops
-from .ops import Node
+from .ops import Node, Quot
 
 __all__ = ["Tape", "addresses", "root"]
 
@@ -75,12 +75,14 @@ class Tape:
         """``d sum(out) / d target``, as numbers of the backend, in the shape of the array
         that owns the target's memory (0 where `out` does not depend on an element)."""
         out = np.asarray(out, dtype=object)
-        grads: Dict[int, object] = {}
+        # each cotangent is a quotient (numerator, denominator): divisions of the chain
+        # rule (ops.Quot) are multiplied into the denominator, and the one division is
+        # made at the end, so an exactly representable gradient is computed exactly
+        grads: Dict[int, tuple] = {}
         nodes = {}
         stack = [e for e in out.reshape(-1).tolist() if type(e) is Node]
-        one = ops.num(1)
         for e in stack:
-            grads[id(e)] = grads[id(e)] + one if id(e) in grads else one
+            grads[id(e)] = _add(grads[id(e)], (1, 1)) if id(e) in grads else (1, 1)
         while stack:  # every node the outputs depend on
             n = stack.pop()
             if id(n) in nodes:
@@ -91,10 +93,16 @@ class Tape:
             g = grads.get(id(n))
             if g is None:
                 continue
+            num, den = g
             for p, d in n.parents:
-                c = g if (type(d) is int and d == 1) else g * d
+                if type(d) is Quot:
+                    c = (num * d.m, den * d.d)
+                elif type(d) is int and d == 1:
+                    c = g
+                else:
+                    c = (num * d, den)
                 k = id(p)
-                grads[k] = grads[k] + c if k in grads else c
+                grads[k] = _add(grads[k], c) if k in grads else c
         o = self.owner
         result = np.empty(o.size, dtype=object)
         result[...] = ops.num(0)
@@ -104,8 +112,17 @@ class Tape:
             for a, node in self._nodes.items():
                 g = grads.get(id(node))
                 if g is not None:
-                    result[order[np.searchsorted(addr, a, sorter=order)]] = g
+                    num, den = (ops.num(v) for v in g)
+                    result[order[np.searchsorted(addr, a, sorter=order)]] = ops.div(
+                        np.asarray(num, dtype=object), np.asarray(den, dtype=object))[()]
         return result.reshape(o.shape)
+
+
+def _add(a: tuple, b: tuple) -> tuple:
+    """The sum of two quotients ``(numerator, denominator)``."""
+    if a[1] is b[1] or (type(a[1]) is int and type(b[1]) is int and a[1] == b[1]):
+        return (a[0] + b[0], a[1])
+    return (a[0] * b[1] + b[0] * a[1], a[1] * b[1])
 
 
 def tie_share(convention: Optional[str]):

@@ -46,7 +46,8 @@ __all__ = [
     "xmul", "xmul_pole", "power", "sigmoid", "to_fraction", "from_fraction", "num", "pi", "lift",
     "using", "backend", "precision", "has_arb", "land", "lor", "lnot", "decide", "all_of", "any_of",
     "isinf",
-    "Undecided", "Node", "taping",
+    "Undecided", "Node", "taping", "has_nodes", "value_of", "values", "attach", "tie_share", "clamp_min",
+    "max_of",
 ]
 
 
@@ -315,6 +316,8 @@ def _obj(x) -> np.ndarray:
 _TAPE = None  # the tape in use (lossref.oracle.autodiff.Tape), or None
 #: share of a tie ``max(a, b)`` with ``a == b`` that goes to ``a`` (the rest to ``b``)
 _TIE = Fraction(1, 2)
+#: how :func:`clamp_min` differentiates: "definition" or "straight" (derivative 1 throughout)
+_CLAMP = "definition"
 
 
 class Node:
@@ -328,32 +331,46 @@ class Node:
         self.v, self.parents, self.order = v, parents, next(Node._count)
 
     def __add__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return Node(self.v + _val(o), ((self, 1),) + _arg(o, 1))
 
     def __radd__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return Node(o + self.v, ((self, 1),))
 
     def __sub__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return Node(self.v - _val(o), ((self, 1),) + _arg(o, -1))
 
     def __rsub__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return Node(o - self.v, ((self, -1),))
 
     def __mul__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         ov = _val(o)
         return Node(self.v * ov, ((self, ov),) + _arg(o, self.v))
 
     def __rmul__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return Node(o * self.v, ((self, o),))
 
     def __truediv__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         ov = _val(o)
-        q = self.v / ov
-        return Node(q, ((self, _current.num(1) / ov),) + _arg(o, -q / ov))
+        return Node(self.v / ov, ((self, Quot(1, ov)),) + _arg(o, Quot(-self.v, ov * ov)))
 
     def __rtruediv__(self, o):
-        q = o / self.v
-        return Node(q, ((self, -q / self.v),))
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
+        return Node(o / self.v, ((self, Quot(-o, self.v * self.v)),))
 
     def __neg__(self):
         return Node(-self.v, ((self, -1),))
@@ -371,21 +388,33 @@ class Node:
         return Node(self.v ** n, ((self, n * self.v ** (n - 1)),) if n else ())
 
     def __lt__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return self.v < _val(o)
 
     def __le__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return self.v <= _val(o)
 
     def __gt__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return self.v > _val(o)
 
     def __ge__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return self.v >= _val(o)
 
     def __eq__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return self.v == _val(o)
 
     def __ne__(self, o):
+        if isinstance(o, np.ndarray):  # elementwise: NumPy applies the op to each Node
+            return NotImplemented
         return self.v != _val(o)
 
     __hash__ = object.__hash__
@@ -395,6 +424,26 @@ class Node:
 
     def __repr__(self) -> str:
         return f"Node({self.v!r})"
+
+
+class Quot:
+    """A local derivative ``m / d`` kept as a quotient: the chain rule carries numerators
+    and denominators apart and divides once at the end (:meth:`Tape.gradient`), so a
+    gradient such as ``w e / 21`` that is exactly a rounding midpoint comes out exact
+    instead of as ``w e (1/21)``, which no precision decides."""
+
+    __slots__ = ("m", "d")
+
+    def __init__(self, m, d):
+        self.m, self.d = m, d
+
+
+_QUOT = np.frompyfunc(Quot, 2, 1)
+
+
+def _quots(m, d) -> np.ndarray:
+    m, d = np.broadcast_arrays(_obj(m), _obj(d))
+    return np.asarray(_QUOT(m, d), dtype=object).reshape(m.shape)
 
 
 def _val(o):
@@ -422,17 +471,18 @@ def _sign(v):
 
 
 @contextlib.contextmanager
-def taping(tape, tie=Fraction(1, 2)):
+def taping(tape, tie=Fraction(1, 2), clamp: str = "definition"):
     """Inside the block, :func:`lift` of an array the `tape` differentiates gives Nodes
     (``tape.leaves(arr)``) and the ops differentiate themselves; `tie` is the share of a
-    tie of :func:`maximum`/:func:`minimum` given to the first argument."""
-    global _TAPE, _TIE
-    old = _TAPE, _TIE
-    _TAPE, _TIE = tape, Fraction(tie)
+    tie of :func:`maximum`/:func:`minimum` given to the first argument (where the oracle
+    does not fix it), `clamp` how :func:`clamp_min` is differentiated."""
+    global _TAPE, _TIE, _CLAMP
+    old = _TAPE, _TIE, _CLAMP
+    _TAPE, _TIE, _CLAMP = tape, Fraction(tie), clamp
     try:
         yield tape
     finally:
-        _TAPE, _TIE = old
+        _TAPE, _TIE, _CLAMP = old
 
 
 _VALS = np.frompyfunc(_val, 1, 1)
@@ -442,6 +492,54 @@ _IS_NODE = np.frompyfunc(lambda e: type(e) is Node, 1, 1)
 def _has_nodes(a) -> bool:
     return _TAPE is not None and isinstance(a, np.ndarray) and a.dtype == object and \
         any(type(e) is Node for e in a.ravel().tolist())
+
+
+def has_nodes(a) -> bool:
+    """Whether `a` holds numbers being differentiated (an oracle that computes in exact
+    rationals takes its differentiable path then)."""
+    return _has_nodes(np.asarray(a, dtype=object) if not isinstance(a, np.ndarray) else a)
+
+
+def value_of(v):
+    """The value of a number being differentiated (itself for any other number): what an
+    exact branch decision on an input reads."""
+    return _val(v)
+
+
+def attach(value, pairs, axis=None):
+    """`value` with its derivatives given explicitly, where a formula's own chain rule
+    would cancel (an exact 0 that balls could not prove): ``pairs`` lists ``(argument,
+    local derivative)`` arrays. Elementwise (`axis` None) they broadcast to `value`'s shape;
+    with `axis`, `value` is the reduction of the arguments along that axis (one value of a
+    row, its derivative with respect to each element of the row). `value` must be computed
+    from the arguments' values (:func:`value_of`, or the inputs before lifting); outside a
+    tape it is returned as it is."""
+    if _TAPE is None or not any(_has_nodes(_obj(a)) for a, _ in pairs):
+        return value
+    value = _values(np.asarray(value, dtype=object))
+    if axis is None:
+        return _wrap(value, [(_obj(a), _obj(d)) for a, d in pairs])
+    out = np.array(value, dtype=object, order="C").reshape(value.shape)
+    flat = out.reshape(-1)  # a view: C order
+    rows = [(np.moveaxis(_obj(a), axis, -1).reshape(flat.size, -1),
+             np.broadcast_to(np.moveaxis(_obj(d), axis, -1), np.moveaxis(_obj(a), axis, -1).shape).reshape(flat.size, -1))
+            for a, d in pairs]
+    for i in range(flat.size):
+        parents = tuple((e, dv) for a, d in rows for e, dv in zip(a[i].tolist(), d[i].tolist()) if type(e) is Node)
+        if parents:
+            flat[i] = Node(flat[i], parents)
+    return out
+
+
+def values(a) -> np.ndarray:
+    """An object array with every number being differentiated replaced by its value."""
+    return _values(_obj(a))
+
+
+def tie_share():
+    """The share of a tie ``max(a, b)``, ``a == b``, that a derivative gives ``a``
+    (:func:`taping`), as a number of the backend."""
+    return _current.num(_TIE)
 
 
 def _values(a: np.ndarray) -> np.ndarray:
@@ -454,8 +552,8 @@ def _values(a: np.ndarray) -> np.ndarray:
 def _wrap(out, pairs) -> np.ndarray:
     """`out` (the values) with a Node wherever an argument is one: ``pairs`` lists
     ``(argument array, local derivative array)``, all of `out`'s shape."""
-    out = np.array(out, dtype=object).reshape(np.shape(out))
-    flat = out.reshape(-1)
+    out = np.array(out, dtype=object, order="C").reshape(np.shape(out))
+    flat = out.reshape(-1)  # a view: C order
     cols = [(np.broadcast_to(a, out.shape).reshape(-1), np.broadcast_to(d, out.shape).reshape(-1))
             for a, d in pairs]
     for i in range(flat.size):
@@ -500,15 +598,15 @@ def _d_unary(name, v, out):
     """Local derivative of a unary op at values `v` with results `out`."""
     one = _full(v.shape, 1)
     if name == "log":
-        return div(one, v)
+        return _quots(one, v)
     if name == "log1p":
-        return div(one, one + v)
+        return _quots(one, one + v)
     if name == "exp":
         return out
     if name == "expm1":
         return out + one
     if name == "sqrt":
-        return div(one, 2 * out)
+        return _quots(one, 2 * out)
     if name == "cosh":
         return _u("sinh")(v)
     if name == "sigmoid":
@@ -519,7 +617,7 @@ def _d_unary(name, v, out):
 def _d_binary(name, a, b, out, want_b: bool):
     if name == "div":
         one = _full(out.shape, 1)
-        return div(one, b), (-div(out, b) if want_b else None)
+        return _quots(one, b), (_quots(-a, b * b) if want_b else None)
     if name in ("xmul", "xmul_pole"):
         return b, a
     if name == "power":
@@ -604,8 +702,63 @@ expm1 = _u("expm1", "Elementwise exp(x) - 1.")
 sqrt = _u("sqrt", "Square root; NaN below 0.")
 cosh = _u("cosh", "Elementwise cosh.")
 sigmoid = _u("sigmoid", "``1 / (1 + exp(-z))``; exact limits 0 and 1 at -inf and +inf.")
-maximum = _b("maximum", "Elementwise maximum that propagates NaN (as ``np.maximum``).")
-minimum = _b("minimum", "Elementwise minimum that propagates NaN (as ``np.minimum``).")
+_maximum = _b("maximum")
+_minimum = _b("minimum")
+
+
+def _fixed_tie(f, a, b, tie):
+    global _TIE
+    if tie is None or _TAPE is None:
+        return f(a, b)
+    old, _TIE = _TIE, Fraction(tie)
+    try:
+        return f(a, b)
+    finally:
+        _TIE = old
+
+
+def maximum(a, b, tie=None) -> np.ndarray:
+    """Elementwise maximum that propagates NaN (as ``np.maximum``). Differentiated, a tie
+    gives `a` the share `tie` (None: the dialect's, :func:`taping`) and `b` the rest."""
+    return _fixed_tie(_maximum, a, b, tie)
+
+
+def minimum(a, b, tie=None) -> np.ndarray:
+    """Elementwise minimum that propagates NaN (as ``np.minimum``); `tie` as for
+    :func:`maximum`."""
+    return _fixed_tie(_minimum, a, b, tie)
+
+
+def max_of(a, axis=-1) -> np.ndarray:
+    """The maximum along `axis` (NaN if any element is NaN). Differentiated, the elements
+    that attain it share the derivative evenly (``1/k`` each for a k-way tie), as
+    ``jnp.max`` and ``torch.amax`` do, rather than by a chain of two-way ties."""
+    a = np.moveaxis(_obj(a), axis, -1)
+    v = _values(a)
+    top = v[..., 0]
+    for k in range(1, v.shape[-1]):  # the oracle may loop: it is the literal definition
+        top = maximum(top, v[..., k])
+    top = np.asarray(top, dtype=object)
+    if not _has_nodes(a):
+        return top
+    hit, _ = _masks_or_raise(eq(v, top[..., None]), v.shape)
+    count = hit.sum(axis=-1, keepdims=True)
+    share = np.empty(v.shape, dtype=object)
+    share[...] = _current.num(0)
+    for idx in zip(*np.nonzero(hit)):
+        share[idx] = Quot(1, int(count[idx[:-1] + (0,)]))
+    return attach(top, [(a, share)], axis=-1)
+
+
+def clamp_min(a, lo) -> np.ndarray:
+    """``maximum(a, lo)`` for a clamp of `a` from below by a constant. Differentiated by
+    the definition (1 above `lo`, 0 below, the tie share at it), or, where the dialect says
+    ``clamp="straight"`` (:func:`taping`; torch clamps a copy outside autograd), with
+    derivative 1 everywhere."""
+    if _TAPE is not None and _CLAMP == "straight" and _has_nodes(_obj(a)):
+        out = np.asarray(_maximum(_values(_obj(a)), lo), dtype=object)
+        return _wrap(out, [(np.broadcast_to(_obj(a), out.shape), _full(out.shape, 1))])
+    return maximum(a, lo)
 div = _b("div", "Elementwise ``a / b`` with IEEE results for a zero divisor.")
 xmul = _b("xmul", "Elementwise ``w * v`` where ``w = 0`` gives 0 for every non-NaN ``v`` "
                   "(``0 log 0 = 0``). On balls, 0 times a NaN ball stays undecided (it may stand for NaN).")

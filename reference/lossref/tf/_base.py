@@ -128,6 +128,9 @@ class TFStageFunction(TFFunction):
     """A ``tf.nn`` stage-3 helper (``compute_average_loss``, ``scale_regularization_loss``):
     its values are its input taken as given, then :meth:`TFFunction.finish`."""
 
+    #: the one argument (or the first) is the values; a sample weight has no gradient here
+    roles = ("y_pred", "")
+
     def __init__(self, prepare: Callable[..., Prepared]) -> None:
         super().__init__(prepare, "", None, None)
 

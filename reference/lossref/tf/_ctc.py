@@ -47,13 +47,31 @@ class SparseLabels(NamedTuple):
     dense_shape: Any
 
 
-def _reference(y_true, y_pred, input_lengths=()):
-    """Per sample ``-log P(label)`` in float64 from logits (B, T, C), blank 0."""
-    return _ctc.reference(y_true, y_pred, input_lengths=np.asarray(input_lengths, np.int64))
+def _order(n_c: int, blank: int) -> list:
+    """The catalogue's class order: TF's blank first, the others in order."""
+    return [blank] + [c for c in range(n_c) if c != blank]
 
 
-def _oracle(y_true, y_pred, input_lengths=()):
-    return _ctc.oracle(y_true, y_pred, input_lengths=np.asarray(input_lengths, np.int64))
+def _reference(y_true, y_pred, input_lengths=(), blank=0):
+    """Per sample ``-log P(label)`` in float64 from logits (B, T, C), class `blank` the blank."""
+    y = y_pred[:, :, _order(y_pred.shape[2], blank)] if blank else y_pred
+    return _ctc.reference(y_true, y, input_lengths=np.asarray(input_lengths, np.int64))
+
+
+def _oracle(y_true, y_pred, input_lengths=(), blank=0):
+    # C order: the oracle's taped ops expect it of object arrays (a fancy index may give another)
+    y = np.ascontiguousarray(y_pred[:, :, _order(y_pred.shape[2], blank)]) if blank else y_pred
+    return _ctc.oracle(y_true, y, input_lengths=np.asarray(input_lengths, np.int64))
+
+
+def _vjp(y_true, y_pred, cot, input_lengths=(), blank=0):
+    """VJP of :func:`_reference` wrt the logits (B, T, C): ``cot·(softmax - γ)`` at each
+    sample's first ``logit_length[b]`` steps, 0 after; NaN at the read steps of a sample
+    whose loss is not finite."""
+    order = _order(y_pred.shape[2], blank)
+    y = y_pred[:, :, order] if blank else y_pred
+    g = _ctc.grad_reference(y_true, y, cot, input_lengths=np.asarray(input_lengths, np.int64))["y_pred"]
+    return {"y_pred": g[:, :, np.argsort(order)] if blank else g}
 
 
 def _lengths(name: str, x, n: int) -> np.ndarray:
@@ -92,7 +110,7 @@ def _sparse_rows(labels, n: int) -> list:
     return rows
 
 
-@tf_function("ctc", _reference, _oracle)
+@tf_function("ctc", _reference, _oracle, vjp=_vjp)
 def ctc_loss(labels, logits, label_length, logit_length, logits_time_major=True, unique=None,
              blank_index=None, name=None):
     """``-log Σ_{alignments} Π_t softmax(logits_t)(π_t)`` per sample: the alignments of its
@@ -143,6 +161,5 @@ def ctc_loss(labels, logits, label_length, logit_length, logits_time_major=True,
             raise ValueError(f"{fn}: label {int(row[bad][0])} of sample {b} is outside [0, {n_c}) or is the "
                              f"blank {blank}")
         lab[b, :len(row)] = row + (row < blank)  # TF's rotation: the blank becomes class 0
-    if blank:
-        y = y[:, :, [blank] + [c for c in range(n_c) if c != blank]]
-    return Prepared(lab, y, fmt, {"input_lengths": tuple(int(v) for v in il)})
+    # y stays a view of the logits (its gradient maps back onto them); the reference moves the blank
+    return Prepared(lab, y, fmt, {"input_lengths": tuple(int(v) for v in il), "blank": blank})

@@ -34,6 +34,7 @@ from ..losses import categorical_crossentropy as _cce
 from ..losses import mean_squared_error as _mse
 from ..losses import poisson as _poisson
 from ..losses import sparse_categorical_crossentropy as _scce
+from ..numerics import log_softmax, sigmoid, sigmoid_xent_grads, softmax_xent_grad, xmul
 from ..oracle import ops as xo
 from ..reduction import stage2_sum
 from ._base import (Prepared, TFDtypeError, TFInvalidArgumentError, as_tensor, float_format, same_dtype,
@@ -62,14 +63,36 @@ def _binary(fn: str, labels, logits) -> Prepared:
     return Prepared(z, x, float_format(fn, x, "logits"))
 
 
-@tf_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle, elementwise=True)
+def _sigmoid_vjp(y_true, y_pred, cot, pos_weight=None) -> dict:
+    """Gradient of ``q z softplus(-x) + (1 - z) softplus(x)`` in the logits, the labels and
+    q (:func:`lossref.numerics.sigmoid_xent_grads`). The definition's, also at x = 0, where
+    TF's ``weighted_cross_entropy_with_logits`` (built from ``abs`` and ``relu``, whose
+    derivatives are 0 there) returns ``1 - z`` instead of ``(1 - z - q z) / 2``."""
+    dx, dy, dq = sigmoid_xent_grads(y_true, y_pred, pos_weight)
+    y, z = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    if np.any(np.isinf(y)):
+        # an infinite label: the two products of the chain rule as IEEE forms them, not
+        # through ``1 + (q - 1) y`` (NaN for q = 1)
+        with np.errstate(all="ignore"):
+            qy = y if pos_weight is None else np.asarray(pos_weight, np.float64) * y
+            plain = xmul(1.0 - y, sigmoid(z)) - xmul(qy, sigmoid(-z))
+            dx = np.where(np.isinf(y) & ~np.isnan(z), plain, dx)
+    out = {"y_pred": cot * dx, "y_true": cot * dy}
+    if dq is not None:
+        out["pos_weight"] = cot * dq
+    return out
+
+
+@tf_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle, elementwise=True,
+             vjp=_sigmoid_vjp)
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """``-(z log σ(x) + (1 - z) log σ(-x))`` elementwise, labels z (soft labels allowed)
     and logits x of the same shape and float dtype."""
     return _binary("sigmoid_cross_entropy_with_logits", labels, logits)
 
 
-@tf_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle, elementwise=True)
+@tf_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle, elementwise=True,
+             vjp=_sigmoid_vjp)
 def weighted_cross_entropy_with_logits(labels, logits, pos_weight, name=None):
     """``-(q z log σ(x) + (1 - z) log σ(-x))`` elementwise, `pos_weight` q a number or an
     array broadcast against the labels (the result has the broadcast shape).
@@ -111,7 +134,16 @@ def _softmax_oracle(y_true, y_pred) -> np.ndarray:
     return xo.fsum(_cce.oracle(y_true, y_pred, True, 0.0, None), -1)
 
 
-@tf_function("categorical_crossentropy", _softmax_reference, _softmax_oracle)
+def _softmax_vjp(y_true, y_pred, cot) -> dict:
+    """``d/dx_j = (sum_c y_c) p_j - y_j`` (:func:`lossref.numerics.softmax_xent_grad`) and
+    ``d/dy_c = -log p_c`` (:func:`lossref.numerics.log_softmax`), over the last axis."""
+    if y_pred.shape[-1] == 0:
+        return {"y_pred": np.zeros(y_pred.shape), "y_true": np.zeros(y_pred.shape)}
+    c = np.asarray(cot, np.float64)[..., None]
+    return {"y_pred": c * softmax_xent_grad(y_true, y_pred), "y_true": c * -log_softmax(y_pred)}
+
+
+@tf_function("categorical_crossentropy", _softmax_reference, _softmax_oracle, vjp=_softmax_vjp)
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
     """``-Σ_c y_c log softmax(x)_c`` over `axis` (-1 or a non-negative axis), in the logits'
     dtype; the result has the logits' shape without that axis.
@@ -199,7 +231,18 @@ def _poisson_oracle(y_true, y_pred, compute_full_loss=False) -> np.ndarray:
     return xo.where(xo.lt(y_true, 0), xo.NAN, out) if compute_full_loss else out
 
 
-@tf_function("poisson", _poisson_reference, _poisson_oracle, elementwise=True)
+def _poisson_vjp(y_true, y_pred, cot, compute_full_loss=False) -> dict:
+    """``d/dc = exp(c) - z``, ``d/dz = -c``, plus ``log z + 1/(2z)`` where the Stirling term is
+    added (``z > 1``; 0 elsewhere, where TF's masked ``z log z`` gives NaN at z = 0); NaN
+    where the value is (a negative z with the full loss)."""
+    dc, dz = np.exp(y_pred) - y_true, -y_pred
+    if compute_full_loss:
+        dz = dz + np.where(y_true > 1, np.log(y_true) + 0.5 / y_true, 0.0)
+        dc, dz = (np.where(y_true < 0, np.nan, v) for v in (dc, dz))
+    return {"y_pred": cot * dc, "y_true": cot * dz}
+
+
+@tf_function("poisson", _poisson_reference, _poisson_oracle, elementwise=True, vjp=_poisson_vjp)
 def log_poisson_loss(targets, log_input, compute_full_loss=False, name=None):
     """``exp(c) - z c`` elementwise for a log-rate c (`log_input`) and targets z of the same
     shape and dtype (targets first). `compute_full_loss` adds Stirling's ``z log z - z +
@@ -220,6 +263,9 @@ def l2_loss(t, name=None):
     x = as_tensor(t, "t")
     fmt = float_format("l2_loss", x, "t")
     return Prepared(np.broadcast_to(np.zeros((), x.dtype), x.shape), x, fmt, stage3={"sum": 2})
+
+
+l2_loss.roles = ("y_pred", "y_true")  # its one argument is the catalogue's y_pred (y_true: zeros)
 
 
 # --- stage 3 helpers ---------------------------------------------------------------------------------

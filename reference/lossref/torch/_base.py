@@ -148,6 +148,7 @@ class TorchFunction(CatalogueFunction):
 
     namespace = "lossref.torch.nn.functional"
     dialect = "torch"
+    roles = ("y_pred", "y_true")
 
     def finish(self, pr: Prepared, values, arith):
         s = pr.stage3
@@ -158,10 +159,10 @@ class TorchFunction(CatalogueFunction):
 
 
 def torch_function(loss: str, reference: Callable[..., np.ndarray], oracle: Callable[..., np.ndarray],
-                   elementwise: bool = False) -> Callable[[Callable[..., Prepared]], TorchFunction]:
+                   elementwise: bool = False, vjp=None) -> Callable[[Callable[..., Prepared]], TorchFunction]:
     """Decorator: a preparer with torch's signature becomes a :class:`TorchFunction`
     evaluating the catalogue loss `loss` by its `reference` and `oracle`. `elementwise`:
     each value depends only on the elements at its position (input, target and the array
     parameters, all of the input's shape or broadcasting to it), so large inputs are
     evaluated in blocks."""
-    return lambda prepare: TorchFunction(prepare, loss, reference, oracle, elementwise)
+    return lambda prepare: TorchFunction(prepare, loss, reference, oracle, elementwise, vjp)

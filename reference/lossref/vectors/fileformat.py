@@ -36,7 +36,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ID_STEP", "CATEGORIES", "dumps", "c
 
 FORMAT_NAME = "lossref-golden-vectors"
 #: Bumped when a field is added, removed or changes meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Case numbers step by this much, so a case can be inserted between two others later.
 ID_STEP = 10
 #: The category of a case, its first tag.
@@ -48,7 +48,7 @@ ID_RE = re.compile(r"^([a-z0-9_]+)/([a-z0-9_]+)/([a-z0-9]+)/([0-9]{4,})$")
 _CASE_KEYS = {"id", "dialect", "loss", "dtype", "params", "tags", "inputs", "expected"}
 _PROV_KEYS = {"format", "format_version", "lossref", "spec", "mpmath", "seed", "command",
               "dialect", "loss", "dtype", "function", "class", "cases", "id_step",
-              "reductions", "redrawn"}
+              "reductions", "redrawn", "grad"}
 
 
 def dumps(obj: Any) -> str:
@@ -127,6 +127,26 @@ def _check_array(obj: Any, where: str, fmt: Optional[Format], decimal: bool) -> 
     return []
 
 
+def _check_grad(grad: Any, prov: Mapping[str, Any], inputs: Mapping[str, Any]) -> List[str]:
+    """Problems of ``expected.grad``: an array (with its dtype and decimals) for each
+    output the provenance's ``grad.outputs`` names, of the shape of the input it is taken
+    with respect to (``grad.wrt``)."""
+    want = (prov.get("grad") or {}).get("outputs")
+    if not isinstance(grad, dict) or not isinstance(want, list) or not set(grad) <= set(want):
+        return [f"expected.grad must have only {want} (an output the oracle cannot decide is left out)"]
+    want = [k for k in want if k in grad]
+    out = []
+    for k in want:
+        if not isinstance(grad[k], dict) or "dtype" not in grad[k]:
+            out.append(f"expected.grad.{k} must carry its dtype")
+        else:
+            out += _check_array(grad[k], f"expected.grad.{k}", None, True)
+    wrt = inputs.get(prov["grad"]["wrt"]) if isinstance(inputs, dict) else None
+    if not out and (not isinstance(wrt, dict) or any(grad[k]["shape"] != wrt.get("shape") for k in want)):
+        out.append(f"expected.grad: each gradient has the shape of inputs.{prov['grad']['wrt']}")
+    return out
+
+
 def check_provenance(obj: Any) -> List[str]:
     """Problems of a provenance line (empty list: fine)."""
     if not isinstance(obj, dict) or set(obj) != {"provenance"} or not isinstance(obj["provenance"], dict):
@@ -137,6 +157,11 @@ def check_provenance(obj: Any) -> List[str]:
         out.append(f"provenance keys: missing {sorted(_PROV_KEYS - set(p))}, "
                    f"unexpected {sorted(set(p) - _PROV_KEYS)}")
         return out
+    g = p.get("grad")
+    if not (isinstance(g, dict) and set(g) == {"wrt", "outputs"} and isinstance(g["wrt"], str)
+            and isinstance(g["outputs"], list) and g["outputs"]
+            and all(isinstance(o, str) for o in g["outputs"])):
+        out.append("provenance.grad must be {\"wrt\": input name, \"outputs\": [output names]}")
     if p["format"] != FORMAT_NAME or p["format_version"] != FORMAT_VERSION:
         out.append(f"provenance: format {p['format']!r} version {p['format_version']!r}; this "
                    f"reader knows {FORMAT_NAME!r} version {FORMAT_VERSION}")
@@ -197,9 +222,15 @@ def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
             continue
         out += _check_array(inp[k], f"inputs.{k}", fmt, False)
     exp = obj["expected"]
+    if prov.get("grad") is not None:  # a vector file (and a fresh case of diff --grad) has gradients
+        if isinstance(exp, dict) and "grad" in exp:
+            out += _check_grad(exp["grad"], prov, inp)
+            exp = {k: v for k, v in exp.items() if k != "grad"}
+        else:
+            out.append("expected must have grad")
     if not has_per_sample:  # torch: 'none' is the unreduced output; every array has its dtype
         if not isinstance(exp, dict) or set(exp) != {"reductions"}:
-            return out + ["expected must have exactly reductions"]
+            return out + ["expected must have exactly reductions (and grad)"]
         red = exp["reductions"]
         if not isinstance(red, dict) or set(red) != set(reductions):
             return out + [f"expected.reductions must have exactly {list(reductions)}"]
@@ -216,7 +247,7 @@ def check_case(obj: Any, prov: Mapping[str, Any]) -> List[str]:
                            "(expected [])")
         return out
     if not isinstance(exp, dict) or set(exp) != {"per_sample", "reductions"}:
-        return out + ["expected must have exactly per_sample and reductions"]
+        return out + ["expected must have exactly per_sample, reductions and grad"]
     ps = exp["per_sample"]
     if not isinstance(ps, dict) or "dtype" not in ps:
         out.append("expected.per_sample must carry its dtype")
@@ -305,6 +336,7 @@ def check_values(obj: Mapping[str, Any], prov: Mapping[str, Any]) -> List[str]:
     order = REDUCTIONS if prov["dialect"] == "keras" else list(exp["reductions"])
     arrays += [(f"expected.reductions.{r}", exp["reductions"][r],
                 exp["reductions"][r].get("dtype", prov["dtype"])) for r in order]
+    arrays += [(f"expected.grad.{k}", v, v["dtype"]) for k, v in sorted(exp.get("grad", {}).items())]
     # one vectorised pass per format (a case has one or two) rather than one per array
     bad_at: Dict[int, List[int]] = {}
     for dtype in dict.fromkeys(a[2] for a in arrays):
@@ -374,6 +406,9 @@ class Case:
         ``dtype`` names.
     decimal : dict
         ``"per_sample"`` and each reduction -> array of 40-digit decimal strings.
+    grad : dict
+        Output name -> its expected gradient with respect to the prediction (in that
+        input's format); ``grad_decimal`` the same as decimal strings.
     record : dict
         The line as read.
     inputs : dict
@@ -395,6 +430,8 @@ class Case:
     decimal: Dict[str, np.ndarray]
     record: Dict[str, Any] = field(repr=False, default_factory=dict)
     inputs: Dict[str, Optional[np.ndarray]] = field(repr=False, default_factory=dict)
+    grad: Dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    grad_decimal: Dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> "Case":
@@ -419,7 +456,11 @@ class Case:
                    sample_weight=inputs.get("sample_weight"),
                    per_sample=None if ps is None else decode_array(ps, formats.get_format(ps["dtype"])),
                    per_sample_dtype=None if ps is None else ps["dtype"], reductions=red, decimal=dec,
-                   record=dict(rec), inputs=inputs)
+                   record=dict(rec), inputs=inputs,
+                   grad={k: decode_array(v, formats.get_format(v["dtype"]))
+                         for k, v in exp.get("grad", {}).items()},
+                   grad_decimal={k: np.array(v["decimal"], dtype=str).reshape(tuple(v["shape"]))
+                                 for k, v in exp.get("grad", {}).items()})
 
 
 @dataclass

@@ -40,7 +40,8 @@ from .fileformat import (FORMAT_NAME, FORMAT_VERSION, ID_STEP, case_id, dumps, e
 from .manifest import (MANIFEST, VectorSetError, check_readable, read_manifest,
                        sha256_bytes, sha256_file, vector_files, write_atomic,
                        write_manifest)
-from .targets import KerasTarget, Rejected, check_inputs, expected_of, get_target, json_params, \
+from .targets import KerasTarget, Rejected, check_inputs, expected_grad, expected_of, get_target, grad_outputs, \
+    grad_wrt, json_params, \
     per_sample_shape, targets
 
 __all__ = ["SCHEDULE", "DEFAULT_SEED", "DEFAULT_CASES", "DTYPES", "draw_case", "draw_inputs_of", "make_case",
@@ -160,6 +161,8 @@ def make_case(target, dtype: str, seed: int, index: int,
                 target, fmt.name, _key("lossref-golden", seed, dialect, target.loss, fmt.name, index,
                                        attempt), index)
             exp = expected_of(target, fmt, params, inputs)
+            if not _values_only():
+                exp["grad"] = expected_grad(target, fmt, params, inputs)
         except Rejected as e:
             last = e
             continue
@@ -172,13 +175,15 @@ def make_case(target, dtype: str, seed: int, index: int,
 
 
 def fresh_specs(n: int, seed: int = DEFAULT_SEED, losses: Optional[Sequence[str]] = None,
-                dtypes: Optional[Sequence[str]] = None, dialect: str = "keras") -> List[Dict[str, Any]]:
+                dtypes: Optional[Sequence[str]] = None, dialect: str = "keras",
+                grad: bool = False) -> List[Dict[str, Any]]:
     """`n` fresh cases per loss and dtype, inputs only (no expectations, so no oracle).
 
     Drawn by the golden-vector machinery from another stream family than the canonical
     set, so they differ from it; ids are ``DIALECT-fresh<seed>/loss/dtype/NNNN``. Each spec
     has ``id, dialect, loss, dtype, params, tags, inputs`` (as in a golden file) and
-    ``reductions`` (the names to evaluate).
+    ``reductions`` (the names to evaluate), and with `grad` ``grad`` (``{"wrt", "outputs"}``:
+    the gradients to evaluate too).
     """
     out = []
     for loss, dtype in plan(dialect, losses, dtypes):
@@ -196,7 +201,9 @@ def fresh_specs(n: int, seed: int = DEFAULT_SEED, losses: Optional[Sequence[str]
             out.append({"id": f"{dialect}-fresh{seed}/{loss}/{dtype}/{ID_STEP * (i + 1):04d}",
                         "dialect": dialect, "loss": loss, "dtype": dtype, "params": params,
                         "tags": tags, "reductions": list(target.reductions),
-                        "inputs": _encode_inputs(target, inputs)})
+                        "inputs": _encode_inputs(target, inputs),
+                        **({"grad": {"wrt": grad_wrt(target), "outputs": list(grad_outputs(target))}}
+                           if grad else {})})
     return out
 
 
@@ -216,7 +223,17 @@ def provenance(target, dtype: str, cases: int, seed: int, redrawn: int,
         "seed": seed, "command": command(dialect, target.loss, dtype, cases, seed),
         "dialect": dialect, "loss": target.loss, "dtype": dtype,
         "function": target.function_qualname, "class": target.class_qualname,
-        "cases": cases, "id_step": ID_STEP, "reductions": list(target.reductions), "redrawn": redrawn}}
+        "cases": cases, "id_step": ID_STEP, "reductions": list(target.reductions), "redrawn": redrawn,
+        **({} if _values_only() else
+           {"grad": {"wrt": grad_wrt(target), "outputs": list(grad_outputs(target))}})}}
+
+
+def _values_only() -> bool:
+    """A test hook (environment variable ``LOSSREF_GOLDEN_VALUES_ONLY=1``, inherited by
+    worker processes): files without their gradients, which are not valid vector files
+    but let a test regenerate every value of the set quickly and compare it with the
+    committed files' values."""
+    return os.environ.get("LOSSREF_GOLDEN_VALUES_ONLY") == "1"
 
 
 def render_file(loss: str, dtype: str, cases: int = DEFAULT_CASES, seed: int = DEFAULT_SEED,

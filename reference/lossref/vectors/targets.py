@@ -14,7 +14,11 @@ A case's expectations are
 * ``reductions[r]``: ``Class(reduction=r, dtype=<case dtype>, **params).exact(y_true,
   y_pred, sample_weight=sw)``, correctly rounded into the case's format;
 
-each also as 40 significant decimal digits of the exact value.
+each also as 40 significant decimal digits of the exact value; and
+
+* ``grad[output]``: the exact gradient of that output, summed, with respect to the
+  prediction (:func:`grad_outputs` names the outputs, :func:`grad_wrt` the input),
+  correctly rounded into that input's format.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..formats import Format
 
 __all__ = ["KerasTarget", "keras_targets", "get_target", "targets", "DIALECTS", "REDUCTIONS",
            "DECIMAL_DIGITS", "hexf", "call_params", "as_format", "per_sample_shape", "expected",
-           "expected_of", "check_inputs", "Rejected"]
+           "expected_of", "check_inputs", "Rejected", "grad_outputs", "grad_wrt", "expected_grad"]
 
 #: Dialects with golden vectors.
 DIALECTS = ("keras", "torch", "optax", "tf")
@@ -224,11 +228,79 @@ def encode_exact(e, fmt: Format, with_dtype: bool = False) -> Dict[str, Any]:
     """``{"shape", "hex", "decimal"}`` of an :class:`~lossref.Exact` rounded into `fmt`."""
     rounded = np.asarray(e.round(fmt)).astype(np.float64)
     digits = np.asarray(e.decimal(DECIMAL_DIGITS))
+    # a zero rounding takes its sign from the decimal, decided at a precision at least as
+    # high: Ziv's test can agree on -0 from two cancellation residues of an exact 0 (or on
+    # +0 from two exact cancellations of a tiny negative value), the 40 digits cannot
+    nan_hex, nan_dec = np.isnan(rounded), digits.astype(str) == "nan"
+    if (nan_hex != nan_dec).any():
+        # Ziv's test agreed on NaN at two low precisions (a 0 times an infinity where a
+        # term had not yet separated from 0) but the decimal, decided higher, is a number
+        # (or the reverse): round the values of the decimal's precision instead
+        vals = np.asarray(e.values(e.final_prec), dtype=object).reshape(rounded.shape)
+        fix = nan_hex != nan_dec
+        rounded = rounded.copy()
+        rounded[fix] = [formats.round_mpf(v, fmt) for v in vals[fix]]
+    zero = rounded == 0
+    if zero.any():
+        neg = np.char.startswith(digits.astype(str), "-")
+        rounded = np.where(zero, np.where(neg, -0.0, 0.0), rounded)
     out: Dict[str, Any] = {"shape": list(rounded.shape),
                            "hex": [hexf(v) for v in rounded.ravel()],
                            "decimal": [str(s) for s in digits.ravel()]}
     if with_dtype:
         out["dtype"] = fmt.name
+    return out
+
+
+def grad_outputs(target) -> Tuple[str, ...]:
+    """The output whose gradient a case records (one: a gradient is as large as the
+    prediction, so one output per case keeps the set's size in check): Keras the class
+    with its default reduction (``sum_over_batch_size``, with the case's sample weight, so
+    stage 3 is in it); torch its default ``'mean'`` (``'none'`` where it has no mean); optax
+    and tf their one output (``none``)."""
+    if getattr(target, "dialect", "keras") == "keras":
+        return ("sum_over_batch_size",)
+    if target.dialect == "torch":
+        return ("mean",) if "mean" in target.reductions else ("none",)
+    return ("none",)
+
+
+def grad_wrt(target) -> str:
+    """The input a case's gradients are taken with respect to: the prediction (Keras
+    ``y_pred``; torch, optax and tf the entry's first name: ``input``, ``logits``, ...)."""
+    return "y_pred" if getattr(target, "dialect", "keras") == "keras" else target.entry.names[0]
+
+
+def expected_grad(target, fmt: Format, params: Mapping[str, Any],
+                  inputs: Mapping[str, Optional[np.ndarray]]) -> Dict[str, Any]:
+    """``{output: exact gradient}`` of a case (:func:`grad_outputs`), each correctly rounded
+    into the format of the input differentiated, with its ``dtype``.
+
+    An output whose gradient the oracle cannot decide (``OracleError``: an element that
+    cancels to an exact 0 along two paths of the chain rule, which no precision proves) is
+    left out, so nothing unproven is recorded; every other error propagates: a case the
+    dialect accepts has a gradient."""
+    from ..oracle import OracleError
+
+    out = {}
+
+    def put(name, make):
+        try:
+            e = make()
+            out[name] = encode_exact(e, e.dtype or fmt, with_dtype=True)
+        except OracleError:
+            pass
+
+    with _quiet():
+        if getattr(target, "dialect", "keras") == "keras":
+            kw = call_params(params)
+            t, p = as_format(inputs["y_true"], fmt), as_format(inputs["y_pred"], fmt)
+            sw = as_format(inputs.get("sample_weight"), fmt)
+            put("sum_over_batch_size", lambda: target.cls(
+                reduction="sum_over_batch_size", dtype=fmt.name, **kw).exact_grad(t, p, sample_weight=sw))
+            return out
+        for r in grad_outputs(target):
+            put(r, lambda r=r: _torch_call(target, fmt, params, inputs, r, "grad"))
     return out
 
 
@@ -270,11 +342,12 @@ def _torch_arrays(target, fmt: Format, inputs: Mapping[str, Optional[np.ndarray]
     return out
 
 
-def _torch_call(target, fmt, params, inputs, reduction, exact: bool):
+def _torch_call(target, fmt, params, inputs, reduction, exact):
     """A function of torch, optax or tf on the case (optax and tf have no ``reduction``:
-    their one output is called ``none``)."""
+    their one output is called ``none``); `exact` True: its exact twin, ``"grad"``: its
+    exact gradient with respect to the prediction."""
     a = _torch_arrays(target, fmt, inputs)
-    fn = target.function.exact if exact else target.function
+    fn = target.function.exact_grad if exact == "grad" else target.function.exact if exact else target.function
     pos = target.entry.positional
     extra = {k: v for k, v in a.items() if k not in pos}
     red = {"reduction": reduction} if target.dialect == "torch" else {}
@@ -296,14 +369,18 @@ def check_inputs(target, fmt: Format, params: Mapping[str, Any],
 
 def expected_of(target, fmt: Format, params: Mapping[str, Any],
                 inputs: Mapping[str, Optional[np.ndarray]],
-                reductions: Optional[Tuple[str, ...]] = None) -> Dict[str, Any]:
+                reductions: Optional[Tuple[str, ...]] = None, grad: bool = False) -> Dict[str, Any]:
     """The ``expected`` object of a case of any dialect; `inputs` by the dialect's names.
 
     Keras: :func:`expected`. Torch: ``{"reductions": {r: function.exact(input, target,
     reduction=r, **params, **arrays)}}`` for each reduction (``'none'``: the unreduced
     output), each correctly rounded into the format the dialect returns, with its
-    ``dtype``.
+    ``dtype``. With `grad`, also ``"grad"``: :func:`expected_grad`.
     """
+    if grad:
+        out = expected_of(target, fmt, params, inputs, reductions)
+        out["grad"] = expected_grad(target, fmt, params, inputs)
+        return out
     if target.dialect == "keras":
         return expected(target, fmt, params, inputs["y_true"], inputs["y_pred"],
                         inputs.get("sample_weight"),

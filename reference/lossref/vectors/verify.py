@@ -119,7 +119,7 @@ def rederive(rec: Dict[str, Any]) -> Dict[str, Any]:
     inp = rec["inputs"]
     arrays = {k: None if inp.get(k) is None else np.asarray(decode_array(inp[k], fmt), dtype=np.float64)
               for k in target.input_names}
-    return expected_of(target, fmt, rec["params"], arrays)
+    return expected_of(target, fmt, rec["params"], arrays, grad="grad" in rec.get("expected", {}))
 
 
 def check_file(root: str, rel: str, listed: Optional[str], sample: int,

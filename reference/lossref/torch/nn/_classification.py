@@ -37,6 +37,7 @@ from ...losses import multi_margin as _mm
 from ...losses import multilabel_margin as _mlm
 from ...losses import soft_margin as _soft
 from ...losses.sparse_categorical_crossentropy import exact_labels
+from ...numerics import log_softmax, sigmoid_xent_grads, softmax_xent_grad, sum2, two_sum
 from ...oracle import ops as xo
 from ...reduction import stage2_mean, stage2_sum, torch_reduction
 from .._base import (Prepared, TorchDtypeError, TorchRuntimeError, as_tensor, broadcast, float_format,
@@ -109,6 +110,33 @@ def _nll_reference(y_true, y_pred, weight=None, ignore_index=-100) -> np.ndarray
     return np.where(valid, -(w * x), 0.0)
 
 
+def _cross_entropy_vjp(y_true, y_pred, cot, weight=None, label_smoothing=0.0, ignore_index=-100,
+                       probabilities=False) -> dict:
+    """``d/dx_j = S p_j - q_j`` (``S = sum_c q_c``, :func:`lossref.numerics.softmax_xent_grad`),
+    0 where ignored; probability targets also ``d/dt_c = (1 - ε) w_c (-log p_c)``."""
+    q, valid = _class_targets(y_true, y_pred.shape[-1], weight, label_smoothing, ignore_index, probabilities)
+    c = np.where(valid, cot, 0.0)[..., None]
+    with np.errstate(all="ignore"):
+        # an ignored position passes nothing, also where its row's softmax is NaN (a +inf
+        # logit: torch's log_softmax backward gives NaN there, 0 times NaN)
+        out = {"y_pred": np.where(valid[..., None], c * softmax_xent_grad(q, y_pred), 0.0)}
+    if probabilities:
+        s = (1.0 - float(label_smoothing)) * (1.0 if weight is None else weight)
+        out["y_true"] = c * (s * -log_softmax(y_pred))
+    return out
+
+
+def _nll_vjp(y_true, y_pred, cot, weight=None, ignore_index=-100) -> dict:
+    """``-w_y`` at each position's class (times its cotangent), 0 elsewhere and where ignored."""
+    k = _labels(y_true)
+    valid = k != ignore_index
+    at = np.where(valid, k, 0)
+    w = 1.0 if weight is None else weight[at]
+    g = np.zeros(np.broadcast_shapes(y_pred.shape, at.shape + (1,)))
+    np.put_along_axis(g, at[..., None], np.where(valid, -(w * cot), 0.0)[..., None], axis=-1)
+    return {"y_pred": g}
+
+
 def _nll_oracle(y_true, y_pred, weight=None, ignore_index=-100) -> np.ndarray:
     x, w, valid = _picked(y_true, y_pred, weight, ignore_index)
     return xo.where(valid, -(w * x), 0)
@@ -165,7 +193,7 @@ def _index_mode(fn, i, t, weight, red, ignore_index, params) -> Prepared:
                     stage3=stage3)
 
 
-@torch_function("sparse_categorical_crossentropy", _nll_reference, _nll_oracle)
+@torch_function("sparse_categorical_crossentropy", _nll_reference, _nll_oracle, vjp=_nll_vjp)
 def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
              reduction: str = "mean"):
     """``-w_y x_y`` of log-probabilities x of shape (C), (N, C) or (N, C, d1, ..., dk);
@@ -177,7 +205,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = 
     return _index_mode(fn, i, t, weight, red, ignore_index, {})
 
 
-@torch_function("categorical_crossentropy", _cross_entropy_reference, _cross_entropy_oracle)
+@torch_function("categorical_crossentropy", _cross_entropy_reference, _cross_entropy_oracle,
+                vjp=_cross_entropy_vjp)
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0):
     """``Σ_c w_c t'_c (-log softmax(x)_c)`` over dimension 1 (the class dimension).
@@ -224,7 +253,18 @@ def _mlsm_oracle(y_true, y_pred, weight=None, axis: int = -1) -> np.ndarray:
     return xo.div(xo.fsum(v, axis), v.shape[axis])
 
 
-@torch_function("binary_crossentropy", _mlsm_reference, _mlsm_oracle)
+def _mlsm_vjp(y_true, y_pred, cot, weight=None, axis: int = -1) -> dict:
+    """The sigmoid cross-entropy's gradients (:func:`lossref.numerics.sigmoid_xent_grads`)
+    times ``w_c cot / C``, the cotangent spread over the summed axis."""
+    dx, dy, _ = sigmoid_xent_grads(y_true, y_pred)
+    n = np.broadcast_shapes(dx.shape, dy.shape, np.shape(weight) if weight is not None else ())[axis]
+    c = np.expand_dims(cot, axis) / n
+    if weight is not None:
+        c = c * weight
+    return {"y_pred": c * dx, "y_true": c * dy}
+
+
+@torch_function("binary_crossentropy", _mlsm_reference, _mlsm_oracle, vjp=_mlsm_vjp)
 def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
                                 reduction: str = "mean"):
     """Per sample ``(1/C) Σ_c -w_c (y log σ(x) + (1 - y) log σ(-x))`` over the input's last
@@ -266,7 +306,17 @@ def soft_margin_loss(input, target, size_average=None, reduce=None, reduction: s
     return _elementwise("soft_margin_loss", input, target, torch_reduction(reduction, size_average, reduce))
 
 
-@torch_function("hinge_embedding", _hinge.reference, _hinge.oracle, elementwise=True)
+def _hinge_embedding_vjp(y_true, y_pred, cot, margin) -> dict:
+    """torch's gradient: 1 where ``y = 1``; ``-1`` where ``y = -1`` and ``margin - x >= 0``
+    (``clamp_min`` passes the gradient at its bound); both for other labels (0 at
+    ``x = margin``). The labels only select: no target gradient (torch has none)."""
+    push = np.where(float(margin) - y_pred >= 0, -1.0, 0.0)
+    g = np.where(y_true == 1, 1.0, np.where(y_true == -1, push, 1.0 + push))
+    return {"y_pred": cot * np.where(np.isnan(y_pred), np.nan, g)}
+
+
+@torch_function("hinge_embedding", _hinge.reference, _hinge.oracle, elementwise=True,
+                vjp=_hinge_embedding_vjp)
 def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, reduce=None,
                          reduction: str = "mean"):
     """``x`` where ``y = 1``, ``max(0, margin - x)`` where ``y = -1``, both terms for any
@@ -290,7 +340,31 @@ def _long(fn: str, t: np.ndarray) -> None:
         raise TorchDtypeError(f"{fn}: expected scalar type Long but found {t.dtype}")
 
 
-@torch_function("multi_margin", _mm.reference, _mm.oracle)
+def _multi_margin_vjp(y_true, y_pred, cot, p, margin, weight) -> dict:
+    """torch's gradient of ``(w_y / C) sum_{i != y} max(0, z_i)^p``, ``z_i = margin - x_y + x_i``:
+    ``(w_y / C) p z_i^(p-1)`` to each active ``x_i`` (``z_i > 0`` strictly, as torch's
+    kernel: 0 at ``z_i = 0``) and minus their sum to ``x_y``. ``z`` is formed from the
+    exact difference ``x_i - x_y`` (TwoSum), so p = 2 keeps it where it cancels."""
+    c = y_pred.shape[-1]
+    k = y_true.astype(np.intp)[..., None]
+    xy = np.take_along_axis(y_pred, k, -1)
+    d, e = two_sum(y_pred, -xy)
+    z, ze = two_sum(d, np.float64(margin))
+    z = z + np.where(np.isfinite(ze + e), ze + e, 0.0)
+    z = np.where(np.isfinite(d), z, margin - xy + y_pred)
+    others = np.arange(c) != k
+    active = others & (z > 0)
+    scale = cot[..., None] / c
+    if weight is not None:
+        scale = scale * np.asarray(weight, np.float64)[k]
+    g = np.where(active, (2.0 * z if int(p) == 2 else 1.0), 0.0) * scale
+    g = np.where(np.isnan(z) & others, np.nan, g)
+    own = -sum2(np.where(others, g, 0.0))[..., None]
+    np.put_along_axis(g, k, own, axis=-1)
+    return {"y_pred": g}
+
+
+@torch_function("multi_margin", _mm.reference, _mm.oracle, vjp=_multi_margin_vjp)
 def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None, size_average=None,
                       reduce=None, reduction: str = "mean"):
     """Per sample ``(w_y / C) Σ_{i != y} max(0, margin - x_y + x_i)^p``, p in {1, 2};
@@ -322,7 +396,31 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
                     {"p": int(p), "margin": _rounded(margin, fmt), "weight": w}, stage3={"reduction": red})
 
 
-@torch_function("multilabel_margin", _mlm.reference, _mlm.oracle)
+def _multilabel_margin_vjp(y_true, y_pred, cot) -> dict:
+    """torch's gradient of ``(1/C) sum_j sum_i max(0, 1 - (x_j - x_i))`` over the listed
+    entries j (a duplicate counts again) and the unlisted classes i: each active pair
+    (``1 - (x_j - x_i) > 0`` strictly, torch's kernel) adds ``1/C`` to ``x_i`` and ``-1/C``
+    to ``x_j``; the counts are exact integers, divided by C once."""
+    c = y_pred.shape[-1]
+    labels = y_true.reshape(-1, c).astype(np.intp)
+    scores = y_pred.reshape(-1, c)
+    listed = np.logical_and.accumulate(labels != -1, axis=-1)
+    is_label = np.zeros(scores.shape, dtype=bool)
+    is_label[np.nonzero(listed)[0], labels[listed]] = True
+    at = np.where(listed, labels, 0)
+    x_j = np.take_along_axis(scores, at, axis=-1)
+    d, e = two_sum(x_j[:, :, None], -scores[:, None, :])  # x_j - x_i exactly: the sign of 1 - d
+    z = np.where(np.isfinite(d), (1.0 - d) - e, 1.0 - d)
+    act = listed[:, :, None] & ~is_label[:, None, :] & (z > 0)
+    up = act.sum(axis=1).astype(np.float64)  # per class i: active pairs with i unlisted
+    down = np.zeros(scores.shape)
+    np.add.at(down, (np.repeat(np.arange(len(scores)), at.shape[1]), at.reshape(-1)),
+              act.sum(axis=2).reshape(-1).astype(np.float64))
+    g = (up - down) / c * np.asarray(cot, np.float64).reshape(-1, 1)
+    return {"y_pred": g.reshape(y_pred.shape)}
+
+
+@torch_function("multilabel_margin", _mlm.reference, _mlm.oracle, vjp=_multilabel_margin_vjp)
 def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction: str = "mean"):
     """Per sample ``(1/C) Σ_{j listed} Σ_{i not listed} max(0, 1 - (x_j - x_i))``, the listed
     classes being the target's entries before its first -1; ``'mean'`` over the samples."""

@@ -60,7 +60,18 @@ def _rows(n1: int, n2: int, n: int) -> int:
                                 "non-singleton dimension 0") from None
 
 
-@torch_function("cosine_embedding", _ce.reference, _ce.oracle)
+def _cosine_embedding_vjp(y_true, y_pred, cot, x2=None, margin=0.0, eps=1e-12) -> dict:
+    """torch's gradient: ``-dcos`` where the label is 1, ``dcos`` where it is -1 and
+    ``cos - margin >= 0`` (``clamp_min`` passes the gradient at its bound: orthogonal
+    vectors with margin 0 are active), 0 for other labels; no target gradient.
+
+    The catalogue's :func:`lossref.losses.cosine_embedding.gradient` with ``kink = 1``:
+    ``dcos/dx1 = (x2 - (s/A) x1) / sqrt(A B)``, the residual formed without cancellation
+    (nearly parallel vectors, where only eps keeps it from 0)."""
+    return _ce.gradient(y_true, y_pred, cot, x2, margin, eps, kink=1.0)
+
+
+@torch_function("cosine_embedding", _ce.reference, _ce.oracle, vjp=_cosine_embedding_vjp)
 def cosine_embedding_loss(input1, input2, target, margin: float = 0, size_average=None, reduce=None,
                           reduction: str = "mean"):
     """``1 - cos(x1, x2)`` where ``target = 1``, ``max(0, cos - margin)`` where
@@ -95,6 +106,11 @@ def cosine_embedding_loss(input1, input2, target, margin: float = 0, size_averag
     eps = (_held(EPSILON, f1), _held(EPSILON, f2))
     return Prepared(t, i1, fmt, {"x2": i2, "margin": _held(margin, fmt), "eps": eps},
                     stage3={"reduction": red})
+
+
+# the second argument is input2 (the parameter x2); the labels have no gradient
+cosine_embedding_loss.roles = ("y_pred", "x2")
+cosine_embedding_loss.grad_params = {"input2": "x2"}
 
 
 from .modules import _PairLoss  # noqa: E402  (after the function: modules imports functional, which imports this)

@@ -63,21 +63,50 @@ def _finish(v, poisoned, zero_infinity, batched, exact):
     return v if batched else np.asarray(v).reshape(())
 
 
-def _reference(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=()):
-    """Per sample ``-log P(label)`` in float64 from log-probabilities (N, T, C), blank 0
-    (`impossible` is the oracle's)."""
-    v = _ctc.reference(y_true, y_pred, log_probs=True, input_lengths=np.asarray(input_lengths, np.int64))
+def _blank_first(y, blank: int):
+    """The classes reordered as the catalogue's: torch's blank first, the others in order."""
+    # C order: the oracle's taped ops expect it of object arrays (a fancy index may give another)
+    return y if not blank else np.ascontiguousarray(y[:, :, [blank] + [c for c in range(y.shape[2]) if c != blank]])
+
+
+def _reference(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=(),
+               blank=0):
+    """Per sample ``-log P(label)`` in float64 from log-probabilities (N, T, C), class
+    `blank` the blank (`impossible` is the oracle's)."""
+    v = _ctc.reference(y_true, _blank_first(y_pred, blank), log_probs=True, input_lengths=np.asarray(input_lengths, np.int64))
     return _finish(v, poisoned, zero_infinity, batched, False)
 
 
-def _oracle(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=()):
+def _oracle(y_true, y_pred, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=(),
+            blank=0):
     """The same on exact values; `impossible`: the flat (N, T, C) mask of the ``-inf``
     log-probabilities (empty if none), whose probability 0 a ball cannot read from its
     input."""
     zero = np.asarray(impossible, bool).reshape(y_pred.shape) if len(impossible) else None
-    v = _ctc.oracle(y_true, y_pred, log_probs=True, input_lengths=np.asarray(input_lengths, np.int64),
+    v = _ctc.oracle(y_true, _blank_first(y_pred, blank), log_probs=True, input_lengths=np.asarray(input_lengths, np.int64),
                     zero=zero)
     return _finish(v, poisoned, zero_infinity, batched, True)
+
+
+def _vjp(y_true, y_pred, cot, input_lengths=(), poisoned=(), zero_infinity=False, batched=True, impossible=(),
+         blank=0):
+    """VJP of :func:`_reference` wrt the log-probabilities (N, T, C): ``-cot·γ`` at each
+    sample's first ``input_lengths[n]`` steps, 0 after. The derivative of the value as
+    defined (torch's autograd adds ``exp(log_probs)``: spec/losses/ctc.md, Gradient). An
+    infinite loss gives NaN at its read steps, 0 with `zero_infinity` (the value is then
+    the constant 0); a NaN loss (a NaN or ``+inf`` read) gives NaN at its read steps."""
+    n = y_pred.shape[0]
+    lens = np.asarray(input_lengths, np.int64)
+    g = _ctc.grad_reference(y_true, _blank_first(y_pred, blank), np.asarray(cot, np.float64).reshape(n),
+                            log_probs=True, input_lengths=lens)["y_pred"]
+    if blank:  # back to torch's class order
+        g = g[:, :, np.argsort([blank] + [c for c in range(g.shape[2]) if c != blank])]
+    read = (np.arange(y_pred.shape[1])[None, :] < lens[:, None])[..., None]
+    bad = np.asarray(poisoned, bool).reshape(n) if len(poisoned) else np.zeros(n, bool)
+    if zero_infinity:
+        inf = ~bad & np.isnan(g).any(axis=(1, 2))  # not poisoned: the loss is +inf
+        g = np.where(inf[:, None, None], 0.0, g)
+    return {"y_pred": np.where(bad[:, None, None] & read, np.nan, g)}
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -138,7 +167,7 @@ def _labels(t: np.ndarray, tl: np.ndarray, n: int):
     return rows, width
 
 
-@torch_function("ctc", _reference, _oracle)
+@torch_function("ctc", _reference, _oracle, vjp=_vjp)
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, reduction: str = "mean",
              zero_infinity: bool = False):
     """``-log Σ_{alignments} Π_t p_t(π_t)`` per sample, the alignments of its first
@@ -186,9 +215,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
                              "label)")
         # torch's blank becomes class 0, the classes below it move up by one
         labels[b, :len(row)] = row + (row < blank)
-    y = np.moveaxis(x, 0, 1)  # (N, T, C): the catalogue's layout
-    if blank:
-        y = y[:, :, [blank] + [c for c in range(n_c) if c != blank]]
+    view = np.moveaxis(x, 0, 1)  # (N, T, C), a view of the input: its gradient maps back onto it
+    y = _blank_first(view, blank)  # the catalogue's class order
     # a NaN or +inf log-probability that the recursion reads makes the sample NaN in torch (log-sum-exp
     # of inf - inf): at a used step, in the blank or a class of the label (step 0: blank or first label)
     poisoned = []
@@ -202,10 +230,10 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
     # magnitude for the starting precision)
     impossible = np.isneginf(y)
     params = {"input_lengths": tuple(int(v) for v in il), "poisoned": tuple(poisoned),
-              "zero_infinity": zero_infinity, "batched": batched,
+              "zero_infinity": zero_infinity, "batched": batched, "blank": blank,
               "impossible": tuple(bool(v) for v in impossible.ravel()) if impossible.any() else ()}
     stage3 = {"reduction": red}
     if red == "mean":
         d = np.maximum(tl, 1).astype(np.float64)
         stage3 = {"reduction": "length_mean", "weight": d if batched else d.reshape(())}
-    return Prepared(labels, y, fmt, params, stage3=stage3)
+    return Prepared(labels, view, fmt, params, stage3=stage3)

@@ -31,6 +31,7 @@ import numpy as np
 from ... import formats
 from ...dialect import check_bool
 from ...losses import gaussian_nll as _g
+from ...numerics import two_sum
 from ...reduction import TORCH_REDUCTIONS
 from .._base import (Prepared, TorchDtypeError, TorchRuntimeError, as_tensor, broadcast, is_float,
                      result_format, result_type, torch_function)
@@ -61,7 +62,27 @@ def _var_tensor(fn: str, var, i: np.ndarray) -> np.ndarray:
     return v
 
 
-@torch_function("gaussian_nll", _g.reference, _g.oracle, elementwise=True)
+def _gaussian_nll_vjp(y_true, y_pred, cot, var=1.0, eps=1e-6, full=False) -> dict:
+    """torch's gradient: ``d/dinput = (x - y) / v``, ``d/dtarget`` its negative and
+    ``d/dvar = (1/2 - (x - y)^2 / (2v)) / v`` at ``v = max(var, eps)``, passed to `var`
+    unchanged also where it is clamped (torch clamps a copy of var under ``no_grad``, so the
+    clamp is the identity to autograd); ``(x - y)^2 / (2v)`` with about one rounding
+    (:func:`lossref.losses.gaussian_nll.half_square_over`)."""
+    x, y = np.broadcast_arrays(y_pred, y_true)
+    v = np.maximum(np.asarray(var, np.float64), float(eps))
+    x, y, v = np.broadcast_arrays(x, y, v)
+    d, lo = two_sum(x, -y)
+    # lo = 0 adds nothing (also where v = 0 and lo / v would be 0 / 0)
+    g = np.where(np.isfinite(lo) & (lo != 0), (d / v) + (lo / v), d / v)
+    over = np.isinf(d) & np.isfinite(x) & np.isfinite(y)
+    if np.any(over):  # x - y beyond the largest float64: its exact half, doubled after the quotient
+        h, hl = two_sum(0.5 * x, -0.5 * y)
+        g = np.where(over, 2.0 * ((h / v) + (hl / v)), g)
+    dv = (0.5 - _g.half_square_over(x, y, v)) / v
+    return {"y_pred": cot * g, "y_true": -(cot * g), "var": cot * dv}
+
+
+@torch_function("gaussian_nll", _g.reference, _g.oracle, elementwise=True, vjp=_gaussian_nll_vjp)
 def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-06, reduction: str = "mean"):
     """``(log v + (input - target)^2 / v) / 2``, ``v = max(var, eps)``, plus ``log(2π)/2``
     when `full`; `var` read as torch 2.13 reads it; ``'mean'`` over every element."""
@@ -93,6 +114,9 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-06
     eps_v = float(formats.as_format(np.float64(eps), formats.get_format(v.dtype)))  # clamp_'s scalar
     return Prepared(tb, ib, fmt, {"var": v, "eps": eps_v, "full": full},
                     stage3={"reduction": reduction})
+
+
+gaussian_nll_loss.grad_params = {"var": "var"}
 
 
 from .modules import _Loss  # noqa: E402  (after the function: modules imports functional, which imports this)

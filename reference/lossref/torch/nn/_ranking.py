@@ -25,6 +25,7 @@ import numpy as np
 
 from ... import formats
 from ...losses import margin_ranking as _mr
+from ...numerics import two_sum
 from ...registry import is_real
 from ...reduction import torch_reduction
 from .._base import Prepared, TorchDtypeError, TorchRuntimeError, as_tensor, is_float, result_type, torch_function
@@ -43,7 +44,22 @@ def _margin(fn: str, margin) -> float:
     return float(margin)  # a Python int past float64's range: OverflowError, as torch
 
 
-@torch_function("margin_ranking", _mr.reference, _mr.oracle, elementwise=True)
+def _margin_ranking_vjp(y_true, y_pred, cot, x2=0.0, margin=0.0) -> dict:
+    """torch's gradient of ``max(0, z)``, ``z = margin - y (x1 - x2)``, active where
+    ``z >= 0`` (``clamp_min`` passes the gradient at its bound): ``-y`` to input1, ``y`` to
+    input2, ``-(x1 - x2)`` to the target. The sign of z is that of the catalogue's
+    once-rounded z (:func:`lossref.losses.margin_ranking._margin_minus` on the exact
+    difference)."""
+    y, x1, x2 = np.broadcast_arrays(y_true, y_pred, np.asarray(x2, np.float64))
+    m = np.broadcast_to(np.asarray(margin, np.float64), x1.shape)
+    d, e = two_sum(x1, -x2)
+    plain = m - y * d
+    z = np.where(np.isfinite(plain) & np.isfinite(e), _mr._margin_minus(m, y, d, e), plain)
+    on = np.where(np.isnan(z), np.nan, np.where(z >= 0, cot, 0.0))
+    return {"y_pred": -(on * y), "x2": on * y, "y_true": -(on * d)}
+
+
+@torch_function("margin_ranking", _mr.reference, _mr.oracle, elementwise=True, vjp=_margin_ranking_vjp)
 def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=None, reduce=None,
                         reduction: str = "mean"):
     """``max(0, -target (input1 - input2) + margin)`` elementwise; `margin` rounded to the
@@ -70,6 +86,11 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=
     # a 0-dim array, so that its exponent enters the oracle's first precision
     return Prepared(tb, i1b, fmt, {"x2": i2b, "margin": np.asarray(_rounded(m, fmt))},
                     stage3={"reduction": red})
+
+
+# the second argument is input2 (the parameter x2), the target comes third
+margin_ranking_loss.roles = ("y_pred", "x2")
+margin_ranking_loss.grad_params = {"input2": "x2", "target": "y_true"}
 
 
 from .modules import _PairLoss  # noqa: E402  (after the function: modules imports functional, which imports this)

@@ -32,6 +32,7 @@ import numpy as np
 from ... import formats
 from ...dialect import check_bool, is_float
 from ...losses import triplet_margin as _tm
+from ...numerics import sum2
 from ...reduction import torch_reduction
 from .._base import (Prepared, TorchDtypeError, TorchRuntimeError, as_tensor, result_format, result_type,
                      torch_function)
@@ -58,6 +59,64 @@ def _check_margin(fn: str, margin) -> float:
         raise ValueError(f"{fn}: margin={margin!r}: lossref takes a finite margin (torch's loss is then "
                          "NaN or inf for every sample)")
     return float(margin)
+
+
+def _distance_grad(u, v, eps, p):
+    """``(h, l, e, g)``: the distance ``||u - v + eps||_p`` as the catalogue's
+    :func:`~lossref.losses.triplet_margin._distance` gives it and its gradient in u,
+    ``sign(w) (|w| / d)^(p-1)`` for ``w = u - v + eps`` (p = 2: ``w / d``; p = 1: ``sign(w)``;
+    p = inf: ``sign(w)`` shared evenly among the entries of largest magnitude), 0 for a zero
+    distance and for zero entries (torch's norm backward)."""
+    h, l, e = _tm._distance(u, v, eps, p)
+    hi, lo = _tm._difference(u, v, eps)
+    w = hi + lo
+    mag = np.abs(w)
+    top = np.max(mag, axis=-1, keepdims=True, initial=0.0)
+    if p == math.inf:
+        hit = (mag == top) & (top > 0)
+        g = np.sign(w) * hit / np.maximum(hit.sum(-1, keepdims=True), 1)
+    elif p == 1:
+        g = np.sign(w)
+    else:
+        d = np.ldexp(h + l, e)[..., None]
+        g = w / d if p == 2 else np.sign(w) * np.power(mag / d, p - 1)
+        g = np.where((w == 0) | (d == 0), 0.0, g)
+    return h, l, e, g
+
+
+def _triplet_vjp(y_true, y_pred, cot, negative, margin=1.0, p=2, eps=1e-6, swap=False) -> dict:
+    """torch's gradient of ``max(0, margin + d(a, b) - d(a, n))`` (anchor a = input,
+    positive b = target, negative n): active where the inner value is ``>= 0``
+    (``clamp_min`` passes the gradient at its bound); with `swap`, ``d(a, n)`` is
+    ``min(d(a, n), d(b, n))`` and a tie shares the gradient 1/2 each (``torch.min`` and
+    ``torch.minimum``). The inner value is summed from the distances' double-double parts,
+    so its sign at a tie is exact where the catalogue's value is."""
+    a, b = np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64)
+    n = np.broadcast_to(np.asarray(negative, np.float64), a.shape)
+    e_ab, e_an, e_bn = _tm._eps3(eps)
+    hp, lp, ep, g_ab = _distance_grad(a, b, e_ab, p)
+    hn, ln, en, g_an = _distance_grad(a, n, e_an, p)
+    alpha = np.ones(hp.shape)
+    if swap:
+        hs, ls, es, g_bn = _distance_grad(b, n, e_bn, p)
+        top = np.maximum(es, en)
+        vs, vn = np.ldexp(hs, es - top), np.ldexp(hn, en - top)
+        ws, wn = np.ldexp(ls, es - top), np.ldexp(ln, en - top)
+        take = (vs < vn) | ((vs == vn) & (ws < wn))
+        tie = (vs == vn) & (ws == wn)
+        alpha = np.where(tie, 0.5, np.where(take, 0.0, 1.0))
+        hn, ln, en = np.where(take, hs, hn), np.where(take, ls, ln), np.where(take, es, en)
+    inner = sum2(np.stack([np.full(hp.shape, float(margin)), np.ldexp(hp, ep), np.ldexp(lp, ep),
+                           -np.ldexp(hn, en), -np.ldexp(ln, en)], axis=-1))
+    c = np.where(np.isnan(inner), np.nan, np.where(inner >= 0, cot, 0.0))[..., None]
+    al = alpha[..., None]
+    ga = g_ab - al * g_an
+    gb = -g_ab
+    gn = al * g_an
+    if swap:
+        gb = gb - (1.0 - al) * g_bn
+        gn = gn + (1.0 - al) * g_bn
+    return {"y_pred": c * ga, "y_true": c * gb, "negative": c * gn}
 
 
 def _prepare(fn: str, anchor, positive, negative, margin, p, eps, swap, red: str) -> Prepared:
@@ -100,7 +159,7 @@ def _prepare(fn: str, anchor, positive, negative, margin, p, eps, swap, red: str
     return Prepared(b, a, fmt, params, stage3={"reduction": red})
 
 
-@torch_function("triplet_margin", _tm.reference, _tm.oracle)
+@torch_function("triplet_margin", _tm.reference, _tm.oracle, vjp=_triplet_vjp)
 def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2, eps: float = 1e-06,
                         swap: bool = False, size_average=None, reduce=None, reduction: str = "mean"):
     """Per triplet ``max(0, margin + d(a, p) - d(a, n))``, ``d(u, v) = ||u - v + eps||_p`` over
@@ -110,7 +169,7 @@ def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: floa
     return _prepare(fn, anchor, positive, negative, margin, p, eps, swap, red)
 
 
-@torch_function("triplet_margin", _tm.reference, _tm.oracle)
+@torch_function("triplet_margin", _tm.reference, _tm.oracle, vjp=_triplet_vjp)
 def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None,
                                       margin: float = 1.0, swap: bool = False, reduction: str = "mean"):
     """:func:`triplet_margin_loss` with torch's default distance, ``pairwise_distance``
@@ -127,6 +186,11 @@ def _no_user_distance(fn: str, distance_function) -> None:
         raise TypeError(f"{fn}: distance_function={distance_function!r}: lossref cannot evaluate a user's "
                         "distance exactly; pass None (pairwise_distance, p = 2, eps = 1e-6) or use "
                         "triplet_margin_loss with its p and eps")
+
+
+# anchor and positive are the roles (input, target); the negative is a parameter
+triplet_margin_loss.grad_params = {"negative": "negative"}
+triplet_margin_with_distance_loss.grad_params = {"negative": "negative"}
 
 
 from .modules import _Loss  # noqa: E402  (after the functions: modules imports functional, which imports this)

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from ...dialect import check_bool, is_float
+from ...numerics import sigmoid_xent_grads
 from ...losses import binary_crossentropy as _bce
 from ...losses import huber as _huber
 from ...losses import kl_divergence as _kl
@@ -93,7 +94,18 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
                       keep_input_dtype=True, weight_divides=False)
 
 
-@torch_function("huber", _huber.smooth_l1_reference, _huber.smooth_l1_oracle, elementwise=True)
+def _smooth_l1_vjp(y_true, y_pred, cot, beta):
+    """``d/dinput = e / beta`` where ``|e| < beta``, else ``sign(e)`` (``e = input - target``;
+    ``beta = 0``: ``sign(e)``, 0 at ``e = 0`` as torch's ``l1_loss``); ``d/dtarget`` its negative.
+    At ``|e| = beta`` both pieces give ``sign(e)``."""
+    e = y_pred - y_true  # one rounding: e / beta within about 1 ulp
+    g = np.sign(e) if beta == 0 else np.where(np.abs(e) < beta, e / beta, np.sign(e))
+    g = cot * g
+    return {"y_pred": g, "y_true": -g}
+
+
+@torch_function("huber", _huber.smooth_l1_reference, _huber.smooth_l1_oracle, elementwise=True,
+                vjp=_smooth_l1_vjp)
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
                    beta: float = 1.0):
     """``d^2 / (2 beta)`` where ``|d| < beta``, else ``|d| - beta/2`` (``beta = 0``: ``|d|``)."""
@@ -116,8 +128,71 @@ def _weights(fn: str, shape: tuple, **arrays) -> dict:
     return {k: None if v is None else expands_to(fn, k, as_tensor(v, k), shape) for k, v in arrays.items()}
 
 
+def _log_clamped_vjp(y_true, y_pred, cot, log_floor=-100.0):
+    """Gradient of ``-(y max(log x, f) + (1 - y) max(log(1 - x), f))``: a clamped log is a
+    constant (0 there), an unclamped one gives ``-y / x`` and ``(1 - y) / (1 - x)``, both
+    together ``(x - y) / (x (1 - x))`` (no cancellation of the two quotients near x = y).
+    ``d/dy = min(-log x, -f) - min(-log(1 - x), -f)``, near x = 1/2 as ``log1p((1 - 2x) / x)``.
+
+    torch's own backward differs off the definition: ``(x - y) / max(x (1 - x), 1e-12)``
+    for the input (so -y 1e12 at x = 0, where the log is clamped) and unclamped logs for the
+    target (inf at x = 0); the reference follows the definition."""
+    x, y = y_pred, y_true
+    cap = -float(log_floor)
+    a, b = -np.log(x), -np.log1p(-x)
+    on_a, on_b = a <= cap, b <= cap  # a log at the floor: the clamp passes (torch's clamp_min)
+    both = (x - y) / (x * (1.0 - x))
+    dx = np.where(on_a & on_b, both, np.where(on_a, -y / x, 0.0) + np.where(on_b, (1.0 - y) / (1.0 - x), 0.0))
+    dx = np.where(np.isnan(x) | np.isnan(y), np.nan, dx)
+    mid = (x >= 0.25) & (x <= 0.75)
+    dy = np.where(mid & on_a & on_b, np.log1p((1.0 - 2.0 * x) / x), np.minimum(a, cap) - np.minimum(b, cap))
+    return {"y_pred": cot * dx, "y_true": cot * dy}
+
+
+def _pos_weighted_vjp(y_true, y_pred, cot, pos_weight=None):
+    """Gradient of ``q y softplus(-x) + (1 - y) softplus(x)``
+    (:func:`lossref.numerics.sigmoid_xent_grads`); ``"pos_weight"`` too where one is given."""
+    dx, dy, dq = sigmoid_xent_grads(y_true, y_pred, pos_weight)
+    out = {"y_pred": cot * dx, "y_true": cot * dy}
+    if dq is not None:
+        out["pos_weight"] = cot * dq
+    return out
+
+
+def _kl_log_space_vjp(y_true, y_pred, cot, log_target=False):
+    """``y (log y - l)``: ``d/dl = -y``, ``d/dy = (log y - l) + 1`` (NaN at y = 0, where the
+    value is defined only from the right, as torch's xlogy gives); ``e^t (t - l)``:
+    ``d/dl = -e^t``, ``d/dt = e^t ((t - l) + 1)``."""
+    y, l = y_true, y_pred
+    if log_target:
+        w = np.exp(y)
+        return {"y_pred": -(cot * w), "y_true": cot * (w * ((y - l) + 1.0))}
+    dy = np.where(y > 0, (np.log(y) - l) + 1.0, np.nan)
+    return {"y_pred": -(cot * y), "y_true": cot * dy}
+
+
+def _poisson_nll_vjp(y_true, y_pred, cot, log_input=True, full=False, epsilon=1e-8):
+    """``exp(l) - y l``: ``d/dl = exp(l) - y``, ``d/dy = -l``; ``p - y log(p + eps)``:
+    ``d/dp = 1 - y / (p + eps)`` (1 for y = 0), ``d/dy = -log(p + eps)``. `full` adds
+    ``log y + 1 / (2y)`` to ``d/dy`` where ``y > 1`` (0 elsewhere: the term is 0 there;
+    torch's masked product gives NaN at y = 0)."""
+    y, x = y_true, y_pred
+    if log_input:
+        dx, dy = np.exp(x) - y, -x
+    else:
+        s = x + float(epsilon)
+        dx = np.where(y == 0, 1.0, 1.0 - y / s)
+        # NaN where the value's log is (a negative p + eps): the catalogue's, where
+        # torch's autograd returns the finite 1 - y / (p + eps)
+        dx = np.where(np.isnan(s) | (s < 0), np.nan, dx)
+        dy = -_poisson._log_shifted(x, float(epsilon))
+    if full:
+        dy = dy + np.where(y > 1, np.log(y) + 0.5 / y, 0.0)
+    return {"y_pred": cot * dx, "y_true": cot * dy}
+
+
 @torch_function("binary_crossentropy", _bce.log_clamped_reference, _bce.log_clamped_oracle,
-                elementwise=True)
+                elementwise=True, vjp=_log_clamped_vjp)
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction: str = "mean"):
     """``-w (y max(log x, -100) + (1 - y) max(log(1 - x), -100))`` of probabilities x.
@@ -141,7 +216,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 
 @torch_function("binary_crossentropy", _bce.pos_weighted_reference, _bce.pos_weighted_oracle,
-                elementwise=True)
+                elementwise=True, vjp=_pos_weighted_vjp)
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction: str = "mean", pos_weight=None):
     """``-w (p y log σ(x) + (1 - y) log σ(-x))`` of logits x, in the target's dtype.
@@ -170,7 +245,8 @@ def _floated(arr: np.ndarray) -> tuple:
 # --- distributions ------------------------------------------------------------------------------
 
 
-@torch_function("kl_divergence", _kl.log_space_reference, _kl.log_space_oracle, elementwise=True)
+@torch_function("kl_divergence", _kl.log_space_reference, _kl.log_space_oracle, elementwise=True,
+                vjp=_kl_log_space_vjp)
 def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean",
            log_target: bool = False):
     """``target (log target - input)`` with input ``log q`` (xlogy: 0 where target is 0), or
@@ -205,7 +281,8 @@ def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean
     return Prepared(tb, ib, fmt, {"log_target": log_target}, stage3=stage3)
 
 
-@torch_function("poisson", _poisson.nll_reference, _poisson.nll_oracle, elementwise=True)
+@torch_function("poisson", _poisson.nll_reference, _poisson.nll_oracle, elementwise=True,
+                vjp=_poisson_nll_vjp)
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, size_average=None,
                      eps: float = 1e-8, reduce=None, reduction: str = "mean"):
     """``exp(input) - target·input`` (`log_input`), else ``input - target·log(input + eps)``;
@@ -241,3 +318,16 @@ __all__ += ["nll_loss", "cross_entropy", "multilabel_soft_margin_loss", "soft_ma
             "hinge_embedding_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss",
             "gaussian_nll_loss", "margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss",
             "triplet_margin_with_distance_loss"]
+
+
+# --- how torch's autograd takes the kinks the exact gradient meets (measured, torch 2.13) ---
+# clamp(min=0) and clamp_min pass the gradient at the bound (their backward keeps x >= min)
+for _f in (hinge_embedding_loss, margin_ranking_loss, cosine_embedding_loss, triplet_margin_loss,
+           triplet_margin_with_distance_loss):
+    _f.tie = 1.0
+# multi_margin and multilabel_margin's kernels count a term only where it is > 0
+for _f in (multi_margin_loss, multilabel_margin_loss):
+    _f.tie = 0.0
+# gaussian_nll_loss clamps a copy of var under no_grad: the gradient goes straight through
+gaussian_nll_loss.clamp = "straight"
+del _f
