@@ -739,49 +739,6 @@ def softmax_vjp(p: np.ndarray, g: np.ndarray, g_lo: "np.ndarray | None" = None) 
         return p * (dg - mean)
 
 
-def overlap_grad(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float, c: float,
-                 eps, cot: np.ndarray):
-    """The VJP ``(d/dy, d/dp)`` of ``cot * (1 - c TP / den)`` over the groups of `axes`
-    (:func:`overlap_ratio`; ``den = eps + a sum(p) + b sum(y) + (c - a - b) TP``).
-
-    ``d/dp_k = c (a TP - y_k A) / den**2`` and ``d/dy_k = c (b TP - p_k A) / den**2`` with
-    ``A = eps + a sum(p) + b sum(y)``: the numerators are formed from the double-double sums
-    of :func:`overlap_sums` and exact products (no cancellation left but the one the
-    gradient has), then divided twice by the rounded ``den``. Groups with values above
-    2**500 are scaled as in :func:`overlap_ratio`, groups below 2**-300 by ``2**300``; a
-    group with an inf or NaN entry is NaN.
-    """
-    shape = np.shape(p)
-    yl = axes_last(np.asarray(y, dtype=np.float64), axes)
-    pl = axes_last(np.asarray(p, dtype=np.float64), axes)
-    with np.errstate(all="ignore"):
-        sums, finite, top = overlap_sums(yl, pl)
-        # groups of tiny values are scaled up too: products below 2**-900 lose their low parts
-        k = np.where((top > 0) & (top < 2.0 ** -300), -300, overlap_exponent(top))
-        if np.any(k):
-            sums = overlap_sums(yl, pl, k)[0]
-        tp, sp, sy = ((sums[..., i, 0], sums[..., i, 1]) for i in (2, 3, 4))
-        e = np.ldexp(0.0 if eps is None else float(eps), -2 * np.asarray(k))
-        a_pieces = [e] + dd_times(a, *sp) + dd_times(b, *sy)
-        ah, al = dd_sum(a_pieces)
-        g, g_err = two_sum(float(c), -float(a))
-        g, g_err2 = two_sum(g, -float(b))
-        den = dd_sum(a_pieces + dd_times(g, *tp) + [(g_err + g_err2) * tp[0]])[0]
-        scale = np.where(finite, c * np.asarray(cot, dtype=np.float64) / den, np.nan)[..., None]
-        den, k2 = den[..., None], -2 * np.asarray(k)[..., None]
-
-        def vjp(w, v):  # c cot (w TP - v A) / den**2, the scaling 2**-2k undone last
-            pieces = dd_times(w, tp[0][..., None], tp[1][..., None])
-            pieces += [-q for q in dd_times(v, ah[..., None], al[..., None])]
-            return np.ldexp(dd_sum(pieces)[0] * scale / den, k2)
-
-        gp, gy = vjp(a, yl), vjp(b, pl)
-    return axes_restore(gy, axes, shape), axes_restore(gp, axes, shape)
-
-
-# --- cross-entropy gradients of logits (the dialects' softmax and sigmoid forms) ---------------
-
-
 def softmax_xent_grad(q: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``d/dx_j sum_c q_c (-log softmax(x)_c) = S p_j - q_j`` over the last axis, ``S = sum q``.
 
@@ -970,12 +927,22 @@ def clip_share(x: np.ndarray, lo, hi=None, tie: float = 0.5) -> np.ndarray:
     return np.where(np.isnan(x), np.nan, out)
 
 
-def overlap_grad_wide(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float, c: float,
-                      eps, cot: np.ndarray):
-    """:func:`overlap_grad` for groups of any magnitude: the same VJP, with the scaling
-    ``2**-2k`` of a huge group undone in two halves around the divisions where the scaled
-    quotient overflows: a group whose numerator ``y_k A`` lies beyond float64's range
-    (values near 2**1024) keeps a finite gradient."""
+def overlap_grad(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: float, c: float,
+                 eps, cot: np.ndarray):
+    """The VJP ``(d/dy, d/dp)`` of ``cot * (1 - c TP / den)`` over the groups of `axes`
+    (:func:`overlap_ratio`; ``den = eps + a sum(p) + b sum(y) + (c - a - b) TP``).
+
+    ``d/dp_k = c (a TP - y_k A) / den**2`` and ``d/dy_k = c (b TP - p_k A) / den**2`` with
+    ``A = eps + a sum(p) + b sum(y)``: the numerators are formed from the double-double sums
+    of :func:`overlap_sums` and exact products (no cancellation left but the one the
+    gradient has), then divided twice by the rounded ``den``. Groups with values above
+    2**500 are scaled as in :func:`overlap_ratio`, groups below 2**-300 by ``2**300``; a
+    group with an inf or NaN entry is NaN.
+
+    Groups of any magnitude: where the scaled quotient of a huge group would overflow
+    (values near 2**1024), the scaling ``2**-2k`` is undone in two halves around the
+    divisions, so its gradient stays finite.
+    """
     shape = np.shape(p)
     yl = axes_last(np.asarray(y, dtype=np.float64), axes)
     pl = axes_last(np.asarray(p, dtype=np.float64), axes)
@@ -1008,4 +975,4 @@ def overlap_grad_wide(y: np.ndarray, p: np.ndarray, axes: tuple, a: float, b: fl
     return axes_restore(gy, axes, shape), axes_restore(gp, axes, shape)
 
 
-__all__ += ["overlap_grad_wide"]
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import (axes_last, normalize_axes, overlap_exponent, overlap_grad_wide, overlap_quotient,
+from ..numerics import (axes_last, normalize_axes, overlap_exponent, overlap_grad, overlap_quotient,
                         overlap_ratio, overlap_sums, sum2_parts)
 from ..oracle import ops as x
 from ..registry import (LossDef, Param, block_elements, check_float_array, map_blocks,
@@ -103,9 +103,9 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, axis, epsilon) -> np.ndarr
 def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, axis, epsilon) -> dict:
     """VJP of :func:`reference`: ``d/dp_k = 2 (I - y_k D) / D**2`` and
     ``d/dy_k = 2 (I - p_k D) / D**2`` per group (``I = sum(y p)``, ``D`` the denominator),
-    the numerators from double-double sums (:func:`lossref.numerics.overlap_grad_wide`)."""
+    the numerators from double-double sums (:func:`lossref.numerics.overlap_grad`)."""
     axes = normalize_axes(axis, np.ndim(y_pred))
-    gy, gp = overlap_grad_wide(y_true, y_pred, axes, 1.0, 1.0, 2.0, epsilon, cot)
+    gy, gp = overlap_grad(y_true, y_pred, axes, 1.0, 1.0, 2.0, epsilon, cot)
     return {"y_pred": gp, "y_true": gy}
 
 

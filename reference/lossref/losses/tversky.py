@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numerics import axes_last, normalize_axes, overlap_grad_wide
+from ..numerics import axes_last, normalize_axes, overlap_grad
 from ..oracle import ops as x
 from ..registry import LossDef, Param, finite_number, register
 from .dice import AXIS, EPSILON, check_overlap_inputs, overlap_loss
@@ -27,9 +27,9 @@ def grad_reference(y_true: np.ndarray, y_pred: np.ndarray, cot: np.ndarray, alph
                    epsilon) -> dict:
     """VJP of :func:`reference`: ``d/dp_k = (alpha TP - y_k A) / den**2`` and
     ``d/dy_k = (beta TP - p_k A) / den**2`` per group, ``A = eps + alpha sum(p) +
-    beta sum(y)`` (:func:`lossref.numerics.overlap_grad_wide`)."""
+    beta sum(y)`` (:func:`lossref.numerics.overlap_grad`)."""
     axes = normalize_axes(axis, np.ndim(y_pred))
-    gy, gp = overlap_grad_wide(y_true, y_pred, axes, alpha, beta, 1.0, epsilon, cot)
+    gy, gp = overlap_grad(y_true, y_pred, axes, alpha, beta, 1.0, epsilon, cot)
     return {"y_pred": gp, "y_true": gy}
 
 

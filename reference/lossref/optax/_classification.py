@@ -509,6 +509,16 @@ def _dominant(v, top, value):
     return v
 
 
+def _vjp_parts(y_true, y_pred, cot, mask):
+    """What the softmax VJPs share: the mask, the kept labels, the softmax parts of
+    :func:`_softmax_parts` and the cotangent as a column."""
+    on = _on(mask)
+    y = np.asarray(y_true, np.float64)
+    p, logp, q, top, others = _softmax_parts(np.asarray(y_pred, np.float64), on)
+    yk = y if on is None else np.where(on, y, 0.0)
+    return on, yk, p, logp, q, top, others, np.asarray(cot, np.float64)[..., None]
+
+
 def _ce_vjp(y_true, y_pred, cot, mask=None, safe=False):
     """``d/dz_j = cot (p_j S - y_j)`` with ``S = sum y`` over the kept classes and
     ``d/dy_j = -cot log p_j``. At the largest probability ``p_top S - y_top`` is taken as
@@ -517,12 +527,8 @@ def _ce_vjp(y_true, y_pred, cot, mask=None, safe=False):
     carries into p).
     Masked classes: ``d/dz = 0`` and ``d/dy = 0 * -inf``, NaN, as ``jax.grad`` gives
     (the masked sum passes a zero cotangent to ``labels * log_softmax``)."""
-    on = _on(mask)
-    y = np.asarray(y_true, np.float64)
-    p, logp, q, top, others = _softmax_parts(np.asarray(y_pred, np.float64), on)
-    c = np.asarray(cot, np.float64)[..., None]
+    on, yk, p, logp, q, top, others, c = _vjp_parts(y_true, y_pred, cot, mask)
     with np.errstate(all="ignore"):
-        yk = y if on is None else np.where(on, y, 0.0)
         s = stage2_sum(yk, -1)[..., None]
         h, lo = two_product(p, s)
         gz = (h - yk) + lo  # p s - y with the product exact: the cancellation left is the data's
@@ -542,12 +548,8 @@ def _poly_vjp(y_true, y_pred, cot, epsilon=2.0, mask=None):
     ``d/dz_j = cot p_j (sum_i y_i p_i - y_j)``, ``d/dy_j = cot (1 - p_j)``; at the largest
     probability ``1 - p = q`` and ``sum_i y_i p_i - y_top = -y_top q + sum_{i != top} y_i p_i``."""
     out = _ce_vjp(y_true, y_pred, cot, mask)
-    on = _on(mask)
-    y = np.asarray(y_true, np.float64)
-    p, logp, q, top, others = _softmax_parts(np.asarray(y_pred, np.float64), on)
-    c = np.asarray(cot, np.float64)[..., None]
+    on, yk, p, logp, q, top, others, c = _vjp_parts(y_true, y_pred, cot, mask)
     with np.errstate(all="ignore"):
-        yk = y if on is None else np.where(on, y, 0.0)
         yp = sum2(yk * p, -1)[..., None]
         d = yp - yk
         y_top = np.take_along_axis(yk, top, axis=-1)
