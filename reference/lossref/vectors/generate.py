@@ -277,9 +277,18 @@ def _unchanged(path: Path, listed: str, want: Dict[str, Any]) -> bool:
 def _job(args) -> Tuple[str, float, int, bytes]:
     """Render one file: ``(relative path, seconds, redraws, bytes)``. Only the parent
     writes into the set, so a worker stopped by an interrupt leaves nothing there."""
-    dialect, loss, dtype, cases, seed = args
+    dialect, loss, dtype, cases, seed, values_only = args
     t0 = time.perf_counter()
-    data = render_file(loss, dtype, cases, seed, dialect)
+    # the test hook travels with the job: a pool's worker keeps the environment it started with
+    old = os.environ.pop("LOSSREF_GOLDEN_VALUES_ONLY", None)
+    if values_only:
+        os.environ["LOSSREF_GOLDEN_VALUES_ONLY"] = "1"
+    try:
+        data = render_file(loss, dtype, cases, seed, dialect)
+    finally:
+        os.environ.pop("LOSSREF_GOLDEN_VALUES_ONLY", None)
+        if old is not None:
+            os.environ["LOSSREF_GOLDEN_VALUES_ONLY"] = old
     redrawn = parse_lines(data.split(b"\n", 1)[0] + b"\n")[0]["provenance"]["redrawn"]
     return f"{dialect}/{loss}/{dtype}.jsonl", time.perf_counter() - t0, redrawn, data
 
@@ -492,7 +501,7 @@ def golden(out: Path, dialect: str = "keras", losses: Optional[Sequence[str]] = 
         if not force and rel in old and _unchanged(out / rel, old[rel], want):
             report.skipped.append(rel)
         else:
-            todo.append((dialect, loss, dtype, cases, seed))
+            todo.append((dialect, loss, dtype, cases, seed, _values_only()))
     report.problems = _outside_plan(out, old, on_disk,
                                     {f"{dialect}/{loss}/{dtype}.jsonl" for loss, dtype in pairs})
 
