@@ -200,11 +200,9 @@ def test_against_oracle(case, dtype):
             assert_grad_ulps(formats.to_format_array(g, fmt), exact, fmt, 1, f"{case} d/d{k} {fmt.name}")
 
 
-@pytest.mark.parametrize("case", CASES, ids=repr)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in CASES if c.torch_diff], ids=repr)  # the others: torch's
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])                     # own roundings differ
 def test_against_torch(case, dtype):
-    if not case.torch_diff:
-        pytest.skip("torch's own roundings differ here (see the case)")
     fn, arrs, kw, pr = _call(case, dtype)
     cot = _cot(np.shape(fn.values64(pr)))
     got = _grads(fn, pr, cot)
