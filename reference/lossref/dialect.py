@@ -22,7 +22,7 @@ from . import formats
 from .formats import Format
 from .oracle import Exact, start_precision, to_exact
 from .oracle import ops as xops
-from .oracle.autodiff import Tape, addresses, root
+from .oracle.autodiff import Tape, addresses, owner_index, root
 from .reduction import EXACT, FLOAT64, stage3_cotangent
 from .registry import LossDef, block_elements, get, is_real, map_index
 
@@ -175,9 +175,7 @@ def _onto_owner(g: np.ndarray, target: np.ndarray, shape) -> np.ndarray:
     g = np.asarray(g, dtype=np.float64)
     view = target if g.shape == target.shape else np.broadcast_to(target, g.shape)
     owner = root(target)
-    addr = addresses(owner).reshape(-1)
-    order = np.argsort(addr)
-    idx = order[np.searchsorted(addr, addresses(view).reshape(-1), sorter=order)]
+    idx = owner_index(owner, addresses(view))
     if view.size == owner.size and np.array_equal(idx, np.arange(owner.size)):
         out = g.reshape(-1)
     else:

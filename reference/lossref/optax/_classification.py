@@ -587,16 +587,21 @@ def _int_vjp(y_true, y_pred, cot, mask=None):
     return {"y_pred": g}
 
 
+def _kl_parts(y_true, y_pred, cot, mask):
+    """Targets and log-predictions broadcast in float64, and the cotangent per element
+    (0 at a masked entry)."""
+    t, l = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    c = np.broadcast_to(np.asarray(cot, np.float64)[..., None], t.shape)
+    on = _on(mask)
+    return t, l, (c if on is None else np.where(on, c, 0.0))
+
+
 def _kl_vjp(y_true, y_pred, cot, log_target=False, mask=None):
     """``t (log t - l)``: ``d/dl = -cot t``, ``d/dt = cot (log t + 1 - l)``, NaN at ``t = 0``
     (optax's ``where(t == 0, 0, log t)`` passes ``0 * (1/0)`` to ``jax.grad``), masked or
     not. ``e^t (t - l)``: ``d/dl = -cot e^t``, ``d/dt = cot e^t (t - l + 1)``. A masked
     entry takes a zero cotangent."""
-    t, l = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
-    on = _on(mask)
-    c = np.broadcast_to(np.asarray(cot, np.float64)[..., None], t.shape)
-    if on is not None:
-        c = np.where(on, c, 0.0)
+    t, l, c = _kl_parts(y_true, y_pred, cot, mask)
     with np.errstate(all="ignore"):
         if log_target:
             e = np.exp(t)
@@ -609,11 +614,7 @@ def _gkl_vjp(y_true, y_pred, cot, mask=None):
     """``t (log t - l) + e^l - t``: ``d/dl = cot (e^l - t)``, ``d/dt = cot (log t - l)``
     (NaN at ``t = 0``, as :func:`_kl_vjp`). Each difference is of two rounded terms:
     error ``<= 2 u (|e^l| + |t|)`` and ``2 u (|log t| + |l|)`` (times ``|cot|``)."""
-    t, l = np.broadcast_arrays(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
-    on = _on(mask)
-    c = np.broadcast_to(np.asarray(cot, np.float64)[..., None], t.shape)
-    if on is not None:
-        c = np.where(on, c, 0.0)
+    t, l, c = _kl_parts(y_true, y_pred, cot, mask)
     with np.errstate(all="ignore"):
         gl = c * (np.exp(l) - t)
         gt = np.where(t == 0, np.nan, c * (np.log(t) - l))

@@ -20,7 +20,7 @@ import numpy as np
 from . import ops
 from .ops import Node, Quot
 
-__all__ = ["Tape", "addresses", "root"]
+__all__ = ["Tape", "addresses", "owner_index", "root"]
 
 
 def root(a: np.ndarray) -> np.ndarray:
@@ -39,6 +39,13 @@ def addresses(a: np.ndarray) -> np.ndarray:
         shape[k] = n
         out = out + (np.arange(n, dtype=np.int64) * st).reshape(shape)
     return out
+
+
+def owner_index(owner: np.ndarray, addr: np.ndarray) -> np.ndarray:
+    """The flat (C-order) index in `owner` of each element address in `addr`."""
+    own = addresses(owner).reshape(-1)
+    order = np.argsort(own)
+    return order[np.searchsorted(own, np.asarray(addr).reshape(-1), sorter=order)]
 
 
 class Tape:
@@ -106,15 +113,12 @@ class Tape:
         o = self.owner
         result = np.empty(o.size, dtype=object)
         result[...] = ops.num(0)
-        if self._nodes:
-            addr = addresses(o).reshape(-1)
-            order = np.argsort(addr)
-            for a, node in self._nodes.items():
-                g = grads.get(id(node))
-                if g is not None:
-                    num, den = (ops.num(v) for v in g)
-                    result[order[np.searchsorted(addr, a, sorter=order)]] = ops.div(
-                        np.asarray(num, dtype=object), np.asarray(den, dtype=object))[()]
+        hit = [(a, grads[id(n)]) for a, n in self._nodes.items() if id(n) in grads]
+        if hit:  # the one division of each quotient, all at once
+            at = owner_index(o, np.array([a for a, _ in hit], dtype=np.int64))
+            num = np.asarray(ops.lift(np.array([g[0] for _, g in hit], dtype=object)), dtype=object)
+            den = np.asarray(ops.lift(np.array([g[1] for _, g in hit], dtype=object)), dtype=object)
+            result[at] = ops.div(num, den)
         return result.reshape(o.shape)
 
 
