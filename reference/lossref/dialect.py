@@ -274,6 +274,11 @@ class DialectFunction:
         exact_grad_.__doc__ = f"Exact twin of {prepare.__name__}.grad: returns lossref.Exact."
         self.exact_grad = exact_grad_
 
+    def __reduce__(self) -> str:
+        # a function object is a module global: pickled by reference, so it round-trips
+        # to the very same object (its preparer, a closure-free function, would not)
+        return self.__qualname__
+
     @property
     def loss(self) -> LossDef:
         return get(self._loss_name)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .base import (EPSILON, LossFunctionWrapper, Prepared, clip_bounds, convert, keras_function,
-                   standard_inputs, weak)
+                   same_shape_message, standard_inputs, weak)
 
 __all__ = [
     "binary_crossentropy", "binary_focal_crossentropy", "kl_divergence", "poisson",
@@ -39,8 +39,9 @@ def _identical_shapes(fn: str, y_true, y_pred):
     p, fmt = convert(y_pred, "y_pred")
     t, _ = convert(y_true, "y_true", fmt)
     if t.shape != p.shape:
-        raise ValueError(f"{fn}: y_true shape {t.shape} and y_pred shape {p.shape} must be "
-                         "identical (Keras's binary cross-entropy does not broadcast)")
+        raise ValueError(same_shape_message(t.shape, p.shape, f"{fn}: y_true shape {t.shape} and y_pred "
+                                            f"shape {p.shape} must be identical (Keras's binary "
+                                            "cross-entropy does not broadcast)"))
     return t, p, fmt
 
 
@@ -142,8 +143,8 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
                  label_smoothing=0.0, axis=-1, reduction=_DEFAULT,
                  name="binary_focal_crossentropy", dtype=None):
         super().__init__(binary_focal_crossentropy, name=name, reduction=reduction, dtype=dtype,
-                         apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
-                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                         apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma)
 
 
 class KLDivergence(LossFunctionWrapper):

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..numerics import normalize_axes
 from ..reduction import squeeze_or_expand_to_same_rank
-from .base import EPSILON, LossFunctionWrapper, Prepared, convert, keras_function, weak
+from .base import (EPSILON, LossFunctionWrapper, Prepared, axis_error, convert, keras_function,
+                   weak)
 
 __all__ = [
     "hinge", "squared_hinge", "categorical_hinge", "cosine_similarity", "dice", "tversky",
@@ -77,8 +78,14 @@ def _axes(fn: str, axis, ndim: int):
     """Validate a reduction `axis` now, so the error names the Keras function."""
     try:
         normalize_axes(axis, ndim)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{fn}: {e}") from None
+    except ValueError as e:
+        items = (axis,) if isinstance(axis, (int, np.integer)) else axis
+        bad = [a for a in items if not -ndim <= a < ndim]
+        if bad:  # NumPy's AxisError, as Keras's NumPy backend raises it
+            raise axis_error(bad[0], ndim, f"{fn}: {e}") from None
+        raise ValueError(f"{fn}: {e}") from None
+    except TypeError as e:
+        raise TypeError(f"{fn}: {e}") from None
     return axis
 
 

@@ -26,7 +26,7 @@ from ..losses import ctc as _ctc
 from ..oracle import balls
 from ..oracle import ops as xops
 from .base import (KerasFunction, LossFunctionWrapper, Prepared, convert, keras_function,
-                   weak)
+                   keras_message, weak)
 
 __all__ = ["circle", "ctc", "Circle", "CTC"]
 
@@ -140,6 +140,16 @@ def _ctc_prepare(y_true, y_pred):
     t = np.asarray(y_true)
     if t.dtype.kind not in "biuf" and t.dtype.name != "bfloat16":
         raise TypeError(f"ctc: y_true must hold integer labels; got dtype {t.dtype}")
+    if t.ndim != 2:  # Keras's own checks, in its words, before the catalogue's
+        raise ValueError(keras_message(
+            "Targets `y_true` are expected to be a tensor of shape `(batch_size, max_length)` in "
+            f"integer format. Received: y_true.shape={t.shape}",
+            f"ctc: y_true must have shape (batch_size, max_length); got shape {t.shape}"))
+    if p.ndim != 3:
+        raise ValueError(keras_message(
+            "Logits `y_pred` are expected to be a tensor of shape `(batch_size, max_length, "
+            f"num_classes)`. Received: y_pred.shape={p.shape}",
+            f"ctc: y_pred must have shape (batch_size, max_length, num_classes); got shape {p.shape}"))
     labels, _ = _ctc.check_inputs("ctc", t, p)
     # every backend computes CTC in float32 (tf.nn.ctc_loss's dtype), float64 included
     return Prepared(labels, formats.as_format(p, FLOAT32), FLOAT32)
@@ -148,6 +158,7 @@ def _ctc_prepare(y_true, y_pred):
 _ctc_prepare.__name__ = _ctc_prepare.__qualname__ = "ctc"
 ctc = KerasFunction(_ctc_prepare, "ctc")
 _ctc_float32 = _Float32Function(_ctc_prepare, "ctc")
+_ctc_float32.__qualname__ = "_ctc_float32"  # the global pickle finds it under
 
 
 class Circle(LossFunctionWrapper):

@@ -12,7 +12,10 @@ Keras semantics modelled here (spec/pipeline.md states each with its source):
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
+import warnings
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -29,12 +32,59 @@ from ..reduction import (EXACT, FLOAT64, reduce_weighted_values, squeeze_or_expa
                          standardize_reduction)
 
 __all__ = ["EPSILON", "FLOATX", "weak", "clip_bounds", "convert", "Prepared", "standard_inputs",
-           "KerasFunction", "keras_function", "Loss", "LossFunctionWrapper"]
+           "KerasFunction", "keras_function", "Loss", "LossFunctionWrapper", "keras_message",
+           "AxisError", "KerasIndexError", "KerasDtypeError", "same_shape_message", "axis_error"]
 
 #: ``keras.config.epsilon()`` default.
 EPSILON = 1e-7
 #: ``keras.config.floatx()`` default.
 FLOATX = formats.FLOAT32
+
+
+# --- Keras's exceptions ----------------------------------------------------------------------------
+
+#: NumPy's ``AxisError`` (a ``ValueError`` and an ``IndexError``), what Keras raises for an axis
+#: out of range on its NumPy backend
+AxisError = getattr(getattr(np, "exceptions", np), "AxisError")
+
+
+class KerasIndexError(IndexError, ValueError):
+    """Raised where Keras raises ``IndexError`` (a class index out of range); it is also the
+    ``ValueError`` lossref's contract promises."""
+
+
+class KerasDtypeError(ValueError, TypeError):
+    """Raised for a compute dtype lossref does not model, where Keras raises ``ValueError``
+    (a name it cannot convert); it is also the ``TypeError`` lossref raises for a format."""
+
+
+def warn(message: str, category: type) -> None:
+    """``warnings.warn`` attributed to the first caller outside lossref, however deep in
+    the dialect the warning is raised (a function, a class, an exact twin)."""
+    import os
+    import sys
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
+def keras_message(keras_text: str, detail: str) -> str:
+    """Keras's own wording for an error (code matching it keeps working), then lossref's
+    more precise explanation, on one line."""
+    return f"{keras_text} [lossref: {detail}]"
+
+
+def same_shape_message(target_shape, output_shape, detail: str) -> str:
+    """The backend cross-entropies' refusal of unequal shapes, with lossref's `detail`."""
+    return keras_message("Arguments `target` and `output` must have the same shape. Received: "
+                         f"target.shape={tuple(target_shape)}, output.shape={tuple(output_shape)}", detail)
+
+
+def axis_error(axis, ndim: int, detail: str):
+    """NumPy's message for an axis out of range, as Keras's NumPy backend raises it."""
+    return AxisError(keras_message(f"axis {axis} is out of bounds for array of dimension {ndim}", detail))
 
 
 def weak(value: float, fmt: Format) -> float:
@@ -78,10 +128,13 @@ def standard_inputs(y_true, y_pred, *, broadcast: bool = True, rank_fix: bool = 
         try:
             t, p = np.broadcast_arrays(t, p)
         except ValueError:
-            raise ValueError(f"{name + ': ' if name else ''}y_true shape {np.shape(t)} and y_pred shape "
-                             f"{np.shape(p)} are incompatible ("
-                             + ("after Keras's rank fix they must broadcast)" if rank_fix else "they must broadcast)")
-                             ) from None
+            shapes = " ".join(str(s_).replace(" ", "") for s_ in (np.shape(t), np.shape(p)))
+            raise ValueError(keras_message(
+                f"operands could not be broadcast together with shapes {shapes}",
+                f"{name + ': ' if name else ''}y_true shape {np.shape(t)} and y_pred shape "
+                f"{np.shape(p)} are incompatible ("
+                + ("after Keras's rank fix they must broadcast)" if rank_fix else "they must broadcast)")
+            )) from None
     return t, p, fmt
 
 
@@ -101,7 +154,7 @@ class KerasFunction(DialectFunction):
         if self.loss.check_inputs is not None:  # domain checks of structured losses
             self.loss.check_inputs(self.loss.name, pr.y_true, pr.y_pred)
         elif np.ndim(pr.y_pred) == 0:
-            raise ValueError(f"{self.__name__}: inputs must have at least one axis; got scalars")
+            raise axis_error(-1, 0, f"{self.__name__}: inputs must have at least one axis; got scalars")
         return pr
 
     def values64(self, pr: Prepared) -> np.ndarray:
@@ -118,6 +171,34 @@ def keras_function(loss: str, arrays: Tuple[str, ...] = ()) -> Callable[[Callabl
     """Decorator: a preparer with the Keras signature becomes a :class:`KerasFunction`;
     `arrays` names the float parameters that may also be sequences."""
     return lambda prepare: KerasFunction(prepare, loss, arrays)
+
+
+#: the options Keras lists when it refuses a reduction
+_KERAS_REDUCTIONS = "{'sum_over_batch_size', 'sum', None, 'none', 'mean', 'mean_with_sample_weight'}"
+
+
+def _compute_format(dtype) -> Format:
+    """``Loss(dtype=...)`` as a format: None is floatx; a Keras dtype policy or a
+    ``"mixed_float16"``-style name gives its compute dtype, as in Keras."""
+    if dtype is None:
+        return FLOATX
+    name = getattr(dtype, "compute_dtype", dtype)
+    if isinstance(name, str) and name.startswith("mixed_"):
+        name = name[len("mixed_"):]
+    try:
+        return formats.get_format(name)
+    except TypeError as e:
+        raise KerasDtypeError(keras_message(
+            f"Cannot convert {dtype!r} to a mixed precision DTypePolicy.", str(e))) from None
+
+
+def _canonical(config: dict) -> str:
+    """A config as text that compares by value (arrays and tuples as lists)."""
+    def plain(v):
+        if isinstance(v, np.ndarray):
+            return {"array": v.tolist(), "dtype": v.dtype.name}
+        return v.item() if isinstance(v, np.generic) else repr(v)
+    return json.dumps(config, sort_keys=True, default=plain)
 
 
 def _snake(name: str) -> str:
@@ -138,8 +219,13 @@ class Loss:
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None) -> None:
         self.name = name or _snake(type(self).__name__)
-        self.reduction = standardize_reduction(reduction)
-        self._fmt = formats.get_format(dtype or FLOATX)
+        try:
+            self.reduction = standardize_reduction(reduction)
+        except ValueError as e:
+            raise ValueError(keras_message(
+                "Invalid value for argument `reduction`. Expected one of "
+                f"{_KERAS_REDUCTIONS}. Received: reduction={reduction}", str(e))) from None
+        self._fmt = _compute_format(dtype)
 
     @property
     def dtype(self) -> str:
@@ -213,8 +299,32 @@ class Loss:
                            start_precision(pr.y_true, pr.y_pred, sw))
 
     def get_config(self) -> dict:
-        """Name, reduction and dtype (``keras.losses.Loss.get_config``)."""
-        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
+        """``keras.losses.Loss.get_config``: name and reduction, and the dtype where it is
+        not the default float32.
+
+        Keras leaves the dtype out always, so ``from_config`` of a float64 loss's config gives
+        it a float32 loss; lossref keeps a non-default dtype so the round trip is faithful
+        (Keras's ``from_config`` accepts the key).
+        """
+        config = {"name": self.name, "reduction": self.reduction}
+        if self._fmt is not FLOATX:
+            config["dtype"] = self.dtype
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Loss":
+        """The loss a :meth:`get_config` dictionary describes (``cls(**config)``)."""
+        return cls(**config)
+
+    def _identity(self) -> tuple:
+        # two losses are equal when they compute the same thing under the same name
+        return type(self), _canonical({**self.get_config(), "dtype": self.dtype})
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Loss) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"<lossref.keras.losses.{type(self).__name__} reduction={self.reduction!r}>"
@@ -249,5 +359,22 @@ class LossFunctionWrapper(Loss):
         return np.asarray(formats.to_format_array(fn.values64(pr), self._fmt))
 
     def get_config(self) -> dict:
-        """The base configuration plus the function's keyword arguments."""
-        return {**super().get_config(), **self._fn_kwargs}
+        """The base configuration plus the function's keyword arguments, as Keras after
+        3.15.1 gives them (keras PR #23286: 3.15.1 leaves out Huber's ``delta`` and the
+        ``axis`` of CosineSimilarity and SparseCategoricalCrossentropy, so their configs do
+        not rebuild the loss). A class whose constructor takes ``fn`` also gets ``fn``,
+        serialized."""
+        config = super().get_config()
+        if "fn" in inspect.signature(type(self).__init__).parameters:
+            from ._saving import serialize
+            config["fn"] = serialize(self.fn)
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LossFunctionWrapper":
+        """Rebuild from :meth:`get_config`; a serialized ``fn`` is deserialized first."""
+        if "fn" in config:
+            from ._saving import deserialize
+            config = {**config, "fn": deserialize(config["fn"])}
+        return cls(**config)

@@ -13,11 +13,12 @@ from ._binary import *  # noqa: F401,F403
 from ._categorical import *  # noqa: F401,F403
 from ._margin import *  # noqa: F401,F403
 from ._structured import *  # noqa: F401,F403
+from ._saving import ALIASES, deserialize, get, serialize  # noqa: F401
 from .base import (EPSILON, FLOATX, Loss, LossFunctionWrapper, Prepared, keras_function,
                    standard_inputs, weak)
 
 __all__ = [
-    "Loss", "LossFunctionWrapper", "get",
+    "Loss", "LossFunctionWrapper", "get", "serialize", "deserialize",
     "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
     "mean_squared_logarithmic_error", "huber", "log_cosh",
     "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
@@ -114,25 +115,3 @@ class LogCosh(LossFunctionWrapper):
 
     def __init__(self, reduction=_DEFAULT, name="log_cosh", dtype=None):
         super().__init__(log_cosh, name=name, reduction=reduction, dtype=dtype)
-
-
-# --- lookup ---------------------------------------------------------------------------------------
-
-
-#: Keras's short names (``keras.losses.get("mse")``), lower and upper case
-ALIASES = {"bce": "binary_crossentropy", "kld": "kl_divergence", "mae": "mean_absolute_error",
-           "mse": "mean_squared_error", "mape": "mean_absolute_percentage_error",
-           "msle": "mean_squared_logarithmic_error"}
-
-
-def get(identifier):
-    """A loss function or class instance by name (``keras.losses.get``), aliases included."""
-    if callable(identifier):
-        return identifier
-    if isinstance(identifier, str):
-        name = ALIASES.get(identifier.lower(), identifier) if identifier.lower() in ALIASES \
-            and identifier in (identifier.lower(), identifier.upper()) else identifier
-        if name in __all__ and name not in ("get", "Loss", "LossFunctionWrapper"):
-            obj = globals()[name]
-            return obj() if isinstance(obj, type) else obj
-    raise ValueError(f"Could not interpret loss identifier: {identifier!r}")

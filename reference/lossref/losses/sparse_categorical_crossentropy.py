@@ -43,13 +43,14 @@ def check_label_inputs(name: str, y_true, y_pred) -> Tuple[np.ndarray, np.ndarra
     return t, p
 
 
-def class_indices(labels, n_classes: int, ignore_class=None, name: str = "labels"):
+def class_indices(labels, n_classes: int, ignore_class=None, name: str = "labels",
+                  error: type = ValueError):
     """``(index, valid)``: labels truncated toward zero to integer class indices.
 
     ``valid`` is False where the label equals `ignore_class` (compared before the
     truncation, as Keras does); those indices are set to 0. Any other label that is
-    not finite or whose truncation lies outside ``[0, n_classes)`` raises ``ValueError``
-    naming the value and the range.
+    not finite or whose truncation lies outside ``[0, n_classes)`` raises `error` (a
+    ``ValueError``; a dialect passes its framework's subclass) naming the value and the range.
     """
     t = np.asarray(labels, dtype=np.float64)
     valid = np.ones(t.shape, dtype=bool) if ignore_class is None else t != ignore_class
@@ -60,7 +61,7 @@ def class_indices(labels, n_classes: int, ignore_class=None, name: str = "labels
     if np.any(bad):
         where = tuple(int(i[0]) for i in np.nonzero(bad))
         extra = "" if ignore_class is None else f" and is not ignore_class={ignore_class!r}"
-        raise ValueError(f"{name}: label {float(t[where])!r} at index {where} is outside the class "
+        raise error(f"{name}: label {float(t[where])!r} at index {where} is outside the class "
                          f"range [0, {n_classes}) after truncation toward zero{extra}")
     return np.where(valid, tr, 0).astype(np.intp), valid
 
