@@ -218,6 +218,9 @@ def test_pickle_round_trips_every_class(name):
     obj = getattr(K, name)(**CLASSES[name])
     back = pickle.loads(pickle.dumps(obj))
     assert back == obj and back.fn is obj.fn and back is not obj
+    assert back.get_config() == obj.get_config() and "dtype" not in back.get_config()
+    half = pickle.loads(pickle.dumps(getattr(K, name)(dtype="float16")))
+    assert half.get_config()["dtype"] == "float16" and half.dtype == "float16"
     assert copy.deepcopy(obj) == obj
     y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)
     p = np.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]], np.float32)

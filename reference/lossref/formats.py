@@ -65,6 +65,10 @@ class Format:
     emin: int
     emax: int
 
+    def __reduce__(self):
+        # unpickled or copied, a format is the module's own instance (code compares with `is`)
+        return get_format, (self.name,)
+
     @property
     def max(self) -> float:
         """Largest finite value."""

@@ -307,7 +307,7 @@ class Loss:
         (Keras's ``from_config`` accepts the key).
         """
         config = {"name": self.name, "reduction": self.reduction}
-        if self._fmt is not FLOATX:
+        if self._fmt != FLOATX:
             config["dtype"] = self.dtype
         return config
 
