@@ -236,7 +236,7 @@ def with_expectations(specs: List[Dict[str, Any]], cache_dir: Optional[str], job
 #: Options that change how or where a run is done, not what it reports: left out of the
 #: report's ``command``, so the same run gives the same bytes in any folder (DESIGN.md,
 #: "Integrity").
-_EXECUTION_ONLY = {"jobs", "scheduler", "cache_dir", "no_cache", "out"}
+_EXECUTION_ONLY = {"jobs", "scheduler", "cache_dir", "no_cache", "out", "issues"}
 
 
 def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -244,7 +244,8 @@ def report_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
     `args` rendered as canonical options in the parser's order (abbreviations and
     ``--opt=value`` forms written out), leaving out the execution-only ones (``--jobs``,
-    ``--scheduler``, ``--cache-dir``, ``--no-cache``, ``--out``) and those at their default.
+    ``--scheduler``, ``--cache-dir``, ``--no-cache``, ``--out``, ``--issues``) and those at
+    their default.
     """
     return command_line(["lossref", "diff", args.framework], args, parser, _EXECUTION_ONLY, long_flags=True)
 
@@ -329,9 +330,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return usage(f"--timeout must be a positive number of seconds; got {args.timeout:g}")
     if args.vectors is not None and not os.path.exists(args.vectors):
         return usage(f"--vectors: {args.vectors}: no such file or folder")
-    problem = _out_problem(args.out)
-    if problem:
-        return usage(f"--out {args.out}: {problem}")
+    for opt, folder in (("--out", args.out), ("--issues", args.issues)):
+        problem = _out_problem(folder) if folder is not None else None
+        if problem:
+            return usage(f"{opt} {folder}: {problem}")
     if fw in ("torch", "optax", "tf"):
         if any(b != "cpu" for b in args.backend or []):
             return usage(f"--backend: {fw} runs on cpu only")
@@ -384,12 +386,15 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         plots = _sweep_plots(reports, args.out, backends, args.timeout, fw)
     doc = report.combine(reports, report_command(args, args.diff_parser), fw)
     paths = report.write_all(doc, args.out, plots)
+    issues = report.write_issues(doc, args.issues) if args.issues is not None else None
     n_find = len(doc["findings"])
     for b in doc["backends"]:
         status = f"could not run: {b['error']}" if b.get("error") else f"{fw} {b['framework_version']}"
         print(f"backend {b['backend']}: {status}")
-    print(f"{len(cases)} cases, {len(doc['rows'])} rows, {n_find} findings")
+    print(f"{len(cases)} cases, {len(doc['rows'])} rows, {n_find} findings, {len(doc['causes'])} causes")
     print(f"report: {paths['md']} (also {os.path.basename(paths['json'])}, {os.path.basename(paths['html'])})")
+    if issues is not None:
+        print(f"issues: {len(issues)} file(s) in {args.issues}")
     return runner.exit_code(reports)
 
 
@@ -453,4 +458,8 @@ def register_commands(sub) -> None:
     p.add_argument("--grad", action="store_true",
                    help="also compare the framework's autodiff gradients with the exact ones")
     p.add_argument("--out", required=True, help="folder for the reports")
+    p.add_argument("--issues", default=None, metavar="DIR",
+                   help="also write one Markdown issue per cause, DIR/<cause id>.md (environment, "
+                        "smallest reproducer, expected and actual values, what it affects); DIR is "
+                        "created if missing")
     p.set_defaults(func=_cmd_diff, diff_parser=p)

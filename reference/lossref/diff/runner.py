@@ -24,7 +24,7 @@ import numpy as np
 from .. import SPEC_VERSION, __version__, formats
 from ..vectors.targets import REDUCTIONS, call_params, get_target, keras_targets
 from ..vectors.torch_table import integer_inputs
-from . import compare
+from . import causes, compare
 
 BACKENDS = ("numpy", "jax", "torch", "tensorflow")
 #: modules each Keras backend needs (Keras's numpy backend imports jax and scipy too)
@@ -172,7 +172,7 @@ def _stable_text(text: str) -> str:
 
 
 #: prefix of a gradient output's name: ``grad:per_sample`` is the gradient of ``per_sample``
-GRAD_PREFIX = "grad:"
+GRAD_PREFIX = causes.GRAD_PREFIX
 
 
 def output_names(case: Dict[str, Any]) -> List[str]:
@@ -253,9 +253,22 @@ def _json_num(x: float):
     return "inf" if math.isinf(x) else round(float(x), 4)
 
 
-def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) -> List[Dict[str, Any]]:
-    """One finding per (loss, dtype, status, kind): the same failure seen through several
-    outputs and parameter sets is one finding, carrying its worst case."""
+def build_findings(records: List[Dict[str, Any]], framework: str, backend: str,
+                   worst_records: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+    """One finding per (loss, dtype, value or gradient, status, kind): the same failure
+    seen through several outputs and parameter sets is one finding, carrying its worst
+    case and the id of its cause (:func:`lossref.diff.causes.classify` of the worst record).
+
+    Parameters
+    ----------
+    records : list of dict
+        :func:`evaluate`'s records.
+    framework, backend : str
+        What ran (the reproducers need them).
+    worst_records : list, optional
+        Where given, the worst record of each finding is appended to it, in the order of
+        the findings returned (:func:`lossref.diff.causes.build_causes` reads them).
+    """
     bad = [r for r in records if r["status"] in ("inaccurate", "mismatch", "error")]
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for r in bad:
@@ -263,7 +276,7 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) 
         # a value and a gradient failing alike are two findings
         groups[(c["loss"], c["dtype"], r["output"].startswith(GRAD_PREFIX), r["status"],
                 r.get("kind") or r["status"])].append(r)
-    findings = []
+    findings, worsts = [], []
     for (loss, dtype, grad, status, kind), rs in sorted(groups.items()):
         # the largest error; among equal ones (aliases such as mean and sum_over_batch_size
         # give equal values) the first case by id, then the first output in canonical order
@@ -271,7 +284,10 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) 
                                        _output_rank(r["case"], r["output"])))
         c, output = worst["case"], worst["output"]
         params = _sorted_params(c)
+        computed = worst.get("computed")
         findings.append({
+            "cause": causes.classify(worst)["id"],
+            "computed": None if computed is None else {"index": worst.get("index"), "hex": float(computed).hex()},
             "loss": loss, "dtype": dtype, "kind": status, "detail": kind,
             "reduction": None if output == "per_sample" else output,
             "outputs": sorted({r["output"] for r in rs}),
@@ -285,9 +301,13 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str) 
                            "output": output, "expected": _expected_of(c, output)},
             "reproducer": reproducer(c, output, backend),
         })
+        worsts.append(worst)
     # worst first; equal ones in a fixed order (groups are sorted, sort is stable)
-    findings.sort(key=lambda f: (compare.RANK[f["kind"]], _sort_ulp(f["max_ulp"])), reverse=True)
-    return findings
+    order = sorted(range(len(findings)), key=lambda i: (compare.RANK[findings[i]["kind"]],
+                                                        _sort_ulp(findings[i]["max_ulp"])), reverse=True)
+    if worst_records is not None:
+        worst_records.extend(worsts[i] for i in order)
+    return [findings[i] for i in order]
 
 
 def _sorted_params(case: Dict[str, Any]) -> Dict[str, Any]:
@@ -470,9 +490,12 @@ def run(cases: List[Dict[str, Any]], backends: Sequence[str], *, timeout: float 
         if "error" in header and not out["results"]:
             reports.append({"framework": framework, "backend": b, "framework_version": None,
                             "lossref_version": __version__, "spec_version": SPEC_VERSION,
-                            "error": header["error"], "rows": [], "findings": [], "cases": len(cases)})
+                            "error": header["error"], "rows": [], "findings": [], "causes": [],
+                            "cases": len(cases)})
             continue
         records = evaluate(cases, out["results"])
+        worst: List[Dict[str, Any]] = []
+        findings = build_findings(records, framework, b, worst)
         reports.append({
             "framework": framework, "backend": header.get("backend", b),
             "framework_version": header.get("framework_version"),
@@ -480,7 +503,8 @@ def run(cases: List[Dict[str, Any]], backends: Sequence[str], *, timeout: float 
             "lossref_version": __version__, "spec_version": SPEC_VERSION,
             "cases": len(cases),
             "rows": build_rows(records),
-            "findings": build_findings(records, framework, b),
+            "findings": findings,
+            "causes": causes.build_causes(findings, worst),
         })
     return reports
 
