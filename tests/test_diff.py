@@ -150,9 +150,12 @@ def test_conformance_plugin(tmp_path, typical_cases):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "lossref.conformance",
            "--lossref-framework", "keras[numpy]"]
     r = subprocess.run(cmd + ["--lossref-vectors", str(good)], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-2000:]
+    # one test per (loss, format, output, case class): per-sample and five reductions
+    assert r.returncode == 0 and "6 passed" in r.stdout, r.stdout[-2000:]
     r = subprocess.run(cmd + ["--lossref-vectors", str(bad)], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 1 and "mismatch" in r.stdout and "reproducer" in r.stdout, r.stdout[-2000:]
+    assert r.returncode == 1 and "1 failed, 5 passed" in r.stdout, r.stdout[-2000:]
+    assert "test_conformance[mean_squared_error-float32-per_sample-typical]" in r.stdout
+    assert "mismatch" in r.stdout and "cause: " in r.stdout and "reproducer" in r.stdout, r.stdout[-2000:]
 
 
 def test_sweep_plot(tmp_path):

@@ -166,13 +166,15 @@ def test_keras_runs_skip_the_torch_files_of_the_canonical_set():
 
 def test_conformance_plugin_with_torch(tmp_path):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "lossref.conformance",
-           "--lossref-framework", "torch", "--lossref-loss", "l1_loss", "--lossref-dtype", "float64"]
+           "--lossref-framework", "torch", "--lossref-loss", "l1_loss", "--lossref-dtype", "float64",
+           "--lossref-grad"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
-    # one test per (function, dtype, reduction, params): none, mean and sum
+    # one test per (function, dtype, output, case class): none, mean, sum and the gradient
+    # of mean (the output the vectors record a gradient of), typical cases
     assert "error" not in last and sum(int(w) for w, k in zip(last.split(), last.split()[1:])
-                                       if k.rstrip(",") in ("passed", "failed")) == 3, r.stdout[-3000:]
+                                       if k.rstrip(",") in ("passed", "failed")) == 4, r.stdout[-3000:]
     if r.returncode == 1:  # a finding of torch itself: the message carries its reproducer
         assert "test_conformance[l1_loss-float64-" in r.stdout and "reproducer" in r.stdout
 

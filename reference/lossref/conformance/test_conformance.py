@@ -1,68 +1,44 @@
-"""One test per (loss, dtype, output, parameters) group of the selected cases."""
+"""One test per (loss, format, output, case class) of the selected vectors.
+
+Run it with ``pytest --pyargs lossref.conformance --lossref-framework FRAMEWORK``; the
+options and the baseline rules are described in :mod:`lossref.conformance`.
+"""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from lossref.conformance.plugin import parse_framework
+from lossref.conformance.plugin import SUITE, USAGE, ConformanceError
+from lossref.conformance.suite import suite_of
 
 
-def _selected_cases(config):
-    from lossref.diff.cli import load_vector_cases
-
-    path = config.getoption("--lossref-vectors")
-    if path is None:
-        from lossref.vectors import canonical_dir
-        path = canonical_dir()
-    fw, _ = parse_framework(config.getoption("--lossref-framework"))
-    return load_vector_cases(path, config.getoption("--lossref-loss"), config.getoption("--lossref-dtype"), fw)
-
-
-def _group(case, output):
-    return (case["loss"], case["dtype"], output, json.dumps(case.get("params") or {}, sort_keys=True))
-
-
-def pytest_generate_tests(metafunc):
-    if "group" not in metafunc.fixturenames:
+def pytest_generate_tests(metafunc) -> None:
+    if "lossref_test" not in metafunc.fixturenames:
         return
-    config = metafunc.config
-    if not config.getoption("--lossref-framework"):
-        raise pytest.UsageError("lossref.conformance needs --lossref-framework, e.g. keras[numpy]")
-    groups = set()
-    for c in _selected_cases(config):
-        if "per_sample" in c["expected"]:  # Keras; torch's unreduced output is reduction 'none'
-            groups.add(_group(c, "per_sample"))
-        for r in c["expected"].get("reductions", {}):
-            groups.add(_group(c, r))
-    ids = [f"{g[0]}-{g[1]}-{g[2]}-{g[3]}" for g in sorted(groups)]
-    metafunc.parametrize("group", sorted(groups), ids=ids)
+    try:
+        tests = sorted(suite_of(metafunc.config).tests)
+    except ConformanceError as e:  # reported as one line once collection ends (plugin)
+        metafunc.config.stash[USAGE] = str(e)
+        tests = []
+    metafunc.parametrize("lossref_test", tests, ids=tests)
 
 
 @pytest.fixture(scope="session")
-def records(pytestconfig):
-    from lossref.diff import runner
-
-    fw, backend = parse_framework(pytestconfig.getoption("--lossref-framework"))
-    cases = _selected_cases(pytestconfig)
-    out = runner.run_backend(backend, cases, timeout=pytestconfig.getoption("--lossref-timeout"),
-                             framework=fw)
-    if "error" in out["header"] and not out["results"]:
-        pytest.fail(f"{fw}[{backend}] could not run: {out['header']['error']}", pytrace=False)
-    by_group = {}
-    recs = runner.evaluate(cases, out["results"])
-    findings = runner.build_findings(recs, fw, backend)
-    for r in recs:
-        by_group.setdefault(_group(r["case"], r["output"]), []).append(r)
-    return by_group, findings
+def lossref_suite(request):
+    """The suite, its selected tests' cases run through the framework once."""
+    suite = request.config.stash[SUITE]
+    wanted = [item.callspec.params["lossref_test"] for item in request.session.items
+              if "lossref_test" in getattr(getattr(item, "callspec", None), "params", {})]
+    try:
+        suite.run(wanted)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    return suite
 
 
-def test_conformance(records, group):
-    by_group, findings = records
-    bad = [r for r in by_group.get(group, []) if r["status"] in ("inaccurate", "mismatch", "error")]
-    if bad:
-        loss, dtype, output, params = group
-        mine = [f for f in findings if f["loss"] == loss and f["dtype"] == dtype and output in f["outputs"]]
-        msg = "\n\n".join(f"{f['kind']}: {f['summary']}\n--- reproducer ---\n{f['reproducer']}" for f in mine)
-        pytest.fail(msg or f"{len(bad)} case(s) failed", pytrace=False)
+def test_conformance(lossref_suite, lossref_test):
+    verdict, message = lossref_suite.judge(lossref_test)
+    if verdict == "fail":
+        pytest.fail(message, pytrace=False)
+    if verdict == "xfail":
+        pytest.xfail(message)

@@ -240,14 +240,15 @@ def build_rows(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "loss": loss, "dtype": dtype,
             "reduction": None if output == "per_sample" else output,
             "params": json.loads(pk), "cases_class": cls, "cases": len(rs),
-            "max_ulp": _json_num(max(ulps) if ulps else 0.0),
-            "p99_ulp": _json_num(compare.p99(finite)),
+            "max_ulp": json_num(max(ulps) if ulps else 0.0),
+            "p99_ulp": json_num(compare.p99(finite)),
             "status": compare.worst_status([r["status"] for r in rs]),
         })
     return rows
 
 
-def _json_num(x: float):
+def json_num(x: Optional[float]):
+    """An ulp count as reports store it: ``"inf"`` for infinity, else rounded to 4 decimals."""
     if x is None:
         return None
     return "inf" if math.isinf(x) else round(float(x), 4)
@@ -294,7 +295,7 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str,
             "params": params,
             "param_sets": len({_params_key(r["case"].get("params")) for r in rs}),
             "cases": len({r["case"]["id"] for r in rs}),
-            "max_ulp": _json_num(worst.get("ulp")),
+            "max_ulp": json_num(worst.get("ulp")),
             "summary": f"{loss} {dtype} {output}: {worst.get('summary', status)}",
             "case_id": c["id"],
             "worst_case": {"inputs": c["inputs"], "params": params,

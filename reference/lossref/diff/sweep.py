@@ -803,7 +803,7 @@ def run_framework(plan: Plan, values: np.ndarray, timeout: float, bar=None) -> D
 # --- comparing and summarising ----------------------------------------------------------------
 
 
-def _json_num(x: Optional[float]):
+def json_num(x: Optional[float]):
     if x is None:
         return None
     return "inf" if math.isinf(x) else round(float(x), 4)
@@ -913,7 +913,7 @@ def summarize(plan: Plan, values: np.ndarray, counts: Dict[str, Any], computed: 
     def point(i: int) -> Dict[str, Any]:
         d = {"x": hexes[i], "framework": None if status[i] in ("refused", "undecided", "error") else
              _hex(computed[i]), "exact": oracle["hex"][i], "decimal": oracle["decimal"][i],
-             "ulp": None if np.isnan(ulps[i]) else _json_num(ulps[i]), "status": status[i]}
+             "ulp": None if np.isnan(ulps[i]) else json_num(ulps[i]), "status": status[i]}
         if i in why:
             d["reason"] = why[i]
         return d
@@ -945,7 +945,7 @@ def summarize(plan: Plan, values: np.ndarray, counts: Dict[str, Any], computed: 
             r = {"from": hexes[a], "to": hexes[b], "values": b - a + 1}
             if with_worst:
                 k = max(range(a, b + 1), key=lambda j: (ulps[j], -j))
-                r.update(max_ulp=_json_num(ulps[k]), worst=hexes[k])
+                r.update(max_ulp=json_num(ulps[k]), worst=hexes[k])
             out.append(r)
         return out
 
@@ -966,7 +966,7 @@ def summarize(plan: Plan, values: np.ndarray, counts: Dict[str, Any], computed: 
             row["_max"] = max(row["_max"], float(ulps[i]))
             row["over_budget"] += status[i] in ("inaccurate", "mismatch")
     for row in profile:
-        row["max_ulp"] = _json_num(row["_max"]) if row["evaluated"] else None
+        row["max_ulp"] = json_num(row["_max"]) if row["evaluated"] else None
         del row["_key"], row["_max"]
     specials = []
     for i in range(n_fin, values.size):
@@ -992,8 +992,8 @@ def summarize(plan: Plan, values: np.ndarray, counts: Dict[str, Any], computed: 
         "inputs": dict(counts, values=int(values.size)),
         "dtype": {"expected": fmt_out.name, "framework": observed[0] if len(observed) == 1 else (observed or None)},
         "budget_ulp": budget,
-        "max_ulp": _json_num(max_ulp),
-        "max_finite_ulp": _json_num(max_finite),
+        "max_ulp": json_num(max_ulp),
+        "max_finite_ulp": json_num(max_finite),
         "within_budget": not over and not fw["errors"] and not special_bad and dtype_ok
         and tally["undecided"] == 0,
         "counts": tally,
