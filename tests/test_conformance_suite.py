@@ -333,3 +333,21 @@ def test_case_classes_test_ids_and_usage_errors(tmp_path, vectors):
     assert "torch runs on cpu only" in refusal(lossref_framework="torch[cuda]")
     assert "no special cases" in refusal(lossref_cases="special", lossref_vectors=vectors["base"],
                                          lossref_dtype=["float16"])
+
+
+@pytest.mark.parametrize("backend, grad", [("jax", False), ("torch", True), ("tensorflow", True)])
+def test_record_and_check_on_the_other_keras_backends(tmp_path, backend, grad):
+    if backend not in runner.installed_backends():
+        pytest.skip(f"Keras's {backend} backend is not installed")
+    sel = ["--lossref-framework", f"keras[{backend}]", "--lossref-loss", "huber", "--lossref-dtype", "float32",
+           "--lossref-vectors", str(canonical_dir() / "keras" / "huber" / "float32.jsonl")]
+    sel += ["--lossref-grad"] if grad else []
+    rec = tmp_path / "b.json"
+    r = _run(tmp_path, *sel, "--lossref-record", str(rec))
+    assert r.returncode in (0, 1) and rec.exists(), r.stdout[-3000:] + r.stderr[-2000:]
+    doc = json.loads(rec.read_text())
+    assert (doc["framework"], doc["backend"]) == ("keras", backend)
+    # per-sample, five reductions, and the gradient of the recorded output
+    assert len(doc["tests"]) == 6 + grad and any(k.startswith("huber-float32-grad:") for k in doc["tests"]) == grad
+    r = _run(tmp_path, *sel, "--lossref-baseline", str(rec))
+    assert r.returncode == 0 and "failed" not in r.stdout.splitlines()[-1], r.stdout[-3000:]
