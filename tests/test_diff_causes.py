@@ -373,3 +373,19 @@ def test_readme_states_the_causes_of_the_canonical_numpy_run(tmp_path):
     got = [(len(c["findings"]), c["id"], c["title"]) for c in rep["causes"]]
     assert rows == got
     assert f"{len(rep['findings'])} findings, **{len(rep['causes'])} causes**" in head
+
+
+def test_a_second_run_removes_the_issue_files_of_causes_it_no_longer_has(tmp_path, run):
+    _, _, rep = run
+    doc = {**rep, "lossref_version": "0", "spec_version": "0", "command": "lossref diff keras",
+           "backends": [{"backend": "numpy", "framework_version": rep["framework_version"],
+                         "versions": rep["versions"], "cases": rep["cases"]}]}
+    doc["findings"] = [dict(f, backend="numpy") for f in doc["findings"]]
+    doc["causes"] = [dict(c, backends=["numpy"]) for c in doc["causes"]]
+    first = report.write_issues(doc, str(tmp_path))
+    assert len(first) == len(doc["causes"]) >= 2
+    (tmp_path / "notes.md").write_text("my own notes\n")  # not an issue file: kept
+    (tmp_path / "keep.txt").write_text("x")
+    fewer = dict(doc, causes=doc["causes"][:1])
+    second = report.write_issues(fewer, str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(second[0]), "notes.md", "keep.txt"])

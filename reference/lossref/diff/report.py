@@ -338,12 +338,28 @@ def render_issue(doc: Dict[str, Any], cause: Dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _is_issue_file(path: str) -> bool:
+    """Whether `path` is an issue file :func:`render_issue` wrote (by its own phrases)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "Found by lossref's differential tester: " in text and "lossref's grouping" in text
+
+
 def write_issues(doc: Dict[str, Any], folder: str) -> List[str]:
     """Write ``<cause id>.md`` (:func:`render_issue`) for every cause into `folder`, created
     if missing; each file atomically, all rendered first. Returns the paths, largest cause
-    first. Other files in `folder` are left as they are."""
+    first. An issue file of an earlier run whose cause this run does not have is removed, so
+    the folder holds this run's issues; every other file in `folder` is left as it is."""
     texts = [(os.path.join(folder, f"{c['id']}.md"), render_issue(doc, c)) for c in doc.get("causes", [])]
     os.makedirs(folder, exist_ok=True)
     for path, text in texts:
         write_atomic(Path(path), text.encode("utf-8"))
+    keep = {os.path.basename(p) for p, _ in texts}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.endswith(".md") and name not in keep and os.path.isfile(path) and _is_issue_file(path):
+            os.remove(path)
     return [p for p, _ in texts]
