@@ -389,3 +389,23 @@ def test_a_second_run_removes_the_issue_files_of_causes_it_no_longer_has(tmp_pat
     fewer = dict(doc, causes=doc["causes"][:1])
     second = report.write_issues(fewer, str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(second[0]), "notes.md", "keep.txt"])
+
+
+def test_gradient_findings_get_causes_of_their_own_on_a_real_run(tmp_path):
+    if "torch" not in runner.installed_backends():
+        pytest.skip("Keras with its torch backend is not installed")
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    r = subprocess.run([sys.executable, "-m", "lossref.cli", "diff", "keras", "--backend", "torch", "--grad",
+                        "--loss", "binary_crossentropy", "--dtype", "float16", "--no-plots", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 1, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "report.json").read_text())
+    grads = [c for c in doc["causes"] if c["evidence"]["gradient"]]
+    values = [c for c in doc["causes"] if not c["evidence"]["gradient"]]
+    assert grads and values
+    for c in grads:  # a gradient cause holds gradient findings only, and says so
+        assert c["id"].startswith("grad-") and c["title"].startswith("Gradient: ")
+        assert all(o.startswith("grad:") for i in c["findings"] for o in doc["findings"][i]["outputs"])
+    for c in values:
+        assert not any(o.startswith("grad:") for i in c["findings"] for o in doc["findings"][i]["outputs"])
+    assert sorted(i for c in doc["causes"] for i in c["findings"]) == list(range(len(doc["findings"])))
