@@ -191,6 +191,17 @@ def _shift_max(h, lo, c):
     return renorm_pair(h, lo + e)
 
 
+def _next_frame(pad, old, new):
+    """One frame of the forward or backward pass: the new state pairs ``(ah, al, bh, bl)``
+    shifted by their common per-row maximum (so they stay in range), or the old ones on a
+    padded frame (`pad`)."""
+    ah, al, bh, bl = new
+    top = np.maximum(np.max(ah, axis=1, keepdims=True), np.max(bh, axis=1, keepdims=True, initial=-np.inf))
+    ah, al = _shift_max(ah, al, top)
+    bh, bl = _shift_max(bh, bl, top)
+    return tuple(np.where(pad, o, n) for o, n in zip(old, (ah, al, bh, bl)))
+
+
 def _ctc_vjp(y_true, y_pred, cot, pad=(), lengths=(), blank_id=0, log_eps=-1e5, log_gate=-1e5, tables=False):
     """VJP of :func:`_ctc_reference`'s loss wrt the logits (B, T, K), `cot` (B,).
 
@@ -249,13 +260,7 @@ def _ctc_vjp(y_true, y_pred, cot, pad=(), lengths=(), blank_id=0, log_eps=-1e5, 
             nmh, nml = _add2(h[0], lo[0], eh[:, t], el[:, t])
             h, lo = logsumexp_pair(cp[0], cp[1], 0)
             nph, npl = _add2(h[0], lo[0], bh[:, t, None], bl[:, t, None])
-            top = np.maximum(np.max(nph, axis=1, keepdims=True),
-                             np.max(nmh, axis=1, keepdims=True, initial=-np.inf))
-            nph, npl = _shift_max(nph, npl, top)
-            nmh, nml = _shift_max(nmh, nml, top)
-            keep = pads[:, t, None]
-            ph, pl = np.where(keep, ph, nph), np.where(keep, pl, npl)
-            mh, ml = np.where(keep, mh, nmh), np.where(keep, ml, nml)
+            ph, pl, mh, ml = _next_frame(pads[:, t, None], (ph, pl, mh, ml), (nph, npl, nmh, nml))
             fw.append((ph, pl, mh, ml))
         # backward from the final contraction: last[m] = φ[m] + emit[m-1], read at the length
         idx = np.arange(n_n + 1)[None, :]
@@ -294,13 +299,7 @@ def _ctc_vjp(y_true, y_pred, cot, pad=(), lengths=(), blank_id=0, log_eps=-1e5, 
             nsh, nsl = h[0], lo[0]
             h, lo = logsumexp_pair(bp[0], bp[1], 0)
             nqh, nql = h[0], lo[0]
-            top = np.maximum(np.max(nqh, axis=1, keepdims=True),
-                             np.max(nsh, axis=1, keepdims=True, initial=-np.inf))
-            nqh, nql = _shift_max(nqh, nql, top)
-            nsh, nsl = _shift_max(nsh, nsl, top)
-            keep = pads[:, t, None]
-            qh, ql = np.where(keep, qh, nqh), np.where(keep, ql, nql)
-            sh, sl = np.where(keep, sh, nsh), np.where(keep, sl, nsl)
+            qh, ql, sh, sl = _next_frame(pads[:, t, None], (qh, ql, sh, sl), (nqh, nql, nsh, nsl))
         g = softmax_vjp(z, -c[:, None, None] * g_lp)
         g = np.where(~pads[..., None], g, 0.0)
         # a NaN loss is the oracle's decision (a non-finite frame, a dead state, a NaN at
