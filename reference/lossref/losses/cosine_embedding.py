@@ -99,15 +99,15 @@ def _rsqrt(ah: np.ndarray, al: np.ndarray):
     return y, 0.5 * y * r
 
 
-def _rows(t: np.ndarray, p: np.ndarray, q: np.ndarray, margin: float, eps1: float, eps2: float) -> np.ndarray:
-    """The loss of float64 rows ``p`` (x1) and ``q`` (x2), shape (n, D), labels ``t`` (n,).
+def _shared(p: np.ndarray, q: np.ndarray, margin: float, eps1: float, eps2: float) -> tuple:
+    """What the value and the gradient of float64 rows ``p`` (x1), ``q`` (x2) share.
 
-    Both vectors are scaled by powers of two (exact). ``1 - cos`` uses the unit vectors
-    ``u_i = x_i / sqrt(||x_i||^2 + eps_i)``: ``2 (1 - cos) = ||u_1 - u_2||^2 + eps_1 / a_1 +
-    eps_2 / a_2`` (``a_i`` the squared norm plus eps), a sum of non-negative terms, with
-    ``u_1 - u_2`` formed from exact products and double-length scale factors, so nearly
-    parallel vectors keep their ``1 - cos``. ``cos - margin`` takes ``cos`` as a pair
-    (compensated dot product times double-length factors) and one TwoSum.
+    The rows scaled by powers of two, ``w = p 2^-ex``, ``v = q 2^-ey`` (a row with an
+    infinite or NaN entry as zeros); the squared norms plus eps as pairs with their scale
+    exponents and eps parts (:func:`_norm`); which rows have a cosine (a zero vector with
+    eps = 0 has 0 / 0); ``1/sqrt`` of the norms as pairs; ``w.v`` as a pair; and
+    ``cos - margin`` from ``cos`` as a pair (compensated dot product times double-length
+    factors) and one TwoSum, IEEE's ``cos - margin`` for an infinite margin.
     """
     finite = np.all(np.isfinite(p) & np.isfinite(q), axis=-1)
     p, q = np.where(finite[:, None], p, 0.0), np.where(finite[:, None], q, 0.0)
@@ -116,10 +116,31 @@ def _rows(t: np.ndarray, p: np.ndarray, q: np.ndarray, margin: float, eps1: floa
     w, v = np.ldexp(p, -ex[:, None]), np.ldexp(q, -ey[:, None])
     ah, al, kx, bx = _norm(w, ex, eps1)
     bh, bl, ky, by = _norm(v, ey, eps2)
-    defined = finite & (ah > 0) & (bh > 0)  # a zero vector with eps = 0: 0 / 0
+    defined = finite & (ah > 0) & (bh > 0)
     ah, bh = np.where(defined, ah, 1.0), np.where(defined, bh, 1.0)
     rx, rxl = _rsqrt(ah, al)
     ry, ryl = _rsqrt(bh, bl)
+    h, low = two_product(w, v)
+    ph, pl = sum2_parts(h, lo=low)
+    ch, cl = _dd_mul(*_dd_mul(ph, pl, rx, rxl), ry, ryl)
+    ch, cl = np.ldexp(ch, ex - kx + ey - ky), np.ldexp(cl, ex - kx + ey - ky)
+    s, se = two_sum(ch, -np.float64(margin))
+    above = s + (se + cl)
+    above = np.where(np.isfinite(above), above, (ch + cl) - margin)
+    return w, v, ex, ey, ah, al, kx, bx, bh, bl, ky, by, defined, rx, rxl, ry, ryl, ph, pl, above
+
+
+def _rows(t: np.ndarray, p: np.ndarray, q: np.ndarray, margin: float, eps1: float, eps2: float) -> np.ndarray:
+    """The loss of float64 rows ``p`` (x1) and ``q`` (x2), shape (n, D), labels ``t`` (n,).
+
+    Both vectors are scaled by powers of two (exact). ``1 - cos`` uses the unit vectors
+    ``u_i = x_i / sqrt(||x_i||^2 + eps_i)``: ``2 (1 - cos) = ||u_1 - u_2||^2 + eps_1 / a_1 +
+    eps_2 / a_2`` (``a_i`` the squared norm plus eps), a sum of non-negative terms, with
+    ``u_1 - u_2`` formed from exact products and double-length scale factors, so nearly
+    parallel vectors keep their ``1 - cos``. ``cos - margin``: :func:`_shared`.
+    """
+    w, v, ex, ey, ah, al, kx, bx, bh, bl, ky, by, defined, rx, rxl, ry, ryl, _, _, above = \
+        _shared(p, q, margin, eps1, eps2)
     gx, gy = ex - kx, ey - ky  # u_1 = w rx 2^gx, u_2 = v ry 2^gy
     # 1 - cos: the difference of the unit vectors at the common scale 2^g
     g = np.maximum(gx, gy)
@@ -132,16 +153,6 @@ def _rows(t: np.ndarray, p: np.ndarray, q: np.ndarray, margin: float, eps1: floa
     qh, ql = sum2_parts(sq, lo=sql + 2.0 * d * dl)
     one_minus = 0.5 * sum2(np.stack([np.ldexp(qh, 2 * g), np.ldexp(ql, 2 * g), *_dd_div(bx, ah, al),
                                      *_dd_div(by, bh, bl)], axis=-1))
-    # cos - margin
-    h, low = two_product(w, v)
-    ph, pl = sum2_parts(h, lo=low)
-    ch, cl = _dd_mul(*_dd_mul(ph, pl, rx, rxl), ry, ryl)
-    ch, cl = np.ldexp(ch, gx + gy), np.ldexp(cl, gx + gy)
-    s, se = two_sum(ch, -np.float64(margin))
-    above = s + (se + cl)
-    plain = ~np.isfinite(above)  # an infinite margin: IEEE's cos - margin
-    if np.any(plain):
-        above = np.where(plain, (ch + cl) - margin, above)
     beyond = np.maximum(above, 0.0)
     out = np.where(t == 1, one_minus, np.where(t == -1, beyond, 0.0))
     return np.where(defined | ((t != 1) & (t != -1)), out, np.nan)
@@ -164,25 +175,9 @@ def reference(y_true: np.ndarray, y_pred: np.ndarray, x2=None, margin: float = 0
 
 def _grad_rows(t, p, q, cot, margin: float, eps1: float, eps2: float, kink: float):
     """``(d/dx1, d/dx2)`` of ``sum(cot * loss)`` for float64 rows (see :func:`gradient`)."""
-    finite = np.all(np.isfinite(p) & np.isfinite(q), axis=-1)
-    p, q = np.where(finite[:, None], p, 0.0), np.where(finite[:, None], q, 0.0)
-    tops = [np.max(np.abs(v), axis=-1, initial=0.0) for v in (p, q)]
-    ex, ey = (np.where(top > 0, np.frexp(top)[1], _NONE) for top in tops)
-    w, v = np.ldexp(p, -ex[:, None]), np.ldexp(q, -ey[:, None])
-    ah, al, kx, _ = _norm(w, ex, eps1)
-    bh, bl, ky, _ = _norm(v, ey, eps2)
-    defined = finite & (ah > 0) & (bh > 0)
-    ah, bh = np.where(defined, ah, 1.0), np.where(defined, bh, 1.0)
-    rx, rxl = _rsqrt(ah, al)
-    ry, ryl = _rsqrt(bh, bl)
-    h, low = two_product(w, v)
-    ph, pl = sum2_parts(h, lo=low)  # w.v, double length
-    # the sign of cos - margin, as the reference forms it
-    ch, cl = _dd_mul(*_dd_mul(ph, pl, rx, rxl), ry, ryl)
-    ch, cl = np.ldexp(ch, ex - kx + ey - ky), np.ldexp(cl, ex - kx + ey - ky)
-    s, se = two_sum(ch, -np.float64(margin))
-    above = s + (se + cl)
-    above = np.where(np.isfinite(above), above, (ch + cl) - margin)
+    # the sign of cos - margin as the reference forms it
+    w, v, ex, ey, ah, al, kx, _, bh, bl, ky, _, defined, rx, rxl, ry, ryl, ph, pl, above = \
+        _shared(p, q, margin, eps1, eps2)
     coef = np.where(t == 1, -1.0, np.where(t == -1, hinge_share(above, kink), 0.0)) * cot
     # an undefined value (a zero vector with eps = 0, an infinite or NaN entry) is the
     # definition's NaN, not a function of the inputs: no gradient
