@@ -46,13 +46,10 @@ def judged(record: Dict[str, Any], budget: Optional[float]) -> Dict[str, Any]:
     return out
 
 
-def _ulp_key(r: Dict[str, Any]) -> float:
-    return math.inf if r.get("ulp") is None else float(r["ulp"])
-
-
 def worst_record(records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """The worst record: the worst status, then the largest error, then the first case id."""
-    return min(records, key=lambda r: (-compare.RANK[r["status"]], -_ulp_key(r), r["case"]["id"]))
+    return min(records, key=lambda r: (-compare.RANK[r["status"]], -runner.ulp_key(r.get("ulp")),
+                                       r["case"]["id"]))
 
 
 def _cause(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -75,7 +72,7 @@ def state_of(records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 def _summary(r: Dict[str, Any]) -> str:
     if r["status"] != "error" and r.get("kind") not in ("shape", "dtype") and "computed" in r:
-        u = _ulp_key(r)
+        u = runner.ulp_key(r.get("ulp"))
         ulp = "inf" if math.isinf(u) else f"{u:.3g}"
         return f"{r['computed']!r} vs exact {r['exact']} ({ulp} ulp, budget {r['budget']:g})"
     return r.get("summary") or r["status"]

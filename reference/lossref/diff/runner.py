@@ -281,7 +281,7 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str,
     for (loss, dtype, grad, status, kind), rs in sorted(groups.items()):
         # the largest error; among equal ones (aliases such as mean and sum_over_batch_size
         # give equal values) the first case by id, then the first output in canonical order
-        worst = min(rs, key=lambda r: (-_sort_ulp(r.get("ulp")), r["case"]["id"],
+        worst = min(rs, key=lambda r: (-ulp_key(r.get("ulp")), r["case"]["id"],
                                        _output_rank(r["case"], r["output"])))
         c, output = worst["case"], worst["output"]
         params = _sorted_params(c)
@@ -305,7 +305,7 @@ def build_findings(records: List[Dict[str, Any]], framework: str, backend: str,
         worsts.append(worst)
     # worst first; equal ones in a fixed order (groups are sorted, sort is stable)
     order = sorted(range(len(findings)), key=lambda i: (compare.RANK[findings[i]["kind"]],
-                                                        _sort_ulp(findings[i]["max_ulp"])), reverse=True)
+                                                        ulp_key(findings[i]["max_ulp"])), reverse=True)
     if worst_records is not None:
         worst_records.extend(worsts[i] for i in order)
     return [findings[i] for i in order]
@@ -316,7 +316,8 @@ def _sorted_params(case: Dict[str, Any]) -> Dict[str, Any]:
     return dict(sorted((case.get("params") or {}).items()))
 
 
-def _sort_ulp(u) -> float:
+def ulp_key(u) -> float:
+    """An ulp error (or the reports' ``"inf"``, or None for no value) as a sort key: worst is largest."""
     return math.inf if u in (None, "inf") else float(u)
 
 
