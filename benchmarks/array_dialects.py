@@ -14,7 +14,6 @@ exact to a rounding.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Dict, Tuple
@@ -24,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from cases import geomean_and_worst  # noqa: E402
+from cases import geomean_and_worst, print_ratios, write_rows  # noqa: E402
 from torch_dialect import timed_pair  # noqa: E402
 
 Args = Tuple[tuple, dict]
@@ -147,11 +146,8 @@ def main(argv=None) -> int:
             rows.append(dialect_row(fw, name, args.log2n, args.repeat))
             print_row(rows[-1])
     s = summarise(rows)
-    for fw, v in s.items():
-        print(f"{fw} dialect: geometric-mean {v['geomean_ratio']:.2f}x {fw}, worst {v['worst']} {v['worst_ratio']:.2f}x")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"rows": rows, "summary": s}, f, indent=1)
+    print_ratios("{} dialect", "{}", s)
+    write_rows(args.out, rows, s)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import tracemalloc
@@ -45,6 +46,21 @@ def geomean_and_worst(ratios: dict) -> dict:
     worst = max(ratios, key=ratios.get)
     return {"geomean_ratio": statistics.geometric_mean(ratios.values()), "worst": worst,
             "worst_ratio": ratios[worst]}
+
+
+def print_ratios(label: str, peer: str, s: dict) -> None:
+    """One line per group of a summary of :func:`geomean_and_worst` records; `label` and
+    `peer` are format strings of the group's key."""
+    for key, v in s.items():
+        print(f"{label.format(key)}: geometric-mean {v['geomean_ratio']:.2f}x {peer.format(key)}, "
+              f"worst {v['worst']} {v['worst_ratio']:.2f}x")
+
+
+def write_rows(path: str | None, rows: list, s: dict) -> None:
+    """The rows and their summary as JSON at `path` (nothing when it is None)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"rows": rows, "summary": s}, f, indent=1)
 
 
 def summary(ts: list) -> dict:

@@ -16,7 +16,6 @@ prediction (integer-only inputs) are left out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 from array_dialects import _inputs as optax_inputs  # noqa: E402
-from cases import geomean_and_worst, interleaved  # noqa: E402
+from cases import geomean_and_worst, interleaved, print_ratios, write_rows  # noqa: E402
 from torch_dialect import _inputs as torch_inputs  # noqa: E402
 
 
@@ -126,11 +125,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rs = rows(args.framework or ["torch", "optax"], args.log2n, args.repeat)
     s = summarise(rs)
-    for fw, v in s.items():
-        print(f"{fw} gradients: geometric-mean {v['geomean_ratio']:.2f}x {fw}, worst {v['worst']} {v['worst_ratio']:.2f}x")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"rows": rs, "summary": s}, f, indent=1)
+    print_ratios("{} gradients", "{}", s)
+    write_rows(args.out, rs, s)
     return 0
 
 

@@ -34,7 +34,7 @@ import mpmath  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lossref  # noqa: E402
-from cases import CATEGORICAL, inputs_for, peak_extra_bytes, timed  # noqa: E402
+from cases import CATEGORICAL, inputs_for, peak_extra_bytes, print_ratios, timed  # noqa: E402
 from dialect import dialect_row, keras_callables, shape_for  # noqa: E402
 from torch_dialect import functions as torch_functions  # noqa: E402
 from torch_dialect import print_row as print_torch_row  # noqa: E402
@@ -337,9 +337,7 @@ def main(argv=None) -> int:
         print("reference gradients (.grad) over torch autograd and jit(jax.grad) (float32 inputs; medians):")
         results["grad"] = grad_rows(["torch", "optax"], 12 if args.quick else 18, repeat)
         results["summary_grad"] = grad_summary(results["grad"])
-        for fw, v in results["summary_grad"].items():
-            print(f"{fw} gradients: geometric-mean {v['geomean_ratio']:.2f}x {fw}, worst {v['worst']} "
-                  f"{v['worst_ratio']:.2f}x")
+        print_ratios("{} gradients", "{}", results["summary_grad"])
     if "oracle" in parts:
         print("oracle vs naive mpmath (dps=50, no Ziv loop):")
         oracle_benchmarks(args.quick, repeat, results)
@@ -380,14 +378,10 @@ def summarise(results) -> None:
                                       "max_extra_memory_ratio": extra}
     if results.get("torch_dialect"):
         results["summary_torch_dialect"] = summarise_torch(results["torch_dialect"])
-        for red, v in results["summary_torch_dialect"].items():
-            print(f"torch dialect '{red}': geometric-mean {v['geomean_ratio']:.2f}x torch, worst {v['worst']} "
-                  f"{v['worst_ratio']:.2f}x")
+        print_ratios("torch dialect '{}'", "torch", results["summary_torch_dialect"])
     if results.get("array_dialects"):
         results["summary_array_dialects"] = summarise_arrays(results["array_dialects"])
-        for fw, v in results["summary_array_dialects"].items():
-            print(f"{fw} dialect: geometric-mean {v['geomean_ratio']:.2f}x {fw}, worst {v['worst']} "
-                  f"{v['worst_ratio']:.2f}x")
+        print_ratios("{} dialect", "{}", results["summary_array_dialects"])
     ora = results["oracle"]
     if ora:
         by_loss = {}

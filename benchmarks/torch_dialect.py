@@ -14,7 +14,6 @@ sums and one rounding, so the ratio is the price of the exact-to-a-rounding answ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -24,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from cases import geomean_and_worst, interleaved, peak_extra_bytes  # noqa: E402
+from cases import geomean_and_worst, interleaved, peak_extra_bytes, print_ratios, write_rows  # noqa: E402
 
 Args = Tuple[tuple, dict]
 
@@ -139,12 +138,8 @@ def main(argv=None) -> int:
         rows.append(torch_row(name, args.log2n, args.repeat))
         print_row(rows[-1])
     s = summarise(rows)
-    for red, v in s.items():
-        print(f"torch dialect '{red}': geometric-mean {v['geomean_ratio']:.2f}x torch, worst {v['worst']} "
-              f"{v['worst_ratio']:.2f}x")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"rows": rows, "summary": s}, f, indent=1)
+    print_ratios("torch dialect '{}'", "torch", s)
+    write_rows(args.out, rows, s)
     return 0
 
 
