@@ -108,6 +108,21 @@ def probs(*shape, dtype=np.float64):
     return (p / p.sum(-1, keepdims=True)).astype(dtype)
 
 
+def hard_logits(d):
+    """Logits of the softmax tests: a moderate row, a 70-wide spread, a row near a tie."""
+    return np.array([[0.3, -1.7, 2.5, 1.0], [40.0, 0.0, -30.0, 2.0], [-5.0, -5.5, 0.25, 0.0]], d)
+
+
+def hard_labels(d):
+    """Labels for :func:`hard_logits`: random probabilities, one-hot, and a row with a zero."""
+    return np.vstack([probs(1, 4), [[1.0, 0.0, 0.0, 0.0]], [[0.0, 0.2, 0.7, 0.1]]]).astype(d)
+
+
+#: a `where` mask for (3, 4) inputs whose second row is fully masked
+ROW_MASKED = np.array([[True, False, True, True], [False, False, False, False], [True, True, True, False]])
+ROW_MASKED.setflags(write=False)
+
+
 FMTS = [FLOAT64, FLOAT32]
 
 
@@ -246,8 +261,8 @@ def test_sigmoid_focal(kw, fmt):
 @pytest.mark.parametrize("fmt", FMTS)
 def test_softmax_ce(fmt):
     d = DT[fmt]
-    z = np.array([[0.3, -1.7, 2.5, 1.0], [40.0, 0.0, -30.0, 2.0], [-5.0, -5.5, 0.25, 0.0]], d)
-    y = np.vstack([probs(1, 4), [[1.0, 0.0, 0.0, 0.0]], [[0.0, 0.2, 0.7, 0.1]]]).astype(d)
+    z = hard_logits(d)
+    y = hard_labels(d)
     check("softmax_cross_entropy", (z, y), fmt=fmt, terms=CE_TERMS)
     # optax's custom JVP of safe_softmax_cross_entropy fails under jax.grad for float32 with x64 on
     check("safe_softmax_cross_entropy", (z, y), fmt=fmt, terms=CE_TERMS, no_jax=fmt is FLOAT32)
@@ -258,7 +273,7 @@ def test_softmax_ce_axis_and_mask():
     check("softmax_cross_entropy", (z, y), {"axis": (0, 1)}, layout=lambda g: axes_last(g, (0, 1)),
           terms=CE_TERMS)
     z, y = r(3, 4), probs(3, 4)
-    w = np.array([[True, False, True, True], [False, False, False, False], [True, True, True, False]])
+    w = ROW_MASKED
     # masked labels: 0 * log_softmax = 0 * -inf, NaN (jax.grad's value), not in the oracle's domain
     got = check("softmax_cross_entropy", (z, y), {"where": w}, wrt=("y_pred",), argnums=(0,), terms=CE_TERMS)
     assert np.all(got["y_pred"][~w] == 0)
@@ -286,7 +301,7 @@ def test_softmax_ce_minus_inf_logit():
 @pytest.mark.parametrize("fmt", FMTS)
 def test_integer_labels(fmt):
     d = DT[fmt]
-    z = np.array([[0.3, -1.7, 2.5, 1.0], [40.0, 0.0, -30.0, 2.0], [-5.0, -5.5, 0.25, 0.0]], d)
+    z = hard_logits(d)
     k = np.array([2, 0, 1])
     check("softmax_cross_entropy_with_integer_labels", (z, k), wrt=("y_pred",), argnums=(0,), fmt=fmt)
     k = np.array([-1, 0, 3])  # negative labels count from the end
@@ -300,7 +315,7 @@ def test_integer_labels_axis_and_mask():
           layout=lambda g: g.reshape(2, 6))
     z = r(3, 4)
     k = np.array([1, 2, 3])
-    w = np.array([[True, False, True, True], [False, False, False, False], [True, True, True, False]])
+    w = ROW_MASKED
     got = check("softmax_cross_entropy_with_integer_labels", (z, k), {"where": w}, wrt=("y_pred",), argnums=(0,))
     assert np.all(got["y_pred"][1] == 0)  # a fully masked row
 
@@ -314,8 +329,8 @@ def test_integer_labels_out_of_range():
 @pytest.mark.parametrize("fmt", FMTS)
 def test_poly(fmt):
     d = DT[fmt]
-    z = np.array([[0.3, -1.7, 2.5, 1.0], [40.0, 0.0, -30.0, 2.0], [-5.0, -5.5, 0.25, 0.0]], d)
-    y = np.vstack([probs(1, 4), [[1.0, 0.0, 0.0, 0.0]], [[0.0, 0.2, 0.7, 0.1]]]).astype(d)
+    z = hard_logits(d)
+    y = hard_labels(d)
     check("poly_loss_cross_entropy", (z, y), fmt=fmt, terms=POLY_TERMS)
     check("poly_loss_cross_entropy", (z, y), {"epsilon": -0.5}, fmt=fmt, terms=POLY_TERMS)
 
