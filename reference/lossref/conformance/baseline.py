@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .. import SPEC_VERSION, __version__
-from ..diff import compare
+from ..diff import compare, runner
 from ..vectors.fileformat import dumps
 
 FORMAT = "lossref-conformance-baseline"
@@ -99,16 +98,11 @@ def _vector_set(cases: Mapping[str, Any]) -> str:
 # --- states and the ratchet ------------------------------------------------------------------------
 
 
-def ulp_value(x: Any) -> float:
-    """A recorded error in ulps as a number (``"inf"`` is infinite)."""
-    return math.inf if x == "inf" else float(x)
-
-
 def worse(state: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
     """Whether `state` is worse than the recorded `entry` in any way: a worse status, a
     larger error, or a case failing that did not."""
     return (compare.RANK[state["worst"]] > compare.RANK[entry["worst"]]
-            or ulp_value(state["max_ulp"]) > ulp_value(entry["max_ulp"])
+            or runner.ulp_key(state["max_ulp"]) > runner.ulp_key(entry["max_ulp"])
             or not set(state["failing"]) <= set(entry["failing"]))
 
 
